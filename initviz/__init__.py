@@ -1,0 +1,17 @@
+"""initviz: see what weight initialization does to a neural network.
+
+The backend of the app, importable without Streamlit: schemes and activations, the network spec,
+the probe (per-layer statistics forward and backward), mean-field theory, and the command line.
+"""
+
+from initviz.activations import ACTIVATIONS, Activation, get_activation
+from initviz.errors import InitvizError, InvalidSpec, TooLarge
+from initviz.network import NetworkSpec, build_model
+from initviz.probe import Profile, profile
+from initviz.schemes import BIAS_SCHEMES, SCHEMES, Scheme, get_scheme
+
+__all__ = [
+    "ACTIVATIONS", "Activation", "BIAS_SCHEMES", "InitvizError", "InvalidSpec", "NetworkSpec",
+    "Profile", "SCHEMES", "Scheme", "TooLarge", "build_model", "get_activation", "get_scheme",
+    "profile",
+]

@@ -1,0 +1,5 @@
+import sys
+
+from initviz.cli import main
+
+sys.exit(main())

@@ -1,0 +1,200 @@
+"""The network a user describes: a frozen, hashable spec, and the ``nn.Sequential`` built from it.
+
+A network is ``depth`` hidden blocks, each ``Linear -> [norm] -> activation``; a training model adds
+one output ``Linear``. Layers are numbered from 1 everywhere in initviz's output.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from initviz.activations import get_activation
+from initviz.errors import InvalidSpec, TooLarge
+from initviz.schemes import ParamValue, get_scheme, lsuv_rescale
+
+MAX_WIDTH = 4096
+MAX_DEPTH = 500
+MAX_INPUT_DIM = 4096
+NORMS = ("none", "batchnorm", "layernorm")
+LSUV_CALIBRATION_BATCH = 512
+
+DEFAULT_MEMORY_BUDGET = 2 * 1024**3
+"""Bytes one computation may use; ``INITVIZ_MEMORY_BUDGET_MB`` in the environment overrides it."""
+
+
+def memory_budget() -> int:
+    configured = os.environ.get("INITVIZ_MEMORY_BUDGET_MB")
+    return int(float(configured) * 1024**2) if configured else DEFAULT_MEMORY_BUDGET
+
+
+def _check_int(field: str, value: object, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise InvalidSpec(field, value, f"a whole number in [{low}, {high}]")
+    try:
+        number = int(value) if not isinstance(value, float) else value
+    except ValueError:
+        raise InvalidSpec(field, value, f"a whole number in [{low}, {high}]") from None
+    if isinstance(number, float) and not number.is_integer() or not low <= number <= high:
+        raise InvalidSpec(field, value, f"a whole number in [{low}, {high}]")
+    return int(number)
+
+
+def _as_pairs(params: Mapping[str, ParamValue] | Sequence[tuple[str, ParamValue]]) -> dict:
+    return dict(params.items() if isinstance(params, Mapping) else params)
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """What the user chose. Validated and normalized on construction, hashable afterwards.
+
+    ``scheme_params`` and ``bias_params`` may be given as a dict; they are stored as a sorted
+    tuple of ``(name, value)`` with every default filled in.
+    """
+
+    sizes: tuple[int, ...]
+    input_dim: int = 64
+    activation: str = "relu"
+    scheme: str = "kaiming_normal"
+    scheme_params: tuple[tuple[str, ParamValue], ...] = ()
+    bias: str = "zeros"
+    bias_params: tuple[tuple[str, ParamValue], ...] = ()
+    norm: str = "none"
+
+    def __post_init__(self) -> None:
+        sizes = self.sizes
+        if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence) or not sizes:
+            raise InvalidSpec("sizes", sizes, "one or more layer widths")
+        if len(sizes) > MAX_DEPTH:
+            raise InvalidSpec("depth", len(sizes), f"a whole number in [1, {MAX_DEPTH}]")
+        set_ = object.__setattr__
+        set_(self, "sizes", tuple(_check_int("width", s, 1, MAX_WIDTH) for s in sizes))
+        set_(self, "input_dim", _check_int("input_dim", self.input_dim, 1, MAX_INPUT_DIM))
+        get_activation(self.activation)
+        if self.norm not in NORMS:
+            raise InvalidSpec("norm", self.norm, "one of " + ", ".join(NORMS))
+        set_(self, "scheme_params",
+             get_scheme(self.scheme).resolve(_as_pairs(self.scheme_params)))
+        set_(self, "bias_params",
+             get_scheme(self.bias, bias=True).resolve(_as_pairs(self.bias_params)))
+
+    @classmethod
+    def stack(cls, width: int, depth: int, **kwargs) -> NetworkSpec:
+        """A network of ``depth`` hidden layers of ``width`` units each."""
+        depth = _check_int("depth", depth, 1, MAX_DEPTH)
+        return cls(sizes=(width,) * depth, **kwargs)
+
+    @property
+    def depth(self) -> int:
+        return len(self.sizes)
+
+    @property
+    def fans(self) -> list[tuple[int, int]]:
+        """``(fan_in, fan_out)`` of every hidden layer, in order."""
+        ins = (self.input_dim, *self.sizes[:-1])
+        return list(zip(ins, self.sizes))
+
+    @property
+    def params(self) -> dict[str, ParamValue]:
+        return dict(self.scheme_params)
+
+    @property
+    def bias_param_dict(self) -> dict[str, ParamValue]:
+        return dict(self.bias_params)
+
+    def parameter_count(self, out_features: int | None = None) -> int:
+        fans = self.fans + ([(self.sizes[-1], out_features)] if out_features else [])
+        return sum(fi * fo + fo for fi, fo in fans)
+
+    def to_dict(self) -> dict:
+        return {
+            "sizes": list(self.sizes), "input_dim": self.input_dim,
+            "activation": self.activation, "scheme": self.scheme, "params": self.params,
+            "bias": self.bias, "bias_params": self.bias_param_dict, "norm": self.norm,
+        }
+
+
+def estimate_bytes(spec: NetworkSpec, batch: int, *, models: int = 1,
+                   out_features: int | None = None, parameter_copies: int = 2,
+                   activation_copies: int = 4) -> int:
+    """A conservative estimate of the memory a forward and backward pass needs, in bytes.
+
+    Parameters are held ``parameter_copies`` times (weights and gradients; 4 with Adam's two
+    moments), activations ``activation_copies`` times per unit (Linear output, activation output
+    and the gradients of both, which autograd and the probe keep alive together). float32.
+    """
+    units = sum(spec.sizes) + (out_features or 0) + spec.input_dim
+    per_model = (parameter_copies * spec.parameter_count(out_features)
+                 + activation_copies * batch * units)
+    return 4 * models * per_model
+
+
+def check_memory(what: str, needed: int, budget: int | None = None) -> None:
+    budget = memory_budget() if budget is None else budget
+    if needed > budget:
+        raise TooLarge(what, needed, budget)
+
+
+def _norm_layer(kind: str, width: int) -> nn.Module | None:
+    if kind == "batchnorm":
+        return nn.BatchNorm1d(width)
+    if kind == "layernorm":
+        return nn.LayerNorm(width)
+    return None
+
+
+def init_linear(linear: nn.Linear, spec: NetworkSpec, generator: torch.Generator) -> None:
+    """Apply the spec's weight and bias schemes to one Linear layer, drawing from ``generator``."""
+    fans = (linear.in_features, linear.out_features)
+    get_scheme(spec.scheme).apply(linear.weight, spec.params, generator)
+    get_scheme(spec.bias, bias=True).apply(linear.bias, spec.bias_param_dict, generator, fans)
+
+
+def build_model(spec: NetworkSpec, seed: int, *, out_features: int | None = None,
+                device: torch.device | str = "cpu",
+                calibration: torch.Tensor | None = None) -> nn.Sequential:
+    """Build and initialize the network: blocks ``Linear -> [norm] -> activation``.
+
+    Every parameter is drawn from one ``torch.Generator`` seeded with ``seed``, layer by layer
+    (weight, then bias), on the CPU, so a seed gives the same network on every device. With
+    ``out_features``, an output Linear (initialized the same way) follows the hidden blocks.
+    LSUV rescales on ``calibration`` (default: N(0, 1) inputs drawn from the same generator).
+    """
+    generator = torch.Generator().manual_seed(seed)
+    activation = get_activation(spec.activation)
+    blocks: list[nn.Module] = []
+    for fan_in, fan_out in spec.fans:
+        # skip_init: nn.Linear would otherwise draw a default init from the global RNG first.
+        parts: OrderedDict[str, nn.Module] = OrderedDict(
+            linear=nn.utils.skip_init(nn.Linear, fan_in, fan_out))
+        norm = _norm_layer(spec.norm, fan_out)
+        if norm is not None:
+            parts["norm"] = norm
+        parts["act"] = activation.module()
+        init_linear(parts["linear"], spec, generator)
+        blocks.append(nn.Sequential(parts))
+    if spec.scheme == "lsuv":
+        if calibration is None:
+            calibration = torch.randn(LSUV_CALIBRATION_BATCH, spec.input_dim, generator=generator)
+        params = spec.params
+        lsuv_rescale(blocks, calibration, params["tol"], params["max_iter"])
+    if out_features is not None:
+        head = nn.utils.skip_init(nn.Linear, spec.sizes[-1], out_features)
+        init_linear(head, spec, generator)
+        blocks.append(head)
+    return nn.Sequential(*blocks).to(device)
+
+
+def hidden_linears(model: nn.Sequential, spec: NetworkSpec) -> list[nn.Linear]:
+    return [model[i].linear for i in range(spec.depth)]
+
+
+__all__ = [
+    "MAX_DEPTH", "MAX_INPUT_DIM", "MAX_WIDTH", "NORMS", "NetworkSpec", "build_model",
+    "check_memory", "estimate_bytes", "hidden_linears", "init_linear", "memory_budget",
+]

@@ -1,0 +1,283 @@
+"""Per-layer statistics of a freshly initialized network, forward and backward, from hooks.
+
+One forward and one backward pass on a batch of N(0, 1) inputs. The probe's loss is a fixed random
+projection of the last hidden layer, ``L = Σ_{b,i} h_L[b,i] · r[b,i]`` with ``r ~ N(0, 1)``, so
+``dL/dh_L = r`` has unit variance whatever the forward pass did: the backward statistics show what
+the network does to a gradient, not what the loss did to it.
+
+Statistics stay on the device as 0-d tensors while the hooks collect them and are stacked and
+copied to the host once at the end, so a profile costs one host sync however deep the network.
+Histograms use each layer's own range (min to max), like TensorBoard's; the percentile bands are
+read off those histograms at TensorBoard's basis points (min, the ±0.5/1/1.5 σ-equivalents of a
+normal, the median, max).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from initviz.activations import get_activation
+from initviz.devices import resolve_device
+from initviz.errors import InvalidSpec
+from initviz.network import NetworkSpec, build_model, check_memory, estimate_bytes
+from initviz.schemes import get_scheme
+from initviz.theory import MeanField, Prediction, predict, theory_unavailable_reason
+
+LAYER_COLUMNS = (
+    "layer", "fan_in", "fan_out", "weight_mean", "weight_std", "weight_std_theory",
+    "preact_mean", "preact_std", "preact_var_theory", "act_mean", "act_std",
+    "saturated_frac", "dead_frac", "grad_std", "weight_grad_norm", "grad_to_weight_ratio",
+)
+KINDS = ("weight", "preact", "act", "grad")
+BASIS_POINTS = (0, 668, 1587, 3085, 5000, 6915, 8413, 9332, 10000)
+"""TensorBoard's distribution basis points, in 1/100 of a percent."""
+
+MAX_BATCH = 8192
+MAX_BINS = 200
+INPUT_STREAM = 0x9E3779B9  # the inputs' generator is seeded apart from the weights' one
+
+
+@dataclass
+class Profile:
+    """Everything one probe measured, as tidy tables ready for charts and export."""
+
+    spec: NetworkSpec
+    batch: int
+    seed: int
+    device: str
+    device_notice: str | None
+    seconds: float
+    layers: pd.DataFrame
+    histograms: pd.DataFrame
+    percentiles: pd.DataFrame
+    first_nonfinite_layer: int | None
+    prediction: Prediction | None
+    theory_note: str | None
+
+    @property
+    def theory(self) -> MeanField | None:
+        return None if self.prediction is None else self.prediction.summary
+
+    def to_json_dict(self) -> dict:
+        theory = self.theory
+        return {
+            "config": {**self.spec.to_dict(), "batch": self.batch, "seed": self.seed},
+            "device": self.device,
+            "seconds": self.seconds,
+            "first_nonfinite_layer": self.first_nonfinite_layer,
+            "theory": {
+                "q_star": None if theory is None else theory.q_star,
+                "chi1": None if theory is None else theory.chi1,
+                "depth_scale": None if theory is None else theory.depth_scale,
+                "phase": None if theory is None else theory.phase,
+                "note": self.theory_note,
+            },
+            "layers": [
+                {k: _json_number(v) for k, v in row.items()}
+                for row in self.layers.to_dict(orient="records")
+            ],
+        }
+
+
+def _json_number(value):
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+class _TensorStats:
+    """Collects on-device summaries of tensors, one kind and layer at a time, with no host sync."""
+
+    def __init__(self, bins: int):
+        self.bins = bins
+        self.records: dict[tuple[str, int], dict[str, torch.Tensor]] = {}
+
+    def add(self, kind: str, layer: int, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = x.detach().reshape(-1).float()
+        std, mean = torch.std_mean(x, correction=0)
+        low, high = torch.aminmax(x)
+        # A constant tensor (zeros, dead layer) gets a narrow range around its value.
+        span = high - low
+        pad = torch.clamp(low.abs(), min=1e-12) * 1e-3
+        low = torch.where(span > 0, low, low - pad / 2)
+        span = torch.where(span > 0, span, pad)
+        index = ((x - low) * (self.bins / span)).to(torch.int64).clamp_(0, self.bins - 1)
+        counts = torch.zeros(self.bins, device=x.device, dtype=torch.float32)
+        counts.index_add_(0, index, torch.ones_like(x))
+        record = {"mean": mean, "std": std, "low": low, "span": span, "counts": counts,
+                  "finite": torch.isfinite(low) & torch.isfinite(high)}
+        self.records[(kind, layer)] = record
+        return record
+
+
+def _fraction_outside(z: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    count = torch.zeros((), device=z.device, dtype=torch.int64)
+    if math.isfinite(low):
+        count = count + torch.count_nonzero(z < low)
+    if math.isfinite(high):
+        count = count + torch.count_nonzero(z > high)
+    return count.float() / z.numel()
+
+
+def _percentiles(counts: torch.Tensor, low: torch.Tensor, span: torch.Tensor) -> torch.Tensor:
+    """Values at :data:`BASIS_POINTS` from histograms ``counts`` (rows), interpolating in bins."""
+    bins = counts.shape[1]
+    cdf = torch.cumsum(counts, 1)
+    total = cdf[:, -1:].clamp(min=1)
+    cdf = torch.cat([torch.zeros_like(total), cdf], 1) / total  # at the bin edges
+    targets = torch.tensor(BASIS_POINTS, dtype=cdf.dtype, device=cdf.device) / 10000
+    targets = targets.expand(cdf.shape[0], -1).contiguous()
+    right = torch.searchsorted(cdf, targets, side="left").clamp(1, bins)
+    left = right - 1
+    c_left, c_right = cdf.gather(1, left), cdf.gather(1, right)
+    within = torch.where(c_right > c_left, (targets - c_left) / (c_right - c_left),
+                         torch.zeros_like(targets))
+    edge = left.to(cdf.dtype) + within
+    values = low[:, None] + span[:, None] * edge / bins
+    values[:, 0] = low
+    values[:, -1] = low + span
+    return values
+
+
+def profile(spec: NetworkSpec, batch: int = 256, seed: int = 0, device: str = "auto",
+            bins: int = 60, memory_budget: int | None = None) -> Profile:
+    """Measure ``spec`` freshly initialized from ``seed``: see the module docstring."""
+    if not 1 <= batch <= MAX_BATCH or isinstance(batch, bool):
+        raise InvalidSpec("batch", batch, f"a whole number in [1, {MAX_BATCH}]")
+    if not 2 <= bins <= MAX_BINS:
+        raise InvalidSpec("bins", bins, f"a whole number in [2, {MAX_BINS}]")
+    check_memory("this profile", estimate_bytes(spec, batch), memory_budget)
+    choice = resolve_device(device)
+    dev = choice.device
+    activation = get_activation(spec.activation)
+
+    start = time.perf_counter()
+    model = build_model(spec, seed, device=dev)
+    inputs = torch.Generator().manual_seed(seed ^ INPUT_STREAM)
+    x = torch.randn(batch, spec.input_dim, generator=inputs).to(dev)
+    projection = torch.randn(batch, spec.sizes[-1], generator=inputs).to(dev)
+
+    stats = _TensorStats(bins)
+    saturated: list[torch.Tensor] = []
+    dead: list[torch.Tensor] = []
+    nan = torch.full((), math.nan, device=dev)
+    handles = []
+    for layer in range(1, spec.depth + 1):
+        act_module = model[layer - 1].act
+
+        def forward_hook(module, inputs_, output, layer=layer):
+            z = inputs_[0]
+            stats.add("preact", layer, z)
+            stats.add("act", layer, output)
+            sat, dead_below = activation.saturated_outside, activation.dead_at_or_below
+            saturated.append(nan if sat is None else _fraction_outside(z, *sat))
+            dead.append(nan if dead_below is None else
+                        torch.count_nonzero(z <= dead_below).float() / z.numel())
+
+        def backward_hook(module, grad_input, grad_output, layer=layer):
+            stats.add("grad", layer, grad_output[0])
+
+        handles.append(act_module.register_forward_hook(forward_hook))
+        handles.append(act_module.register_full_backward_hook(backward_hook))
+
+    linears = [model[i].linear for i in range(spec.depth)]
+    for layer, linear in enumerate(linears, start=1):
+        stats.add("weight", layer, linear.weight)
+    try:
+        with torch.enable_grad():
+            hidden = model(x.requires_grad_(True))
+            (hidden * projection).sum().backward()
+    finally:
+        for handle in handles:
+            handle.remove()
+    weight_norms = torch.stack(torch._foreach_norm([lin.weight.detach() for lin in linears]))
+    grad_norms = torch.stack(torch._foreach_norm([lin.weight.grad for lin in linears]))
+
+    # One transfer to the host for everything.
+    order = [(kind, layer) for kind in KINDS for layer in range(1, spec.depth + 1)]
+    stacked = {key: torch.stack([stats.records[o][key] for o in order])
+               for key in ("mean", "std", "low", "span", "counts", "finite")}
+    percentiles = _percentiles(stacked["counts"], stacked["low"], stacked["span"])
+    host = {k: v.cpu().numpy() for k, v in {
+        **stacked, "percentiles": percentiles, "saturated": torch.stack(saturated),
+        "dead": torch.stack(dead), "weight_norms": weight_norms, "grad_norms": grad_norms,
+    }.items()}
+    seconds = time.perf_counter() - start
+
+    return _assemble(spec, batch, seed, choice, seconds, bins, host)
+
+
+def _assemble(spec, batch, seed, choice, seconds, bins, host) -> Profile:
+    depth = spec.depth
+    layers_idx = np.arange(1, depth + 1)
+
+    def per_kind(key: str, kind: str) -> np.ndarray:
+        i = KINDS.index(kind)
+        return host[key][i * depth:(i + 1) * depth]
+
+    finite = host["finite"].reshape(len(KINDS), depth).all(axis=0)
+    bad_layers = np.nonzero(~finite)[0]
+    first_nonfinite = int(bad_layers[0]) + 1 if len(bad_layers) else None
+
+    scheme = get_scheme(spec.scheme)
+    prediction = predict(spec)
+    fans = np.array(spec.fans)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = host["grad_norms"] / host["weight_norms"]
+    layers = pd.DataFrame({
+        "layer": layers_idx,
+        "fan_in": fans[:, 0],
+        "fan_out": fans[:, 1],
+        "weight_mean": per_kind("mean", "weight"),
+        "weight_std": per_kind("std", "weight"),
+        "weight_std_theory": [scheme.weight_std(fi, fo, spec.params) for fi, fo in spec.fans],
+        "preact_mean": per_kind("mean", "preact"),
+        "preact_std": per_kind("std", "preact"),
+        "preact_var_theory": prediction.preact_var if prediction else [None] * depth,
+        "act_mean": per_kind("mean", "act"),
+        "act_std": per_kind("std", "act"),
+        "saturated_frac": host["saturated"],
+        "dead_frac": host["dead"],
+        "grad_std": per_kind("std", "grad"),
+        "weight_grad_norm": host["grad_norms"],
+        "grad_to_weight_ratio": ratio,
+    }, columns=list(LAYER_COLUMNS))
+    float_columns = [c for c in LAYER_COLUMNS if c not in ("layer", "fan_in", "fan_out")]
+    layers[float_columns] = layers[float_columns].astype("float64")
+    layers[float_columns] = layers[float_columns].where(np.isfinite(layers[float_columns]))
+
+    n_kinds = len(KINDS)
+    kind_col = np.repeat(KINDS, depth)
+    layer_col = np.tile(layers_idx, n_kinds)
+    usable = host["finite"].astype(bool)
+    edges = host["low"][:, None] + host["span"][:, None] * np.arange(bins + 1) / bins
+    histograms = pd.DataFrame({
+        "layer": np.repeat(layer_col[usable], bins),
+        "kind": np.repeat(kind_col[usable], bins),
+        "bin_lo": edges[usable, :-1].ravel(),
+        "bin_hi": edges[usable, 1:].ravel(),
+        "count": host["counts"][usable].ravel().astype(np.int64),
+    })
+    percentiles = pd.DataFrame(host["percentiles"][usable],
+                               columns=[f"p{bp}" for bp in BASIS_POINTS])
+    percentiles.insert(0, "kind", kind_col[usable])
+    percentiles.insert(0, "layer", layer_col[usable])
+
+    return Profile(
+        spec=spec, batch=batch, seed=seed, device=choice.name, device_notice=choice.notice,
+        seconds=seconds, layers=layers, histograms=histograms, percentiles=percentiles,
+        first_nonfinite_layer=first_nonfinite, prediction=prediction,
+        theory_note=theory_unavailable_reason(spec),
+    )
+
+
+__all__ = ["BASIS_POINTS", "KINDS", "LAYER_COLUMNS", "MAX_BATCH", "MAX_BINS", "Profile",
+           "profile"]

@@ -1,0 +1,487 @@
+r"""Weight and bias initialization schemes.
+
+Each scheme is described once, by the ``torch.nn.init`` call that applies it. That single
+description is used three ways: to initialize a tensor (with a seeded ``torch.Generator``), to print
+the PyTorch code that reproduces it, and -- together with the scheme's :class:`WeightLaw` -- to say
+what distribution the weights follow in theory (the density drawn over the measured histogram, and
+the variance that mean-field theory starts from).
+
+Notation follows ``torch/nn/init.py``: a Linear weight has shape ``(fan_out, fan_in)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import numpy as np
+import torch
+from scipy import stats
+from torch import nn
+
+from initviz.errors import InvalidSpec
+
+ParamValue = float | int | str
+Params = Mapping[str, ParamValue]
+
+
+# --------------------------------------------------------------------------------------------------
+# Parameters
+
+
+@dataclass(frozen=True)
+class Param:
+    """One scheme parameter: its default and what values it accepts."""
+
+    name: str
+    default: ParamValue
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] = ()
+    integer: bool = False
+    doc: str = ""
+
+    def coerce(self, value: object, owner: str) -> ParamValue:
+        """Return ``value`` converted to this parameter's type, or raise :class:`InvalidSpec`."""
+        where = f"{owner}.{self.name}"
+        if self.choices:
+            if isinstance(value, str) and value in self.choices:
+                return value
+            raise InvalidSpec(where, value, "one of " + ", ".join(self.choices))
+        try:
+            number = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise InvalidSpec(where, value, "a number") from None
+        if not math.isfinite(number):
+            raise InvalidSpec(where, value, "a finite number")
+        if self.integer:
+            if number != int(number):
+                raise InvalidSpec(where, value, "a whole number")
+            number = int(number)
+        if (self.low is not None and number < self.low) or (
+            self.high is not None and number > self.high
+        ):
+            raise InvalidSpec(where, value, f"a number in [{self.low:g}, {self.high:g}]")
+        return number
+
+    @property
+    def allowed(self) -> str:
+        if self.choices:
+            return "one of " + ", ".join(self.choices)
+        return f"[{self.low:g}, {self.high:g}]"
+
+
+# --------------------------------------------------------------------------------------------------
+# The theoretical distribution of one weight entry
+
+
+@dataclass(frozen=True)
+class WeightLaw:
+    """The distribution a scheme draws each entry from.
+
+    ``kind`` is the continuous part (``point`` for a constant), and ``zero_fraction`` an extra point
+    mass at zero (``sparse``). ``approximate`` marks laws that hold only for large layers
+    (orthogonal matrices: each entry of a Haar-random orthogonal matrix is asymptotically normal).
+    """
+
+    kind: Literal["normal", "uniform", "trunc_normal", "point"]
+    loc: float = 0.0
+    scale: float = 0.0
+    low: float = -math.inf
+    high: float = math.inf
+    zero_fraction: float = 0.0
+    approximate: bool = False
+
+    def _moments(self) -> tuple[float, float]:
+        """Mean and variance of the continuous part (of the point, for ``point``)."""
+        if self.kind == "normal":
+            return self.loc, self.scale**2
+        if self.kind == "uniform":
+            return (self.low + self.high) / 2, (self.high - self.low) ** 2 / 12
+        if self.kind == "trunc_normal":
+            dist = self._truncnorm()
+            return float(dist.mean()), float(dist.var())
+        return self.loc, 0.0
+
+    def _truncnorm(self):
+        alpha, beta = (self.low - self.loc) / self.scale, (self.high - self.loc) / self.scale
+        return stats.truncnorm(alpha, beta, loc=self.loc, scale=self.scale)
+
+    def mean(self) -> float:
+        return (1.0 - self.zero_fraction) * self._moments()[0]
+
+    def std(self) -> float:
+        mean, var = self._moments()
+        keep = 1.0 - self.zero_fraction
+        return math.sqrt(max(keep * (var + mean**2) - (keep * mean) ** 2, 0.0))
+
+    def pdf(self, x: np.ndarray) -> np.ndarray | None:
+        """Density of the continuous part (scaled by its mass); None for a point mass."""
+        keep = 1.0 - self.zero_fraction
+        if self.kind == "normal" and self.scale > 0:
+            return keep * stats.norm.pdf(x, self.loc, self.scale)
+        if self.kind == "uniform":
+            return keep * stats.uniform.pdf(x, self.low, self.high - self.low)
+        if self.kind == "trunc_normal":
+            return keep * self._truncnorm().pdf(x)
+        return None
+
+
+# --------------------------------------------------------------------------------------------------
+# Schemes
+
+
+@dataclass(frozen=True)
+class FanExpr:
+    """A ``torch.nn.init`` argument that depends on the layer's fans (pytorch_default's bias bound).
+
+    ``source`` is the same expression written against an ``nn.Linear`` called ``m``.
+    """
+
+    source: str
+    value: Callable[[int, int], float]
+
+
+@dataclass(frozen=True)
+class Scheme:
+    r"""An initialization scheme.
+
+    ``torch_fn`` and ``torch_kwargs`` name the ``torch.nn.init`` call that applies it; ``law`` gives
+    the theoretical distribution of an entry for given fans and parameters (None where it depends
+    on data, as for LSUV).
+    """
+
+    name: str
+    label: str
+    formula: str
+    reference: str
+    torch_fn: str
+    torch_kwargs: Callable[[Params], dict[str, object]]
+    law: Callable[[int, int, Params], WeightLaw | None]
+    params: tuple[Param, ...] = ()
+    check: Callable[[Params], None] | None = None
+
+    @property
+    def defaults(self) -> dict[str, ParamValue]:
+        return {p.name: p.default for p in self.params}
+
+    def resolve(self, given: Params | Sequence[tuple[str, ParamValue]] = ()) -> tuple:
+        """Validate ``given`` and fill in defaults: a sorted tuple of ``(name, value)`` pairs.
+
+        The tuple form keeps specs hashable, so they can serve as cache keys.
+        """
+        given = dict(given)
+        known = {p.name: p for p in self.params}
+        for name in given:
+            if name not in known:
+                allowed = ", ".join(known) if known else "no parameters"
+                raise InvalidSpec(f"{self.name}.{name}", given[name], f"a parameter of "
+                                  f"{self.name}: {allowed}")
+        values = {
+            name: param.coerce(given.get(name, param.default), self.name)
+            for name, param in known.items()
+        }
+        if self.check is not None:
+            self.check(values)
+        return tuple(sorted(values.items()))
+
+    def _call_kwargs(self, params: Params, fan_in: int, fan_out: int) -> dict[str, object]:
+        return {
+            key: value.value(fan_in, fan_out) if isinstance(value, FanExpr) else value
+            for key, value in self.torch_kwargs(params).items()
+        }
+
+    def apply(self, tensor: torch.Tensor, params: Params, generator: torch.Generator,
+              fans: tuple[int, int] | None = None) -> torch.Tensor:
+        """Initialize ``tensor`` in place through ``torch.nn.init``, drawing from ``generator``.
+
+        ``fans`` is ``(fan_in, fan_out)`` of the layer; it is needed for a bias, whose own shape
+        does not say what layer it belongs to.
+        """
+        fan_in, fan_out = fans if fans is not None else _fans(tensor)
+        fn = getattr(nn.init, self.torch_fn)
+        kwargs = self._call_kwargs(params, fan_in, fan_out)
+        if self.torch_fn not in _DETERMINISTIC:
+            kwargs["generator"] = generator
+        with torch.no_grad():
+            return fn(tensor, **kwargs)
+
+    def code(self, params: Params, target: str, generator: str = "g") -> str:
+        """The PyTorch line that does what :meth:`apply` does, e.g. for ``target='m.weight'``."""
+        args = [target]
+        for key, value in self.torch_kwargs(params).items():
+            args.append(f"{key}={value.source if isinstance(value, FanExpr) else _literal(value)}")
+        if self.torch_fn not in _DETERMINISTIC:
+            args.append(f"generator={generator}")
+        return f"nn.init.{self.torch_fn}({', '.join(args)})"
+
+    def weight_law(self, fan_in: int, fan_out: int, params: Params) -> WeightLaw | None:
+        return self.law(fan_in, fan_out, params)
+
+    def weight_std(self, fan_in: int, fan_out: int, params: Params) -> float | None:
+        """Theoretical std of one entry; None where it depends on data (LSUV)."""
+        law = self.law(fan_in, fan_out, params)
+        return None if law is None else law.std()
+
+    def weight_mean(self, fan_in: int, fan_out: int, params: Params) -> float | None:
+        law = self.law(fan_in, fan_out, params)
+        return None if law is None else law.mean()
+
+
+_DETERMINISTIC = {"zeros_", "ones_", "constant_"}
+
+
+def _fans(tensor: torch.Tensor) -> tuple[int, int]:
+    if tensor.dim() < 2:
+        raise InvalidSpec("tensor", tuple(tensor.shape), "a weight with at least 2 dimensions")
+    return nn.init._calculate_fan_in_and_fan_out(tensor)
+
+
+def _literal(value: object) -> str:
+    if isinstance(value, float) and value == math.sqrt(5):
+        return "math.sqrt(5)"
+    return repr(value)
+
+
+def _require_less(low: str, high: str) -> Callable[[Params], None]:
+    def check(params: Params) -> None:
+        if not params[low] < params[high]:
+            raise InvalidSpec(high, params[high], f"a number greater than {low}={params[low]:g}")
+
+    return check
+
+
+def _gain(params: Params) -> float:
+    return nn.init.calculate_gain(params["nonlinearity"], params["a"])
+
+
+def _kaiming_std(fan_in: int, fan_out: int, params: Params) -> float:
+    fan = fan_in if params["mode"] == "fan_in" else fan_out
+    return _gain(params) / math.sqrt(fan)
+
+
+def _uniform_law(std: float) -> WeightLaw:
+    bound = math.sqrt(3.0) * std
+    return WeightLaw("uniform", low=-bound, high=bound)
+
+
+_GAIN = Param("gain", 1.0, 0.0, 100.0, doc="multiplies the std")
+_KAIMING_PARAMS = (
+    Param("a", 0.0, 0.0, 100.0, doc="negative slope of the rectifier (leaky_relu)"),
+    Param("mode", "fan_in", choices=("fan_in", "fan_out"),
+          doc="fan_in preserves the forward signal, fan_out the backward one"),
+    Param("nonlinearity", "leaky_relu",
+          choices=("linear", "sigmoid", "tanh", "relu", "leaky_relu", "selu"),
+          doc="the gain is torch.nn.init.calculate_gain(nonlinearity, a)"),
+)
+_KAIMING_REF = ("He, Zhang, Ren & Sun (2015), Delving Deep into Rectifiers: Surpassing "
+                "Human-Level Performance on ImageNet Classification, ICCV")
+_XAVIER_REF = ("Glorot & Bengio (2010), Understanding the difficulty of training deep "
+               "feedforward neural networks, AISTATS")
+_LECUN_REF = ("LeCun, Bottou, Orr & Müller (1998), Efficient BackProp; used for SELU by "
+              "Klambauer et al. (2017), Self-Normalizing Neural Networks, NeurIPS")
+
+
+def _kaiming_kwargs(p: Params) -> dict[str, object]:
+    return {"a": p["a"], "mode": p["mode"], "nonlinearity": p["nonlinearity"]}
+
+
+def _sparse_law(fan_in: int, fan_out: int, p: Params) -> WeightLaw:
+    # torch.nn.init.sparse_ zeroes ceil(sparsity * rows) entries in every column.
+    zeros = math.ceil(p["sparsity"] * fan_out)
+    return WeightLaw("normal", scale=p["std"], zero_fraction=zeros / fan_out)
+
+
+_SCHEME_LIST: tuple[Scheme, ...] = (
+    Scheme(
+        "zeros", "All zeros", "W = 0",
+        "Every unit computes the same function and gets the same gradient: symmetry never "
+        "breaks (e.g. Goodfellow, Bengio & Courville 2016, Deep Learning, §8.4)",
+        "zeros_", lambda p: {}, lambda fi, fo, p: WeightLaw("point", loc=0.0),
+    ),
+    Scheme(
+        "ones", "All ones", "W = 1",
+        "A constant initialization: symmetric, so units never differentiate "
+        "(Goodfellow, Bengio & Courville 2016, §8.4)",
+        "ones_", lambda p: {}, lambda fi, fo, p: WeightLaw("point", loc=1.0),
+    ),
+    Scheme(
+        "constant", "Constant", "W = val",
+        "A constant initialization: symmetric, so units never differentiate "
+        "(Goodfellow, Bengio & Courville 2016, §8.4)",
+        "constant_", lambda p: {"val": p["val"]},
+        lambda fi, fo, p: WeightLaw("point", loc=p["val"]),
+        params=(Param("val", 0.1, -100.0, 100.0, doc="the constant"),),
+    ),
+    Scheme(
+        "uniform", "Uniform U(a, b)", "W ~ U(a, b)", "torch.nn.init.uniform_",
+        "uniform_", lambda p: {"a": p["a"], "b": p["b"]},
+        lambda fi, fo, p: WeightLaw("uniform", low=p["a"], high=p["b"]),
+        params=(Param("a", 0.0, -100.0, 100.0, doc="lower bound"),
+                Param("b", 1.0, -100.0, 100.0, doc="upper bound")),
+        check=_require_less("a", "b"),
+    ),
+    Scheme(
+        "normal", "Normal N(mean, std²)", "W ~ N(mean, std²)", "torch.nn.init.normal_",
+        "normal_", lambda p: {"mean": p["mean"], "std": p["std"]},
+        lambda fi, fo, p: WeightLaw("normal", loc=p["mean"], scale=p["std"]),
+        params=(Param("mean", 0.0, -100.0, 100.0), Param("std", 1.0, 0.0, 100.0)),
+    ),
+    Scheme(
+        "trunc_normal", "Truncated normal", "W ~ N(mean, std²) truncated to [a, b]",
+        "torch.nn.init.trunc_normal_ (redraws until inside [a, b])",
+        "trunc_normal_", lambda p: {"mean": p["mean"], "std": p["std"], "a": p["a"], "b": p["b"]},
+        lambda fi, fo, p: WeightLaw("trunc_normal", loc=p["mean"], scale=p["std"],
+                                    low=p["a"], high=p["b"]),
+        params=(Param("mean", 0.0, -100.0, 100.0), Param("std", 1.0, 1e-6, 100.0),
+                Param("a", -2.0, -100.0, 100.0), Param("b", 2.0, -100.0, 100.0)),
+        check=_require_less("a", "b"),
+    ),
+    Scheme(
+        "xavier_uniform", "Xavier / Glorot uniform",
+        "W ~ U(−b, b), b = gain·√(6 / (fan_in + fan_out)); Var(W) = gain²·2 / (fan_in + fan_out)",
+        _XAVIER_REF,
+        "xavier_uniform_", lambda p: {"gain": p["gain"]},
+        lambda fi, fo, p: _uniform_law(p["gain"] * math.sqrt(2.0 / (fi + fo))),
+        params=(_GAIN,),
+    ),
+    Scheme(
+        "xavier_normal", "Xavier / Glorot normal",
+        "W ~ N(0, σ²), σ = gain·√(2 / (fan_in + fan_out))",
+        _XAVIER_REF,
+        "xavier_normal_", lambda p: {"gain": p["gain"]},
+        lambda fi, fo, p: WeightLaw("normal", scale=p["gain"] * math.sqrt(2.0 / (fi + fo))),
+        params=(_GAIN,),
+    ),
+    Scheme(
+        "kaiming_uniform", "Kaiming / He uniform",
+        "W ~ U(−b, b), b = gain·√(3 / fan_mode); gain = √(2 / (1 + a²)) for leaky_relu",
+        _KAIMING_REF,
+        "kaiming_uniform_", _kaiming_kwargs,
+        lambda fi, fo, p: _uniform_law(_kaiming_std(fi, fo, p)),
+        params=_KAIMING_PARAMS,
+    ),
+    Scheme(
+        "kaiming_normal", "Kaiming / He normal",
+        "W ~ N(0, σ²), σ = gain / √fan_mode; gain = √(2 / (1 + a²)) for leaky_relu",
+        _KAIMING_REF,
+        "kaiming_normal_", _kaiming_kwargs,
+        lambda fi, fo, p: WeightLaw("normal", scale=_kaiming_std(fi, fo, p)),
+        params=_KAIMING_PARAMS,
+    ),
+    Scheme(
+        "orthogonal", "Orthogonal",
+        "W = gain·Q, Q a (semi-)orthogonal matrix from the QR decomposition of a Gaussian one; "
+        "entries ≈ N(0, gain² / max(fan_in, fan_out))",
+        "Saxe, McClelland & Ganguli (2013), Exact solutions to the nonlinear dynamics of "
+        "learning in deep linear neural networks, ICLR 2014",
+        "orthogonal_", lambda p: {"gain": p["gain"]},
+        lambda fi, fo, p: WeightLaw("normal", scale=p["gain"] / math.sqrt(max(fi, fo)),
+                                    approximate=True),
+        params=(_GAIN,),
+    ),
+    Scheme(
+        "sparse", "Sparse",
+        "W ~ N(0, std²), then ⌈sparsity·fan_out⌉ entries of every column set to 0",
+        "Martens (2010), Deep learning via Hessian-free optimization, ICML",
+        "sparse_", lambda p: {"sparsity": p["sparsity"], "std": p["std"]},
+        _sparse_law,
+        params=(Param("sparsity", 0.9, 0.0, 0.999, doc="fraction of zeros per column"),
+                Param("std", 0.01, 0.0, 100.0)),
+    ),
+    Scheme(
+        "pytorch_default", "PyTorch default (nn.Linear)",
+        "W ~ U(−1/√fan_in, 1/√fan_in), i.e. kaiming_uniform_(a=√5): Var(W) = 1 / (3·fan_in)",
+        "What torch.nn.Linear.reset_parameters does (kept from Lua Torch's default); with ReLU "
+        "it scales E[x²] by 1/6 per layer",
+        "kaiming_uniform_", lambda p: {"a": math.sqrt(5)},
+        lambda fi, fo, p: _uniform_law(1.0 / math.sqrt(3.0 * fi)),
+    ),
+    Scheme(
+        "lecun_normal", "LeCun normal", "W ~ N(0, 1 / fan_in)", _LECUN_REF,
+        "kaiming_normal_", lambda p: {"nonlinearity": "linear"},
+        lambda fi, fo, p: WeightLaw("normal", scale=1.0 / math.sqrt(fi)),
+    ),
+    Scheme(
+        "lecun_uniform", "LeCun uniform", "W ~ U(−√(3 / fan_in), √(3 / fan_in)): Var(W) = 1 / fan_in",
+        _LECUN_REF,
+        "kaiming_uniform_", lambda p: {"nonlinearity": "linear"},
+        lambda fi, fo, p: _uniform_law(1.0 / math.sqrt(fi)),
+    ),
+    Scheme(
+        "lsuv", "LSUV (layer-sequential unit variance)",
+        "orthogonal W, then for each layer in order: W ← W / √Var(W·x) on a calibration batch "
+        "until |Var − 1| < tol or max_iter rounds",
+        "Mishkin & Matas (2016), All you need is a good init, ICLR",
+        "orthogonal_", lambda p: {"gain": 1.0},
+        lambda fi, fo, p: None,
+        params=(Param("tol", 0.1, 1e-4, 1.0, doc="allowed |Var − 1|"),
+                Param("max_iter", 10, 1, 100, integer=True, doc="rescaling rounds per layer")),
+    ),
+)
+
+SCHEMES: dict[str, Scheme] = {s.name: s for s in _SCHEME_LIST}
+
+_PYTORCH_DEFAULT_BIAS = Scheme(
+    "pytorch_default", "PyTorch default (nn.Linear)",
+    "b ~ U(−1/√fan_in, 1/√fan_in)",
+    "What torch.nn.Linear.reset_parameters does",
+    "uniform_",
+    lambda p: {"a": FanExpr("-1 / math.sqrt(m.in_features)", lambda fi, fo: -1 / math.sqrt(fi)),
+               "b": FanExpr("1 / math.sqrt(m.in_features)", lambda fi, fo: 1 / math.sqrt(fi))},
+    lambda fi, fo, p: WeightLaw("uniform", low=-1 / math.sqrt(fi), high=1 / math.sqrt(fi)),
+)
+
+BIAS_SCHEMES: dict[str, Scheme] = {
+    "zeros": SCHEMES["zeros"],
+    "constant": SCHEMES["constant"],
+    # A bias of std 1 (the weight default) would swamp the signal; 0.05 is a sensible start.
+    "normal": replace(SCHEMES["normal"], params=(Param("mean", 0.0, -100.0, 100.0),
+                                                 Param("std", 0.05, 0.0, 100.0))),
+    "pytorch_default": _PYTORCH_DEFAULT_BIAS,
+}
+
+
+def get_scheme(name: str, *, bias: bool = False) -> Scheme:
+    table = BIAS_SCHEMES if bias else SCHEMES
+    try:
+        return table[name]
+    except KeyError:
+        raise InvalidSpec("bias" if bias else "scheme", name, "one of " + ", ".join(table)) from None
+
+
+# --------------------------------------------------------------------------------------------------
+# LSUV: the one scheme that needs data
+
+
+def lsuv_rescale(blocks: Sequence[nn.Module], x: torch.Tensor, tol: float,
+                 max_iter: int) -> list[int]:
+    """Rescale each block's Linear weight so its output variance on ``x`` is 1 within ``tol``.
+
+    ``blocks`` are applied in order; ``block[0]`` must be the block's ``nn.Linear``. Returns the
+    number of rescaling rounds each layer took. A layer whose output has zero or non-finite
+    variance cannot be rescaled; it is left as it is and the next layer goes on from there.
+    """
+    rounds = []
+    with torch.no_grad():
+        h = x
+        for block in blocks:
+            linear = block[0]
+            used = 0
+            for _ in range(max_iter):
+                var = float(linear(h).var())
+                if not math.isfinite(var) or var == 0.0 or abs(var - 1.0) < tol:
+                    break
+                linear.weight.div_(math.sqrt(var))
+                used += 1
+            rounds.append(used)
+            h = block(h)
+    return rounds
+
+
+__all__ = [
+    "BIAS_SCHEMES", "FanExpr", "Param", "Scheme", "SCHEMES", "WeightLaw", "get_scheme",
+    "lsuv_rescale",
+]
