@@ -55,11 +55,20 @@ def _as_q(q) -> torch.Tensor:
     return torch.as_tensor(q, dtype=torch.float64)
 
 
-def second_moment(activation: Activation, q) -> torch.Tensor:
-    """``E[φ(√q z)²]`` for ``z ~ N(0, 1)``; ``q`` may be a scalar or an array."""
+def _moment(activation: Activation, q, power: int) -> torch.Tensor:
     nodes, weights = _gauss_hermite()
     z = _as_q(q).unsqueeze(-1).sqrt() * nodes
-    return (activation.fn(z) ** 2 * weights).sum(-1)
+    return (activation.fn(z) ** power * weights).sum(-1)
+
+
+def second_moment(activation: Activation, q) -> torch.Tensor:
+    """``E[φ(√q z)²]`` for ``z ~ N(0, 1)``; ``q`` may be a scalar or an array."""
+    return _moment(activation, q, 2)
+
+
+def first_moment(activation: Activation, q) -> torch.Tensor:
+    """``E[φ(√q z)]``: the mean of a unit's activation (nonzero for ReLU, sigmoid, ...)."""
+    return _moment(activation, q, 1)
 
 
 def slope_moment(activation: Activation, q) -> torch.Tensor:
@@ -186,6 +195,7 @@ class Prediction:
     """Mean-field predictions for one network, layer by layer (index 0 is layer 1)."""
 
     preact_var: list[float]
+    act_var: list[float]
     grad_var: list[float]
     summary: MeanField
 
@@ -207,6 +217,8 @@ def predict(spec: NetworkSpec, input_second_moment: float = 1.0,
         q = sw2 * carried + sb2
         preact.append(q)
         carried = float(second_moment(act, q)) if math.isfinite(q) else math.inf
+    act_var = [float(second_moment(act, q) - first_moment(act, q) ** 2) if math.isfinite(q)
+               else math.nan for q in preact]
     slopes = [float(slope_moment(act, q)) if math.isfinite(q) else math.nan for q in preact]
     grad = [output_grad_var]
     for (sw2, _), (fan_in, fan_out), slope in zip(sigmas[:0:-1], spec.fans[:0:-1], slopes[:0:-1]):
@@ -214,11 +226,12 @@ def predict(spec: NetworkSpec, input_second_moment: float = 1.0,
     grad.reverse()
     sw2, sb2 = sigmas[-1]
     summary = mean_field(act, sw2, sb2, q_start=preact[0] if math.isfinite(preact[0]) else 1.0)
-    return Prediction(preact, grad, summary)
+    return Prediction(preact, act_var, grad, summary)
 
 
 __all__ = [
-    "MeanField", "Prediction", "chi1", "depth_scale", "fixed_point", "layer_sigmas",
+    "MeanField", "Prediction", "chi1", "depth_scale", "first_moment", "fixed_point",
+    "layer_sigmas",
     "length_map", "mean_field", "phase", "predict", "second_moment", "slope_moment",
     "theory_unavailable_reason",
 ]
