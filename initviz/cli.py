@@ -149,7 +149,8 @@ def _cmd_profile(args: argparse.Namespace) -> None:
     elif theory["note"]:
         print(f"mean field: not shown ({theory['note']})")
     if result.first_nonfinite_layer is not None:
-        print(f"values overflow to inf/NaN from layer {result.first_nonfinite_layer}")
+        print(f"{result.nonfinite_pass} pass: values overflow to inf/NaN at layer "
+              f"{result.first_nonfinite_layer}")
     print(format_table(result.layers))
 
 

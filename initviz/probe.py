@@ -57,6 +57,7 @@ class Profile:
     histograms: pd.DataFrame
     percentiles: pd.DataFrame
     first_nonfinite_layer: int | None
+    nonfinite_pass: str | None  # "forward" or "backward": the pass that overflowed first
     prediction: Prediction | None
     theory_note: str | None
 
@@ -71,6 +72,7 @@ class Profile:
             "device": self.device,
             "seconds": self.seconds,
             "first_nonfinite_layer": self.first_nonfinite_layer,
+            "nonfinite_pass": self.nonfinite_pass,
             "theory": {
                 "q_star": None if theory is None else theory.q_star,
                 "chi1": None if theory is None else theory.chi1,
@@ -223,9 +225,15 @@ def _assemble(spec, batch, seed, choice, seconds, bins, host) -> Profile:
         i = KINDS.index(kind)
         return host[key][i * depth:(i + 1) * depth]
 
-    finite = host["finite"].reshape(len(KINDS), depth).all(axis=0)
-    bad_layers = np.nonzero(~finite)[0]
-    first_nonfinite = int(bad_layers[0]) + 1 if len(bad_layers) else None
+    finite = host["finite"].reshape(len(KINDS), depth).astype(bool)
+    forward_bad = np.nonzero(~finite[:KINDS.index("grad")].all(axis=0))[0]
+    backward_bad = np.nonzero(~finite[KINDS.index("grad")])[0]
+    if len(forward_bad):
+        first_nonfinite, nonfinite_pass = int(forward_bad[0]) + 1, "forward"
+    elif len(backward_bad):  # the backward pass meets the deepest layer first
+        first_nonfinite, nonfinite_pass = int(backward_bad[-1]) + 1, "backward"
+    else:
+        first_nonfinite, nonfinite_pass = None, None
 
     scheme = get_scheme(spec.scheme)
     prediction = predict(spec)
@@ -258,7 +266,8 @@ def _assemble(spec, batch, seed, choice, seconds, bins, host) -> Profile:
     kind_col = np.repeat(KINDS, depth)
     layer_col = np.tile(layers_idx, n_kinds)
     usable = host["finite"].astype(bool)
-    edges = host["low"][:, None] + host["span"][:, None] * np.arange(bins + 1) / bins
+    with np.errstate(invalid="ignore", over="ignore"):  # rows of non-finite layers are dropped
+        edges = host["low"][:, None] + host["span"][:, None] * np.arange(bins + 1) / bins
     histograms = pd.DataFrame({
         "layer": np.repeat(layer_col[usable], bins),
         "kind": np.repeat(kind_col[usable], bins),
@@ -274,7 +283,8 @@ def _assemble(spec, batch, seed, choice, seconds, bins, host) -> Profile:
     return Profile(
         spec=spec, batch=batch, seed=seed, device=choice.name, device_notice=choice.notice,
         seconds=seconds, layers=layers, histograms=histograms, percentiles=percentiles,
-        first_nonfinite_layer=first_nonfinite, prediction=prediction,
+        first_nonfinite_layer=first_nonfinite, nonfinite_pass=nonfinite_pass,
+        prediction=prediction,
         theory_note=theory_unavailable_reason(spec),
     )
 

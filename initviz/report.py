@@ -1,0 +1,228 @@
+"""Reading a profile: the plain-words verdict, and the tidy tables the charts draw.
+
+The verdict's thresholds are deliberately coarse, because they must hold for every activation:
+a factor of 10 in activation std across the network (100 in variance) is vanishing or exploding;
+more than half the units on a flat tail is saturated; more than 90% of them outputting nothing is
+dead. Everything in between is healthy, with the numbers shown so a reader can judge.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from torch.nn import init
+
+from initviz.activations import get_activation
+from initviz.probe import Profile
+from initviz.schemes import get_scheme
+
+SIGNAL_FACTOR = 10.0
+SATURATED_SHARE = 0.5
+DEAD_SHARE = 0.9
+VERDICTS = ("healthy", "vanishing", "exploding", "saturated", "dead")
+
+# Schemes of the same family as the recommended one count as following the recommendation.
+_FAMILIES = {
+    "xavier_normal": {"xavier_normal", "xavier_uniform"},
+    "kaiming_normal": {"kaiming_normal", "kaiming_uniform"},
+    "lecun_normal": {"lecun_normal", "lecun_uniform"},
+    "orthogonal": {"orthogonal", "lsuv"},
+}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    kind: str
+    headline: str
+    details: tuple[str, ...]
+    recommended_scheme: str
+    recommendation: str
+
+
+def _g(value: float) -> str:
+    if value == 0 or not math.isfinite(value):
+        return f"{value:g}"
+    return f"{value:.2g}" if 1e-3 <= abs(value) < 1e4 else f"{value:.1e}"
+
+
+def _last_finite(series: pd.Series) -> tuple[int, float] | None:
+    finite = series.dropna()
+    if finite.empty:
+        return None
+    return int(finite.index[-1]) + 1, float(finite.iloc[-1])
+
+
+def verdict(profile: Profile) -> Verdict:
+    """Classify the network's signal as healthy, vanishing, exploding, saturated or dead."""
+    layers = profile.layers
+    spec = profile.spec
+    depth = spec.depth
+    activation = get_activation(spec.activation)
+    details: list[str] = []
+
+    if (layers["weight_std"].fillna(0) == 0).all():
+        details.append("Every weight in a layer is equal, so every unit computes the same thing "
+                       "and receives the same gradient: symmetry never breaks, and the layer acts "
+                       "like a single unit however wide it is.")
+
+    act_first, act_last = float(layers["act_std"].iloc[0]), _last_finite(layers["act_std"])
+    grad_in, grad_out = layers["grad_std"].iloc[0], layers["grad_std"].iloc[-1]
+    sat, dead = layers["saturated_frac"].iloc[-1], layers["dead_frac"].iloc[-1]
+
+    kind, headline = "healthy", ""
+    if profile.first_nonfinite_layer is not None:
+        kind = "exploding"
+        what = "activations" if profile.nonfinite_pass == "forward" else "gradients"
+        headline = (f"Exploding: {what} overflow to inf/NaN at layer "
+                    f"{profile.first_nonfinite_layer} of {depth}.")
+    elif not math.isnan(dead) and dead > DEAD_SHARE or act_last is not None and act_last[1] == 0:
+        kind = "dead"
+        share = dead if not math.isnan(dead) else 1.0
+        headline = (f"Dead units: {share:.0%} of the units of layer {depth} output nothing "
+                    f"(activation std {_g(act_last[1] if act_last else 0.0)}).")
+    elif not math.isnan(sat) and sat > SATURATED_SHARE:
+        low, high = activation.saturated_outside
+        headline = (f"Saturated: {sat:.0%} of the units of layer {depth} sit on a flat tail of "
+                    f"{activation.name} (pre-activation outside [{low:.2f}, {high:.2f}]), where "
+                    f"its slope is nearly 0.")
+        kind = "saturated"
+    elif act_last is not None and act_first > 0:
+        ratio = act_last[1] / act_first
+        trend = (f"activation std {'falls' if ratio < 1 else 'grows'} from {_g(act_first)} "
+                 f"(layer 1) to {_g(act_last[1])} (layer {act_last[0]})")
+        if ratio < 1 / SIGNAL_FACTOR:
+            kind, headline = "vanishing", f"Vanishing: {trend}."
+        elif ratio > SIGNAL_FACTOR:
+            kind, headline = "exploding", f"Exploding: {trend}."
+    if kind == "healthy" and grad_out > 0 and math.isfinite(grad_in):
+        ratio = grad_in / grad_out
+        trend = (f"gradient std {'falls' if ratio < 1 else 'grows'} from {_g(grad_out)} "
+                 f"(layer {depth}) to {_g(grad_in)} (layer 1) going backward")
+        if ratio < 1 / SIGNAL_FACTOR:
+            kind, headline = "vanishing", f"Vanishing gradients: {trend}."
+        elif ratio > SIGNAL_FACTOR:
+            kind, headline = "exploding", f"Exploding gradients: {trend}."
+    if kind == "healthy":
+        stds = layers["act_std"]
+        headline = (f"Healthy: activation std stays between {_g(stds.min())} and "
+                    f"{_g(stds.max())} over {depth} layers, and gradient std between "
+                    f"{_g(layers['grad_std'].min())} and {_g(layers['grad_std'].max())}.")
+
+    recommended = activation.recommended_scheme
+    if spec.scheme in _FAMILIES.get(recommended, {recommended}):
+        recommendation = (f"{spec.scheme} is the usual choice for {activation.name}: "
+                          f"{activation.why}")
+    else:
+        recommendation = f"For {activation.name}, the usual choice is {recommended}: {activation.why}"
+    return Verdict(kind, headline, tuple(details), recommended, recommendation)
+
+
+# --------------------------------------------------------------------------------------------------
+# Tidy frames for the charts
+
+_THEORY = {
+    "act_std": lambda p: np.sqrt(np.asarray(p.act_var, dtype=float)),
+    "preact_std": lambda p: np.sqrt(np.asarray(p.preact_var, dtype=float)),
+    "grad_std": lambda p: np.sqrt(np.asarray(p.grad_var, dtype=float)),
+}
+
+
+def by_layer_frame(profiles: Mapping[str, Profile], column: str) -> pd.DataFrame:
+    """Long table (layer, scheme, source, value) of one per-layer column for several schemes.
+
+    ``source`` is ``measured``, or ``theory`` for the mean-field prediction of that column
+    (weights: the scheme's theoretical std) where the theory applies.
+    """
+    frames = []
+    for scheme, prof in profiles.items():
+        layer = prof.layers["layer"]
+        frames.append(pd.DataFrame({"layer": layer, "scheme": scheme, "source": "measured",
+                                    "value": prof.layers[column]}))
+        if column == "weight_std":
+            theory = prof.layers["weight_std_theory"]
+        elif column in _THEORY and prof.prediction is not None:
+            theory = _THEORY[column](prof.prediction)
+        else:
+            continue
+        frames.append(pd.DataFrame({"layer": layer, "scheme": scheme, "source": "theory",
+                                    "value": np.asarray(theory, dtype=float)}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def fractions_frame(profiles: Mapping[str, Profile]) -> pd.DataFrame:
+    """Long table (layer, scheme, measure, value) of saturated and dead fractions."""
+    frames = [
+        pd.DataFrame({"layer": prof.layers["layer"], "scheme": scheme, "measure": measure,
+                      "value": prof.layers[f"{measure}_frac"]})
+        for scheme, prof in profiles.items() for measure in ("saturated", "dead")
+    ]
+    return pd.concat(frames, ignore_index=True)
+
+
+def histogram_of(profile: Profile, kind: str, layer: int | None = None) -> pd.DataFrame:
+    rows = profile.histograms["kind"] == kind
+    if layer is not None:
+        rows &= profile.histograms["layer"] == layer
+    return profile.histograms[rows].reset_index(drop=True)
+
+
+def percentiles_of(profile: Profile, kind: str) -> pd.DataFrame:
+    return profile.percentiles[profile.percentiles["kind"] == kind].reset_index(drop=True)
+
+
+def weight_theory(profile: Profile, layer: int, points: int = 200) -> pd.DataFrame | None:
+    """The scheme's theoretical density for one layer, scaled to expected counts per bin.
+
+    None where the scheme has no fixed law (LSUV); a one-row ``point_mass`` table for constants.
+    """
+    spec = profile.spec
+    fan_in, fan_out = spec.fans[layer - 1]
+    law = get_scheme(spec.scheme).weight_law(fan_in, fan_out, spec.params)
+    if law is None:
+        return None
+    bins = histogram_of(profile, "weight", layer)
+    if bins.empty:
+        return None
+    density_x = np.linspace(bins["bin_lo"].min(), bins["bin_hi"].max(), points)
+    pdf = law.pdf(density_x)
+    if pdf is None:
+        return pd.DataFrame({"point_mass": [law.loc]})
+    bin_width = float((bins["bin_hi"] - bins["bin_lo"]).mean())
+    return pd.DataFrame({"value": density_x, "expected": pdf * fan_in * fan_out * bin_width})
+
+
+def weight_table(profile: Profile) -> pd.DataFrame:
+    """Per layer: fans, the scheme's gain (where it has one), its theoretical std and bound."""
+    spec = profile.spec
+    scheme = get_scheme(spec.scheme)
+    rows = []
+    for layer, (fan_in, fan_out) in enumerate(spec.fans, start=1):
+        law = scheme.weight_law(fan_in, fan_out, spec.params)
+        rows.append({
+            "layer": layer, "fan_in": fan_in, "fan_out": fan_out,
+            "gain": _scheme_gain(spec.scheme, spec.params),
+            "std (theory)": None if law is None else law.std(),
+            "bound (theory)": law.high if law is not None and law.kind == "uniform" else None,
+            "std (measured)": float(profile.layers["weight_std"].iloc[layer - 1]),
+        })
+    return pd.DataFrame(rows)
+
+
+def _scheme_gain(scheme: str, params: Mapping) -> float | None:
+    if "gain" in params:
+        return float(params["gain"])
+    if "nonlinearity" in params:
+        return init.calculate_gain(params["nonlinearity"], params["a"])
+    if scheme == "pytorch_default":
+        return init.calculate_gain("leaky_relu", math.sqrt(5))
+    return None
+
+
+__all__ = [
+    "VERDICTS", "Verdict", "by_layer_frame", "fractions_frame", "histogram_of",
+    "percentiles_of", "verdict", "weight_table", "weight_theory",
+]
