@@ -1,10 +1,388 @@
-"""initviz: the page. Layout and widgets only; the computation lives in the initviz package."""
+"""initviz: the page. Widgets -> specs -> initviz -> charts. Layout and widgets only, no maths.
 
+Every sidebar control is bound to the URL (``bind="query-params"``) under its DESIGN.md key, so a
+view is shared by sharing its link. Streamlit itself drops a bad or out-of-range URL value and
+falls back to the default; this page names each such value in a warning.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
 import streamlit as st
 
-from initviz import NetworkSpec, profile
+from initviz import charts, report
+from initviz.activations import ACTIVATIONS
+from initviz.codegen import pytorch_code
+from initviz.devices import DEVICE_CHOICES, limit_threads, resolve_device
+from initviz.errors import InitvizError
+from initviz.network import MAX_INPUT_DIM, NORMS, NetworkSpec
+from initviz.presets import PRESETS
+from initviz.probe import Profile, profile
+from initviz.schemes import BIAS_SCHEMES, SCHEMES, Param
 
-st.set_page_config(page_title="initviz", layout="wide")
-st.title("initviz")
-result = profile(NetworkSpec.stack(256, 20), batch=256)
-st.dataframe(result.layers)
+MAX_PAGE_WIDTH = 2048
+MAX_PAGE_DEPTH = 200
+MAX_PAGE_BATCH = 4096
+DEFAULTS = {
+    "preset": "none", "input_dim": 64, "width": 256, "depth": 20, "sizes": "", "activation": "relu",
+    "scheme": "kaiming_normal", "bias": "zeros", "norm": "none", "seed": 0, "batch": 256,
+    "compare": ["kaiming_normal", "xavier_normal"], "device": "auto",
+}
+BOUND = {"bind": "query-params"}
+
+st.set_page_config(page_title="initviz: weight initialization, made visible", layout="wide",
+                   page_icon="📐")
+
+
+@st.cache_resource
+def _threads() -> int:
+    return limit_threads()
+
+
+_threads()
+
+
+# --------------------------------------------------------------------------------------------------
+# Cached computation (keyed by frozen specs)
+
+
+@st.cache_data(max_entries=96, show_spinner=False)
+def cached_profile(spec: NetworkSpec, batch: int, seed: int, device: str) -> Profile:
+    return profile(spec, batch=batch, seed=seed, device=device)
+
+
+# --------------------------------------------------------------------------------------------------
+# The URL: presets and bad values
+
+
+def _apply_preset(name: str, skip: set[str] = frozenset()) -> None:
+    preset = PRESETS.get(name)
+    if preset is None:
+        return
+    for key, value in {**_preset_reset(), **preset.values}.items():
+        if key not in skip:
+            st.session_state[key] = value
+
+
+def _preset_reset() -> dict:
+    """Controls a preset does not mention go back to their defaults, so presets do not mix."""
+    return {k: v for k, v in DEFAULTS.items() if k not in ("preset", "seed", "device", "batch")}
+
+
+def _on_preset_change() -> None:
+    _apply_preset(st.session_state["preset"])
+
+
+def _first_run_from_url() -> dict[str, list[str]] | None:
+    """On a session's first run: the link's parameters, with its preset applied. Later: None."""
+    if "url_read" in st.session_state:
+        return None
+    st.session_state["url_read"] = True
+    raw = {key: st.query_params.get_all(key) for key in st.query_params}
+    preset = raw.get("preset", ["none"])[-1]
+    if preset in PRESETS:
+        _apply_preset(preset, skip=set(raw))
+    return raw
+
+
+def _matches(raw: list[str], value) -> bool:
+    if isinstance(value, list):
+        return [str(v) for v in value] == raw
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return raw == [str(value)]
+    try:
+        return len(raw) == 1 and math.isclose(float(raw[0]), float(value), rel_tol=1e-9)
+    except ValueError:
+        return False
+
+
+def url_warnings(raw: dict[str, list[str]], known_keys: set[str]) -> list[str]:
+    problems = []
+    for key, values in raw.items():
+        shown = values[0] if len(values) == 1 else values
+        if key not in known_keys:
+            problems.append(f"`{key}` is not a parameter of this page; it was ignored.")
+        elif key in st.session_state and not _matches(values, st.session_state[key]):
+            problems.append(f"`{key}={shown}` is not a valid value; using "
+                            f"`{st.session_state[key]}` instead.")
+    return problems
+
+
+# --------------------------------------------------------------------------------------------------
+# Sidebar
+
+
+def _param_widget(param: Param, key: str, label_prefix: str = ""):
+    label = f"{label_prefix}{param.name}"
+    if param.choices:
+        return st.selectbox(label, param.choices, index=param.choices.index(param.default),
+                            key=key, help=param.doc or None, **BOUND)
+    if param.integer:
+        return st.number_input(label, int(param.low), int(param.high), int(param.default),
+                               step=1, key=key, help=param.doc or None, **BOUND)
+    return st.number_input(label, float(param.low), float(param.high), float(param.default),
+                           format="%.6g", key=key, help=param.doc or None, **BOUND)
+
+
+def sidebar() -> dict:
+    with st.sidebar:
+        # Bound selectboxes show raw names: the URL carries what the option displays.
+        st.selectbox("Preset", ["none", *PRESETS], key="preset", on_change=_on_preset_change,
+                     help="The classic results of the literature, one click each: "
+                     + "; ".join(f"**{name}**: {p.title}" for name, p in PRESETS.items()),
+                     **BOUND)
+        st.header("Network")
+        st.slider("width (units per hidden layer)", 2, MAX_PAGE_WIDTH, DEFAULTS["width"],
+                  key="width", **BOUND)
+        st.slider("depth (hidden layers)", 1, MAX_PAGE_DEPTH, DEFAULTS["depth"], key="depth",
+                  **BOUND)
+        st.text_input("sizes (overrides width and depth)", DEFAULTS["sizes"], key="sizes",
+                      placeholder="e.g. 64,256,128", help="One width per hidden layer.",
+                      **BOUND)
+        st.number_input("input_dim", 1, MAX_INPUT_DIM, DEFAULTS["input_dim"], key="input_dim",
+                        help="Size of the input to layer 1 (probe inputs are N(0, 1)).",
+                        **BOUND)
+        st.selectbox("activation", list(ACTIVATIONS), key="activation",
+                     index=list(ACTIVATIONS).index(DEFAULTS["activation"]), **BOUND)
+        st.selectbox("norm", NORMS, key="norm", help="A normalization layer after each Linear.",
+                     **BOUND)
+        st.header("Initialization")
+        scheme = st.selectbox("scheme", list(SCHEMES), key="scheme",
+                              index=list(SCHEMES).index(DEFAULTS["scheme"]),
+                              help=SCHEMES[st.session_state.get("scheme", DEFAULTS["scheme"])
+                                           ].formula, **BOUND)
+        params = {p.name: _param_widget(p, f"{scheme}.{p.name}") for p in SCHEMES[scheme].params}
+        bias = st.selectbox("bias", list(BIAS_SCHEMES), key="bias", **BOUND)
+        bias_params = {p.name: _param_widget(p, f"bias.{bias}.{p.name}", "bias ")
+                       for p in BIAS_SCHEMES[bias].params}
+        compare = st.multiselect("compare (drawn and trained side by side)", list(SCHEMES),
+                                 default=DEFAULTS["compare"], key="compare", **BOUND)
+        st.number_input("seed", 0, 2**31 - 1, DEFAULTS["seed"], key="seed", **BOUND)
+        st.number_input("batch", 1, MAX_PAGE_BATCH, DEFAULTS["batch"], key="batch",
+                        help="Inputs per probe pass, and the mini-batch size for training.",
+                        **BOUND)
+        training_controls = training_sidebar()
+        st.header("Compute")
+        st.selectbox("device", DEVICE_CHOICES, key="device", **BOUND)
+    return {"scheme": scheme, "params": params, "bias": bias, "bias_params": bias_params,
+            "compare": compare, **training_controls}
+
+
+def training_sidebar() -> dict:
+    return {}
+
+
+# --------------------------------------------------------------------------------------------------
+# Specs from widgets
+
+
+def network_spec(scheme: str, params: dict, bias: str, bias_params: dict,
+                 problems: list[str]) -> NetworkSpec:
+    state = st.session_state
+    common = dict(input_dim=state["input_dim"], activation=state["activation"], scheme=scheme,
+                  scheme_params=params, bias=bias, bias_params=bias_params, norm=state["norm"])
+    sizes_text = state["sizes"].strip()
+    if sizes_text:
+        try:
+            return NetworkSpec(sizes=tuple(int(s) for s in sizes_text.split(",") if s.strip()),
+                               **common)
+        except (ValueError, InitvizError) as error:
+            problems.append(f"sizes `{sizes_text}`: {error}. Using width × depth instead.")
+    return NetworkSpec.stack(state["width"], state["depth"], **common)
+
+
+def compare_specs(main: NetworkSpec, compare: list[str]) -> dict[str, NetworkSpec]:
+    """The chosen scheme with its parameters, then each compared scheme with its defaults."""
+    specs = {main.scheme: main}
+    for name in compare:
+        if name not in specs:
+            specs[name] = NetworkSpec(
+                sizes=main.sizes, input_dim=main.input_dim, activation=main.activation,
+                scheme=name, bias=main.bias, bias_params=main.bias_params, norm=main.norm)
+    return specs
+
+
+# --------------------------------------------------------------------------------------------------
+# Sections
+
+
+def verdict_section(prof: Profile) -> None:
+    verdict = report.verdict(prof)
+    box = {"healthy": st.success, "saturated": st.warning, "dead": st.warning}.get(
+        verdict.kind, st.error)
+    box(f"**{verdict.headline}**  \n{verdict.recommendation}", icon={
+        "healthy": ":material/check_circle:", "vanishing": ":material/trending_down:",
+        "exploding": ":material/trending_up:", "saturated": ":material/horizontal_rule:",
+        "dead": ":material/block:"}[verdict.kind])
+    for detail in verdict.details:
+        st.caption(detail)
+
+
+def weights_section(profiles: dict[str, Profile], colours: list[str]) -> None:
+    st.header("Weights", divider="gray")
+    main = next(iter(profiles.values()))
+    depth = main.spec.depth
+    left, right = st.columns(2)
+    with left:
+        layer = st.slider("layer", 1, depth, min(2, depth), key="weight_layer") if depth > 1 else 1
+        fan_in, fan_out = main.spec.fans[layer - 1]
+        st.altair_chart(charts.weight_histogram(
+            report.histogram_of(main, "weight", layer), report.weight_theory(main, layer),
+            title=f"{main.spec.scheme}: layer {layer} weights ({fan_out}×{fan_in}), "
+                  "theory dashed"), key="weight_hist")
+    with right:
+        st.altair_chart(charts.by_layer(
+            report.by_layer_frame(profiles, "weight_std"), "weight std", list(profiles),
+            title="Weight std per layer: measured (points) vs theory (dashed)"),
+            key="weight_std")
+    with st.expander("Per-layer table: fans, gain, theoretical std and bound"):
+        st.dataframe(report.weight_table(main), hide_index=True)
+
+
+def signal_section(profiles: dict[str, Profile], schemes: list[str]) -> None:
+    st.header("Signal through depth", divider="gray")
+    main = next(iter(profiles.values()))
+    notes = {p.theory_note for p in profiles.values() if p.theory_note}
+    if notes:
+        st.caption("Theory not drawn: " + "; ".join(sorted(notes)) + ".")
+    left, right = st.columns(2)
+    with left:
+        st.altair_chart(charts.by_layer(
+            report.by_layer_frame(profiles, "act_std"), "activation std (log)", schemes,
+            title="Forward: activation std per layer, mean-field theory dashed"), key="act_std")
+    with right:
+        st.altair_chart(charts.by_layer(
+            report.by_layer_frame(profiles, "grad_std"), "gradient std (log)",
+            schemes, title="Backward: gradient std per layer, mean-field theory dashed"),
+            key="grad_std")
+    focus = st.segmented_control("Distribution of", schemes, default=schemes[0],
+                                 key="focus_scheme", required=True) or schemes[0]
+    focused = profiles[focus]
+    colour = charts.OKABE_ITO[schemes.index(focus) % len(charts.OKABE_ITO)]
+    left, right = st.columns(2)
+    with left:
+        st.altair_chart(charts.percentile_bands(
+            report.percentiles_of(focused, "act"), value_title="activation value",
+            title=f"{focus}: activation percentiles per layer",
+            colour=colour), key="bands")
+    with right:
+        st.altair_chart(charts.histogram_heatmap(
+            report.histogram_of(focused, "act"), value_title="activation value",
+            title=f"{focus}: activation histograms, layer by layer"), key="heatmap")
+    left, right = st.columns(2)
+    with left:
+        st.altair_chart(charts.fractions_by_layer(
+            report.fractions_frame(profiles), schemes,
+            title=f"Saturated and dead units per layer ({main.spec.activation})"),
+            key="fractions")
+    with right:
+        st.altair_chart(charts.by_layer(
+            report.by_layer_frame(profiles, "grad_to_weight_ratio"),
+            "‖dL/dW‖ / ‖W‖ (log)", schemes,
+            title="Backward: gradient-to-weight ratio per layer"), key="ratio")
+    if main.first_nonfinite_layer is not None:
+        st.error(f"{main.spec.scheme}: the {main.nonfinite_pass} pass overflows to inf/NaN at "
+                 f"layer {main.first_nonfinite_layer}; layers from there on are not drawn.")
+
+
+def theory_section(prof: Profile) -> None:
+    st.header("Theory", divider="gray")
+    theory = prof.theory
+    if theory is None:
+        st.info(f"Mean-field theory does not describe this network: {prof.theory_note}.")
+        return
+    depth = prof.spec.depth
+    cols = st.columns(4)
+    cols[0].metric("σ_w² · σ_b²", f"{theory.sigma_w2:.3g} · {theory.sigma_b2:.3g}")
+    cols[1].metric("fixed point q*", "diverges" if theory.q_star is None else
+                   f"{theory.q_star:.3g}")
+    cols[2].metric("χ₁", f"{theory.chi1:.3g}", help="σ_w² E[φ'(√q* z)²]: < 1 ordered "
+                   "(gradients vanish), > 1 chaotic (gradients explode)")
+    cols[3].metric("depth scale ξ_c", "∞" if theory.depth_scale is None else
+                   f"{theory.depth_scale:.3g} layers")
+    if theory.trainable_depth is None:
+        st.markdown(f"This network is **{theory.phase}** (χ₁ = {theory.chi1:.3g}): "
+                    + ("signals keep their correlations to any depth."
+                       if theory.phase == "critical" else
+                       "nearby inputs decorrelate layer by layer and gradients grow."))
+    else:
+        ratio = depth / theory.trainable_depth
+        st.markdown(f"This network is **{theory.phase}** (χ₁ = {theory.chi1:.3g}): signals "
+                    f"travel about 6ξ_c ≈ {theory.trainable_depth:.0f} layers, and it has "
+                    f"{depth}: " + (f"**{ratio:.1f}× deeper than signals can travel.**"
+                                    if ratio > 1 else "within reach."))
+
+
+def code_section(spec: NetworkSpec, seed: int, batch: int) -> None:
+    st.header("PyTorch code", divider="gray")
+    st.caption("Builds this network and initializes it exactly as above (same generator, same "
+               "order): running it prints the activation std of every layer shown here.")
+    st.code(pytorch_code(spec, seed=seed, batch=batch), language="python")
+
+
+def downloads_section(profiles: dict[str, Profile], config: dict) -> None:
+    st.header("Downloads", divider="gray")
+    table = pd.concat([p.layers.assign(scheme=name) for name, p in profiles.items()],
+                      ignore_index=True)
+    left, right = st.columns(2)
+    left.download_button("Per-layer statistics (CSV)", table.to_csv(index=False),
+                         file_name="initviz-statistics.csv", mime="text/csv",
+                         on_click="ignore")
+    right.download_button("Configuration (JSON)", json.dumps(config, indent=2),
+                          file_name="initviz-config.json", mime="application/json",
+                          on_click="ignore")
+
+
+# --------------------------------------------------------------------------------------------------
+# The page
+
+
+def main() -> None:
+    raw_url = _first_run_from_url()
+    choices = sidebar()
+    state = st.session_state
+    bound_keys = set(DEFAULTS) | {"dataset", "optimizer", "lr", "steps"} | {
+        k for k in state if isinstance(k, str) and "." in k}
+    problems = url_warnings(raw_url, bound_keys) if raw_url else []
+
+    st.title("initviz")
+    st.caption("What weight initialization does to a deep network: the weights it draws, the "
+               "signal it lets through, and whether the network then learns.")
+    if state["preset"] in PRESETS:
+        preset = PRESETS[state["preset"]]
+        st.info(f"**{preset.title}.** {preset.story}", icon=":material/menu_book:")
+
+    device = resolve_device(state["device"])
+    if device.notice:
+        st.warning(device.notice)
+    spec = network_spec(choices["scheme"], choices["params"], choices["bias"],
+                        choices["bias_params"], problems)
+    for problem in problems:
+        st.warning(f"From the link or the sizes field: {problem}")
+
+    specs = compare_specs(spec, choices["compare"])
+    schemes = list(specs)
+    try:
+        profiles = {name: cached_profile(s, state["batch"], state["seed"], device.name)
+                    for name, s in specs.items()}
+    except InitvizError as error:
+        st.error(f"{error}. Showing the default network instead.")
+        spec = NetworkSpec.stack(DEFAULTS["width"], DEFAULTS["depth"])
+        specs, schemes = {spec.scheme: spec}, [spec.scheme]
+        profiles = {spec.scheme: cached_profile(spec, DEFAULTS["batch"], 0, device.name)}
+    main_profile = profiles[spec.scheme]
+
+    verdict_section(main_profile)
+    weights_section(profiles, schemes)
+    signal_section(profiles, schemes)
+    theory_section(main_profile)
+    code_section(spec, state["seed"], state["batch"])
+    downloads_section(profiles, {"network": spec.to_dict(), "compare": schemes,
+                                 "seed": state["seed"], "batch": state["batch"],
+                                 "device": device.name})
+
+
+main()

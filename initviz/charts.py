@@ -1,0 +1,240 @@
+"""Altair chart builders: a tidy DataFrame in, an ``alt.Chart`` out. No Streamlit here.
+
+Conventions shared by every chart, so a page reads as one: one colour per scheme everywhere (the
+Okabe–Ito palette, safe for the common colour-vision deficiencies, in the order the schemes are
+listed); measured values solid with points, theory dashed; log scales where values span decades;
+every axis titled with what it measures; tooltips on every mark.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+# The data are bounded by initviz's own limits (depth, bins, grid), not by Altair's default guard.
+alt.data_transformers.disable_max_rows()
+
+OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442",
+             "#000000")
+LAYER_AXIS = "layer (1 = first hidden layer)"
+HEIGHT = 260
+
+
+def scheme_scale(schemes: Sequence[str]) -> alt.Scale:
+    """The colour of each scheme: fixed by its position in ``schemes`` for every chart of a page."""
+    colours = [OKABE_ITO[i % len(OKABE_ITO)] for i in range(len(schemes))]
+    return alt.Scale(domain=list(schemes), range=colours)
+
+
+def _layer_x(depth: int | None = None) -> alt.X:
+    return alt.X("layer:Q", title=LAYER_AXIS, axis=alt.Axis(tickMinStep=1, format="d"),
+                 scale=alt.Scale(domain=[1, depth]) if depth else alt.Undefined)
+
+
+def by_layer(frame: pd.DataFrame, value_title: str, schemes: Sequence[str], *,
+             log: bool = True, title: str = "") -> alt.LayerChart:
+    """Per-layer lines, one colour per scheme: measured solid with points, theory dashed.
+
+    ``frame`` columns: ``layer``, ``scheme``, ``source`` (``measured`` or ``theory``), ``value``.
+    Non-positive values are dropped on a log scale (a dead layer has std 0: the line stops there).
+    """
+    data = frame.dropna(subset=["value"])
+    if log:
+        data = data[data["value"] > 0]
+    y = alt.Y("value:Q", title=value_title,
+              scale=alt.Scale(type="log") if log else alt.Scale(zero=False))
+    color = alt.Color("scheme:N", scale=scheme_scale(schemes), title="scheme")
+    dash = alt.StrokeDash("source:N", title="", scale=alt.Scale(
+        domain=["measured", "theory"], range=[[1, 0], [6, 4]]))
+    tooltip = [alt.Tooltip("scheme:N"), alt.Tooltip("source:N"), alt.Tooltip("layer:Q"),
+               alt.Tooltip("value:Q", title=value_title, format=".3g")]
+    base = alt.Chart(data).encode(x=_layer_x(), y=y, color=color, tooltip=tooltip)
+    lines = base.mark_line().encode(strokeDash=dash, detail="source:N")
+    points = base.transform_filter(alt.datum.source == "measured").mark_point(size=25, filled=True)
+    return alt.layer(lines, points).properties(title=title, height=HEIGHT)
+
+
+def weight_histogram(bins: pd.DataFrame, theory: pd.DataFrame | None, *, title: str,
+                     colour: str = OKABE_ITO[0]) -> alt.LayerChart:
+    """Histogram of one layer's weights with the scheme's theoretical density drawn over it.
+
+    ``bins``: ``bin_lo``, ``bin_hi``, ``count``. ``theory``: ``value``, ``expected`` (the density
+    scaled to counts per bin), or a single row with ``point_mass`` for a constant scheme.
+    """
+    bars = alt.Chart(bins).mark_bar(color=colour, opacity=0.75).encode(
+        x=alt.X("bin_lo:Q", title="weight value", bin="binned"),
+        x2="bin_hi:Q",
+        y=alt.Y("count:Q", title="count (entries per bin)"),
+        tooltip=[alt.Tooltip("bin_lo:Q", format=".3g", title="from"),
+                 alt.Tooltip("bin_hi:Q", format=".3g", title="to"), "count:Q"],
+    )
+    layers = [bars]
+    if theory is not None and "expected" in theory:
+        layers.append(alt.Chart(theory).mark_line(color="black", strokeDash=[6, 4]).encode(
+            x="value:Q", y="expected:Q",
+            tooltip=[alt.Tooltip("value:Q", format=".3g"),
+                     alt.Tooltip("expected:Q", format=".1f", title="theory (count)")]))
+    elif theory is not None and "point_mass" in theory:
+        layers.append(alt.Chart(theory).mark_rule(color="black", strokeDash=[6, 4]).encode(
+            x="point_mass:Q", tooltip=[alt.Tooltip("point_mass:Q", title="theory: all at")]))
+    return alt.layer(*layers).properties(title=title, height=HEIGHT)
+
+
+def percentile_bands(percentiles: pd.DataFrame, *, value_title: str, title: str,
+                     colour: str = OKABE_ITO[0]) -> alt.LayerChart:
+    """TensorBoard's distribution view: nested percentile bands per layer and the median.
+
+    ``percentiles`` columns: ``layer`` and ``p0 p668 p1587 p3085 p5000 p6915 p8413 p9332 p10000``
+    (basis points). Outer bands are lighter, as in TensorBoard.
+    """
+    pairs = [("p0", "p10000", 0.15), ("p668", "p9332", 0.25), ("p1587", "p8413", 0.35),
+             ("p3085", "p6915", 0.45)]
+    base = alt.Chart(percentiles).encode(x=_layer_x())
+    layers = [
+        base.mark_area(color=colour, opacity=opacity).encode(
+            y=alt.Y(f"{low}:Q", title=value_title), y2=f"{high}:Q",
+            tooltip=[alt.Tooltip("layer:Q"), alt.Tooltip(f"{low}:Q", format=".3g"),
+                     alt.Tooltip(f"{high}:Q", format=".3g")])
+        for low, high, opacity in pairs
+    ]
+    layers.append(base.mark_line(color=colour).encode(
+        y="p5000:Q", tooltip=[alt.Tooltip("layer:Q"),
+                              alt.Tooltip("p5000:Q", title="median", format=".3g")]))
+    return alt.layer(*layers).properties(title=title, height=HEIGHT)
+
+
+def histogram_heatmap(histograms: pd.DataFrame, *, value_title: str, title: str) -> alt.Chart:
+    """Layer × value heatmap of per-layer histograms (TensorBoard's offset histograms, from above).
+
+    Each layer's bins sit at their true values, so a vanishing layer shows as a thin bright line
+    at zero and an exploding one as a wide faint band. Colour is the share of the layer's entries
+    in the bin (log scale: a few percent and 80% are both visible).
+    """
+    data = histograms.copy()
+    totals = data.groupby("layer")["count"].transform("sum").clip(lower=1)
+    data["share"] = data["count"] / totals
+    data = data[data["share"] > 0]
+    return alt.Chart(data).mark_rect().encode(
+        x=alt.X("bin_lo:Q", title=value_title),
+        x2="bin_hi:Q",
+        y=alt.Y("layer:O", title="layer", sort="descending"),
+        color=alt.Color("share:Q", title="share of layer", scale=alt.Scale(
+            type="log", scheme="viridis"), legend=alt.Legend(format=".1%")),
+        tooltip=[alt.Tooltip("layer:O"), alt.Tooltip("bin_lo:Q", format=".3g", title="from"),
+                 alt.Tooltip("bin_hi:Q", format=".3g", title="to"),
+                 alt.Tooltip("share:Q", format=".1%")],
+    ).properties(title=title, height=HEIGHT)
+
+
+def fractions_by_layer(frame: pd.DataFrame, schemes: Sequence[str], *,
+                       title: str) -> alt.Chart:
+    """Saturated and dead fractions per layer. ``frame``: layer, scheme, measure, value (0–1)."""
+    data = frame.dropna(subset=["value"])
+    return alt.Chart(data).mark_line(point=True).encode(
+        x=_layer_x(),
+        y=alt.Y("value:Q", title="fraction of units", scale=alt.Scale(domain=[0, 1]),
+                axis=alt.Axis(format="%")),
+        color=alt.Color("scheme:N", scale=scheme_scale(schemes), title="scheme"),
+        strokeDash=alt.StrokeDash("measure:N", title=""),
+        tooltip=["scheme:N", "measure:N", "layer:Q", alt.Tooltip("value:Q", format=".1%")],
+    ).properties(title=title, height=HEIGHT)
+
+
+def training_curves(history: pd.DataFrame, schemes: Sequence[str], *, metric: str,
+                    title: str, log: bool = False, total_steps: int | None = None
+                    ) -> alt.LayerChart:
+    """One curve per scheme (mean over seeds) with the seeds' range as a band.
+
+    ``history`` columns: scheme, seed, step, ``metric``, diverged (bool). A diverged run's last
+    point is marked with a cross.
+    """
+    value_titles = {"train_loss": "training loss (cross-entropy, nats)",
+                    "val_loss": "validation loss (cross-entropy, nats)",
+                    "val_acc": "validation accuracy"}
+    data = history[["scheme", "seed", "step", metric]].rename(columns={metric: "value"})
+    data = data[np.isfinite(data["value"])]
+    if log:
+        data = data[data["value"] > 0]
+    summary = data.groupby(["scheme", "step"], as_index=False)["value"].agg(
+        mean="mean", low="min", high="max")
+    x = alt.X("step:Q", title="training step (mini-batches)",
+              scale=alt.Scale(domain=[0, total_steps]) if total_steps else alt.Undefined)
+    y_scale = alt.Scale(type="log") if log else alt.Scale(zero=False)
+    axis = alt.Axis(format="%") if metric == "val_acc" else alt.Undefined
+    color = alt.Color("scheme:N", scale=scheme_scale(schemes), title="scheme")
+    base = alt.Chart(summary).encode(x=x, color=color)
+    band = base.mark_area(opacity=0.2).encode(
+        y=alt.Y("low:Q", title=value_titles[metric], scale=y_scale, axis=axis), y2="high:Q")
+    line = base.mark_line().encode(
+        y=alt.Y("mean:Q", scale=y_scale),
+        tooltip=["scheme:N", "step:Q", alt.Tooltip("mean:Q", format=".3g", title="mean"),
+                 alt.Tooltip("low:Q", format=".3g", title="min over seeds"),
+                 alt.Tooltip("high:Q", format=".3g", title="max over seeds")])
+    layers = [band, line]
+    diverged = history[history["diverged"]].groupby(["scheme", "seed"], as_index=False).last()
+    if len(diverged):
+        diverged = diverged.assign(value=diverged[metric].where(np.isfinite(diverged[metric])))
+        layers.append(alt.Chart(diverged.dropna(subset=["value"])).mark_point(
+            shape="cross", size=120, filled=True).encode(
+            x="step:Q", y="value:Q", color=color,
+            tooltip=["scheme:N", "seed:Q", "step:Q", alt.Tooltip("value:Q", format=".3g")]))
+    return alt.layer(*layers).properties(title=title, height=HEIGHT)
+
+
+def phase_diagram(grid: pd.DataFrame, critical: pd.DataFrame, point: pd.DataFrame | None, *,
+                  title: str) -> alt.LayerChart:
+    """χ₁ over (σ_w², σ_b²): diverging colours centred on 1, the critical line, and this network.
+
+    ``grid``: sigma_w2, sigma_b2, chi1; ``critical``: sigma_w2, sigma_b2; ``point``: one row
+    sigma_w2, sigma_b2, label (or None where theory does not apply).
+    """
+    data = grid[np.isfinite(grid["chi1"]) & (grid["chi1"] > 0)]
+    w_step = np.diff(np.unique(data["sigma_w2"])).min() if len(data) > 1 else 0.1
+    b_step = np.diff(np.unique(data["sigma_b2"])).min() if len(data) > 1 else 0.1
+    data = data.assign(w_hi=data["sigma_w2"] + w_step, b_hi=data["sigma_b2"] + b_step)
+    heat = alt.Chart(data).mark_rect().encode(
+        x=alt.X("sigma_w2:Q", title="σ_w² = fan_in · Var(W)"), x2="w_hi:Q",
+        y=alt.Y("sigma_b2:Q", title="σ_b² = Var(b)"), y2="b_hi:Q",
+        color=alt.Color("chi1:Q", title="χ₁", scale=alt.Scale(
+            type="log", scheme="blueorange", domainMid=1)),
+        tooltip=[alt.Tooltip("sigma_w2:Q", format=".2f"), alt.Tooltip("sigma_b2:Q", format=".3f"),
+                 alt.Tooltip("chi1:Q", format=".3g", title="χ₁")],
+    )
+    line = alt.Chart(critical).mark_line(color="black", strokeWidth=2).encode(
+        x="sigma_w2:Q", y="sigma_b2:Q", order="sigma_b2:Q",
+        tooltip=[alt.Tooltip("sigma_w2:Q", format=".3f"), alt.Tooltip("sigma_b2:Q", format=".3f")])
+    layers = [heat, line]
+    if point is not None and len(point):
+        layers.append(alt.Chart(point).mark_point(
+            shape="diamond", size=220, filled=True, color="white", stroke="black",
+            strokeWidth=2).encode(x="sigma_w2:Q", y="sigma_b2:Q",
+                                  tooltip=["label:N", alt.Tooltip("sigma_w2:Q", format=".3f"),
+                                           alt.Tooltip("sigma_b2:Q", format=".3f")]))
+    return alt.layer(*layers).properties(title=title, height=HEIGHT + 40)
+
+
+def singular_value_histogram(values: pd.DataFrame, schemes: Sequence[str], *,
+                             title: str) -> alt.Chart:
+    """Histogram of the input–output Jacobian's singular values, one colour per scheme.
+
+    ``values``: scheme, singular_value. Log-spaced bins: spectra span decades when they spread.
+    """
+    data = values[values["singular_value"] > 0].assign(
+        log10_s=lambda f: np.log10(f["singular_value"]))
+    return alt.Chart(data).mark_bar(opacity=0.6, binSpacing=0).encode(
+        x=alt.X("log10_s:Q", bin=alt.Bin(maxbins=40),
+                title="singular value s of the Jacobian (log10 s; 0 means s = 1)"),
+        y=alt.Y("count():Q", title="count (singular values)", stack=None),
+        color=alt.Color("scheme:N", scale=scheme_scale(schemes), title="scheme"),
+        tooltip=["scheme:N", alt.Tooltip("count():Q", title="count")],
+    ).properties(title=title, height=HEIGHT)
+
+
+__all__ = [
+    "LAYER_AXIS", "OKABE_ITO", "by_layer", "fractions_by_layer", "histogram_heatmap",
+    "percentile_bands", "phase_diagram", "scheme_scale", "singular_value_histogram",
+    "training_curves", "weight_histogram",
+]

@@ -1,0 +1,90 @@
+"""The plain PyTorch script that builds the chosen network and initializes it like initviz does.
+
+The script draws from one ``torch.Generator`` in the same order as :func:`initviz.network.build_model`
+(``model.apply`` visits the Linear layers in order, weight then bias), so it reproduces initviz's
+weights exactly, and it measures each layer on the same inputs as the probe, so it prints the same
+activation statistics. The init calls come from :meth:`Scheme.code`, the same description that
+initviz applies, and LSUV's rescaling is initviz's own function, copied by ``inspect``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import textwrap
+
+from initviz.activations import get_activation
+from initviz.network import LSUV_CALIBRATION_BATCH, NetworkSpec
+from initviz.probe import INPUT_STREAM
+from initviz.schemes import get_scheme, lsuv_rescale
+
+_NORM_CODE = {"batchnorm": "nn.BatchNorm1d(fan_out), ", "layernorm": "nn.LayerNorm(fan_out), ",
+              "none": ""}
+
+
+def pytorch_code(spec: NetworkSpec, seed: int = 0, batch: int = 256) -> str:
+    """A self-contained script (torch only) for ``spec`` initialized from ``seed``."""
+    scheme = get_scheme(spec.scheme)
+    bias = get_scheme(spec.bias, bias=True)
+    activation = get_activation(spec.activation)
+    act_code = f"nn.{activation.module.__name__}()"
+    widths = [spec.input_dim, *spec.sizes]
+    uniform = len(set(spec.sizes)) == 1
+    sizes_code = (f"[{spec.input_dim}] + [{spec.sizes[0]}] * {spec.depth}" if uniform
+                  else repr(widths))
+    lsuv = spec.scheme == "lsuv"
+    header = ["import math", ""]
+    if lsuv:
+        header = ["import math", "from collections.abc import Sequence", ""]
+    lines = [
+        *header,
+        "import torch",
+        "from torch import nn",
+        "",
+        f"# {scheme.label} weights, {bias.label.lower()} biases, {activation.label}, "
+        f"{spec.depth} hidden layers.",
+        f"# {scheme.formula}",
+        f"# Reference: {scheme.reference}",
+        f"sizes = {sizes_code}  # the input, then each hidden layer",
+        "model = nn.Sequential(*[",
+        f"    nn.Sequential(nn.Linear(fan_in, fan_out), {_NORM_CODE[spec.norm]}{act_code})",
+        "    for fan_in, fan_out in zip(sizes[:-1], sizes[1:])",
+        "])",
+        "",
+        f"g = torch.Generator().manual_seed({seed})",
+        "",
+        "",
+        "def init_fn(m):",
+        "    if isinstance(m, nn.Linear):",
+        f"        {scheme.code(spec.params, 'm.weight')}",
+        f"        {bias.code(spec.bias_param_dict, 'm.bias')}",
+        "",
+        "",
+        "model.apply(init_fn)",
+    ]
+    if lsuv:
+        params = spec.params
+        source = textwrap.dedent(inspect.getsource(lsuv_rescale))
+        lines += [
+            "",
+            "",
+            source.rstrip(),
+            "",
+            "",
+            f"calibration = torch.randn({LSUV_CALIBRATION_BATCH}, sizes[0], generator=g)",
+            f"lsuv_rescale(list(model), calibration, tol={params['tol']!r}, "
+            f"max_iter={params['max_iter']!r})",
+        ]
+    lines += [
+        "",
+        "# The std of every layer's activation on N(0, 1) inputs (initviz's probe inputs).",
+        f"x = torch.randn({batch}, sizes[0], "
+        f"generator=torch.Generator().manual_seed({seed} ^ {INPUT_STREAM:#x}))",
+        "with torch.no_grad():",
+        "    for layer, block in enumerate(model, start=1):",
+        "        x = block(x)",
+        "        print(f\"layer {layer}: activation std {x.std(correction=0).item():.4g}\")",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["pytorch_code"]

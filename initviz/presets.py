@@ -1,0 +1,122 @@
+"""Presets: the classic results of the initialization literature, each one a set of controls.
+
+A preset's ``values`` are keyed by the page's widget keys (DESIGN.md), plus ``SCHEME.PARAM`` for a
+scheme parameter, so choosing a preset is nothing more than setting those controls; every value
+can still be changed afterwards, and the URL shows them like any other choice.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    title: str
+    story: str
+    values: dict = field(default_factory=dict, hash=False)
+
+
+def _normal_c(c: float, width: int = 256) -> float:
+    """std of N(0, c/n) for fan_in n."""
+    return round(math.sqrt(c / width), 6)
+
+
+PRESETS: dict[str, Preset] = {p.name: p for p in (
+    Preset(
+        "he2015", "He et al. 2015: a 30-layer ReLU net, Kaiming vs Xavier",
+        "ReLU zeroes half its inputs, so Xavier's variance 1/fan_avg halves the signal at every "
+        "layer: after 30 layers almost nothing is left and training stalls. Kaiming's 2/fan_in "
+        "makes up for the half exactly, and the same net trains. (He, Zhang, Ren & Sun 2015, "
+        "Delving Deep into Rectifiers, Fig. 3.)",
+        {"width": 256, "depth": 30, "activation": "relu", "scheme": "kaiming_normal",
+         "compare": ["kaiming_normal", "xavier_normal"], "bias": "zeros", "norm": "none",
+         "dataset": "digits", "optimizer": "sgd", "lr": 0.02, "steps": 300},
+    ),
+    Preset(
+        "glorot2010", "Glorot & Bengio 2010: tanh with U(±1/√n) vs normalized init",
+        "The then-standard U(−1/√n, 1/√n) has variance 1/(3n): with tanh the activations shrink "
+        "layer by layer and the back-propagated gradients shrink with them. The normalized "
+        "(Xavier) init, variance 2/(fan_in + fan_out), keeps both near constant. (Glorot & "
+        "Bengio 2010, Understanding the difficulty of training deep feedforward neural networks, "
+        "Figs. 6–7.)",
+        {"width": 256, "depth": 10, "activation": "tanh", "scheme": "xavier_uniform",
+         "compare": ["xavier_uniform", "pytorch_default"], "bias": "zeros", "norm": "none"},
+    ),
+    Preset(
+        "pytorch_default", "PyTorch's default nn.Linear init in a deep ReLU stack",
+        "nn.Linear initializes itself with kaiming_uniform(a=√5) = U(±1/√fan_in): variance "
+        "1/(3·fan_in), a third of what ReLU needs. Each layer scales E[x²] by 1/6, so a 20-layer "
+        "stack shrinks the signal by 6²⁰ ≈ 4·10¹⁵ in variance. (torch.nn.Linear.reset_parameters; "
+        "He et al. 2015.)",
+        {"width": 256, "depth": 20, "activation": "relu", "scheme": "pytorch_default",
+         "compare": ["pytorch_default", "kaiming_uniform"], "bias": "pytorch_default",
+         "norm": "none"},
+    ),
+    Preset(
+        "zeros", "All zeros: symmetry never breaks",
+        "With every weight 0, every unit of a layer computes the same output and receives the "
+        "same gradient, so they stay identical forever: the network never learns more than a "
+        "single unit per layer could, and here not even that. Any random init breaks the "
+        "symmetry. (Goodfellow, Bengio & Courville 2016, Deep Learning, §8.4.)",
+        {"width": 64, "depth": 3, "activation": "tanh", "scheme": "zeros",
+         "compare": ["zeros", "xavier_normal"], "bias": "zeros", "norm": "none",
+         "dataset": "digits", "optimizer": "sgd", "lr": 0.1, "steps": 200},
+    ),
+    Preset(
+        "small_weights", "Too small: N(0, 0.01/n) with tanh",
+        "With Var(W) = c/n and c = 0.01, each tanh layer multiplies the variance by about c: the "
+        "signal vanishes within a few layers, and the gradients with it. Compare c = 1 "
+        "(LeCun normal, healthy) and c = 100 (saturated). (LeCun et al. 1998, Efficient "
+        "BackProp; Poole et al. 2016.)",
+        {"width": 256, "depth": 10, "activation": "tanh", "scheme": "normal",
+         "normal.mean": 0.0, "normal.std": _normal_c(0.01),
+         "compare": ["normal", "lecun_normal"], "bias": "zeros", "norm": "none"},
+    ),
+    Preset(
+        "large_weights", "Too large: N(0, 100/n) with tanh",
+        "With c = 100 every pre-activation is about 10 times too wide: almost every tanh unit "
+        "sits on a flat tail (|tanh| > 0.97), where its slope is nearly 0, and the network is "
+        "deep in the chaotic phase (χ₁ ≫ 1). (Poole et al. 2016, Exponential expressivity in "
+        "deep neural networks through transient chaos.)",
+        {"width": 256, "depth": 10, "activation": "tanh", "scheme": "normal",
+         "normal.mean": 0.0, "normal.std": _normal_c(100.0),
+         "compare": ["normal", "lecun_normal"], "bias": "zeros", "norm": "none"},
+    ),
+    Preset(
+        "selu", "SELU + LeCun normal: self-normalizing",
+        "With weights of variance 1/fan_in, SELU's λ and α are chosen so that mean 0 and "
+        "variance 1 is an attracting fixed point: activations settle there by themselves, layer "
+        "after layer, without batch norm. (Klambauer, Unterthiner, Mayr & Hochreiter 2017, "
+        "Self-Normalizing Neural Networks.)",
+        {"width": 256, "depth": 50, "activation": "selu", "scheme": "lecun_normal",
+         "compare": ["lecun_normal", "kaiming_normal"], "bias": "zeros", "norm": "none"},
+    ),
+    Preset(
+        "orthogonal_linear", "Orthogonal weights in a deep linear net",
+        "A deep linear network is a product of matrices. Gaussian matrices spread the singular "
+        "values of the product more with every layer; orthogonal ones keep all of them at "
+        "exactly 1, so every direction of the signal passes through unchanged (dynamical "
+        "isometry). (Saxe, McClelland & Ganguli 2013, Exact solutions to the nonlinear "
+        "dynamics of learning in deep linear neural networks.)",
+        {"width": 128, "depth": 50, "input_dim": 128, "activation": "linear",
+         "scheme": "orthogonal", "compare": ["orthogonal", "lecun_normal"], "bias": "zeros",
+         "norm": "none"},
+    ),
+    Preset(
+        "isometry", "Dynamical isometry: tanh at criticality, orthogonal vs Gaussian",
+        "At σ_w² = 1, σ_b² = 0 a tanh network sits on the edge of chaos (χ₁ = 1). Even there, "
+        "Gaussian weights give an input–output Jacobian whose singular values spread over "
+        "decades as depth grows, while orthogonal weights keep them near 1: the spectrum, not "
+        "just its mean, decides how fast a deep net learns. (Pennington, Schoenholz & Ganguli "
+        "2017, Resurrecting the sigmoid in deep learning through dynamical isometry.)",
+        {"width": 128, "depth": 32, "input_dim": 128, "activation": "tanh",
+         "scheme": "orthogonal", "orthogonal.gain": 1.0,
+         "compare": ["orthogonal", "lecun_normal"], "bias": "zeros", "norm": "none"},
+    ),
+)}
+
+
+__all__ = ["PRESETS", "Preset"]
