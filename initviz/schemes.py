@@ -162,6 +162,9 @@ class Scheme:
     law: Callable[[int, int, Params], WeightLaw | None]
     params: tuple[Param, ...] = ()
     check: Callable[[Params], None] | None = None
+    # torch.nn.init.sparse_ takes a generator but draws its zero positions with torch.randperm
+    # from the global RNG; such a scheme runs with the global RNG seeded from the generator.
+    uses_global_rng: bool = False
 
     @property
     def defaults(self) -> dict[str, ParamValue]:
@@ -206,16 +209,26 @@ class Scheme:
         if self.torch_fn not in _DETERMINISTIC:
             kwargs["generator"] = generator
         with torch.no_grad():
-            return fn(tensor, **kwargs)
+            if not self.uses_global_rng:
+                return fn(tensor, **kwargs)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(torch.randint(2**62, (), generator=generator)))
+                return fn(tensor, **kwargs)
 
     def code(self, params: Params, target: str, generator: str = "g") -> str:
-        """The PyTorch line that does what :meth:`apply` does, e.g. for ``target='m.weight'``."""
+        """The PyTorch code that does what :meth:`apply` does, e.g. for ``target='m.weight'``."""
         args = [target]
         for key, value in self.torch_kwargs(params).items():
             args.append(f"{key}={value.source if isinstance(value, FanExpr) else _literal(value)}")
         if self.torch_fn not in _DETERMINISTIC:
             args.append(f"generator={generator}")
-        return f"nn.init.{self.torch_fn}({', '.join(args)})"
+        call = f"nn.init.{self.torch_fn}({', '.join(args)})"
+        if not self.uses_global_rng:
+            return call
+        return (f"with torch.random.fork_rng(devices=[]):  # {self.torch_fn} also draws from the "
+                f"global RNG\n"
+                f"    torch.manual_seed(int(torch.randint(2**62, (), generator={generator})))\n"
+                f"    {call}")
 
     def weight_law(self, fan_in: int, fan_out: int, params: Params) -> WeightLaw | None:
         return self.law(fan_in, fan_out, params)
@@ -390,6 +403,7 @@ _SCHEME_LIST: tuple[Scheme, ...] = (
         _sparse_law,
         params=(Param("sparsity", 0.9, 0.0, 0.999, doc="fraction of zeros per column"),
                 Param("std", 0.01, 0.0, 100.0)),
+        uses_global_rng=True,
     ),
     Scheme(
         "pytorch_default", "PyTorch default (nn.Linear)",

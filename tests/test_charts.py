@@ -1,0 +1,147 @@
+"""Chart builders: valid Vega-Lite, the encodings users rely on, one colour per scheme everywhere.
+
+Every chart is compiled with ``to_dict()``, which validates it against Altair's Vega-Lite schema.
+"""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from initviz import NetworkSpec, charts, profile, report
+
+
+@pytest.fixture(scope="module")
+def profiles():
+    specs = {name: NetworkSpec.stack(64, 6, scheme=name)
+             for name in ("kaiming_normal", "xavier_normal", "orthogonal")}
+    return {name: profile(spec, batch=64) for name, spec in specs.items()}
+
+
+def _layers(chart_dict):
+    return chart_dict.get("layer", [chart_dict])
+
+
+def _encodings(chart_dict):
+    return [layer["encoding"] for layer in _layers(chart_dict) if "encoding" in layer]
+
+
+def test_scheme_colours_follow_the_okabe_ito_order_and_repeat_past_eight():
+    schemes = [f"s{i}" for i in range(10)]
+    scale = charts.scheme_scale(schemes).to_dict()
+    assert scale["domain"] == schemes
+    assert scale["range"][:8] == list(charts.OKABE_ITO)
+    assert scale["range"][8:] == list(charts.OKABE_ITO[:2])
+
+
+@pytest.mark.parametrize("column,log", [("act_std", True), ("grad_std", True),
+                                        ("weight_std", True), ("grad_to_weight_ratio", True)])
+def test_by_layer_draws_measured_and_theory_with_a_log_axis(profiles, column, log):
+    frame = report.by_layer_frame(profiles, column)
+    spec = charts.by_layer(frame, column, list(profiles), log=log, title="t").to_dict()
+    line = _encodings(spec)[0]
+    assert line["y"]["scale"]["type"] == "log"
+    assert line["x"]["title"] == charts.LAYER_AXIS
+    assert line["color"]["scale"]["domain"] == list(profiles)
+    assert line["strokeDash"]["scale"]["domain"] == ["measured", "theory"]
+    assert all(enc.get("tooltip") for enc in _encodings(spec))
+
+
+def test_by_layer_drops_values_a_log_axis_cannot_show():
+    frame = pd.DataFrame({"layer": [1, 2, 3], "scheme": "a", "source": "measured",
+                          "value": [1.0, 0.0, np.nan]})
+    chart = charts.by_layer(frame, "std", ["a"])
+    assert list(chart.data["value"]) == [1.0]  # shared by the layers, so hoisted to the top
+
+
+def test_weight_histogram_overlays_the_theoretical_density(profiles):
+    prof = profiles["kaiming_normal"]
+    spec = charts.weight_histogram(report.histogram_of(prof, "weight", 2),
+                                   report.weight_theory(prof, 2), title="w").to_dict()
+    marks = [layer["mark"]["type"] for layer in spec["layer"]]
+    assert marks == ["bar", "line"]
+    assert spec["layer"][0]["encoding"]["y"]["title"] == "count (entries per bin)"
+
+
+def test_weight_histogram_of_a_constant_scheme_draws_a_rule():
+    prof = profile(NetworkSpec.stack(16, 2, scheme="constant"), batch=8)
+    theory = report.weight_theory(prof, 1)
+    spec = charts.weight_histogram(report.histogram_of(prof, "weight", 1), theory,
+                                   title="c").to_dict()
+    assert [layer["mark"]["type"] for layer in spec["layer"]] == ["bar", "rule"]
+
+
+def test_percentile_bands_nest_four_bands_and_a_median(profiles):
+    spec = charts.percentile_bands(report.percentiles_of(profiles["kaiming_normal"], "act"),
+                                   value_title="activation", title="p").to_dict()
+    marks = [layer["mark"]["type"] for layer in spec["layer"]]
+    assert marks == ["area"] * 4 + ["line"]
+    opacities = [layer["mark"]["opacity"] for layer in spec["layer"][:4]]
+    assert opacities == sorted(opacities)  # outer bands lighter, as in TensorBoard
+
+
+def test_histogram_heatmap_colours_share_of_layer_on_a_log_scale(profiles):
+    hist = report.histogram_of(profiles["xavier_normal"], "act")
+    chart = charts.histogram_heatmap(hist, value_title="activation", title="h")
+    color = chart.to_dict()["encoding"]["color"]
+    assert color["scale"]["type"] == "log"
+    shares = chart.data.groupby("layer")["share"].sum()
+    np.testing.assert_allclose(shares, 1.0, rtol=1e-9)
+
+
+def test_fractions_axis_is_a_percentage_from_0_to_1(profiles):
+    spec = charts.fractions_by_layer(report.fractions_frame(profiles), list(profiles),
+                                     title="f").to_dict()
+    assert spec["encoding"]["y"]["scale"]["domain"] == [0, 1]
+    assert spec["encoding"]["y"]["axis"]["format"] == "%"
+
+
+def _history(diverged_scheme=None):
+    rows = []
+    for scheme in ("a", "b"):
+        for seed in (0, 1):
+            for step in (0, 10, 20):
+                diverged = scheme == diverged_scheme and step == 20
+                rows.append({"scheme": scheme, "seed": seed, "step": step,
+                             "train_loss": 2.0 / (1 + step) + seed * 0.1,
+                             "val_loss": 2.0, "val_acc": 0.1 * (step / 10),
+                             "diverged": diverged})
+    return pd.DataFrame(rows)
+
+
+def test_training_curves_draw_the_seed_range_as_a_band_around_the_mean():
+    chart = charts.training_curves(_history(), ["a", "b"], metric="train_loss", title="t",
+                                   log=True)
+    summary = chart.data.set_index(["scheme", "step"])
+    assert summary.loc[("a", 0), "low"] == pytest.approx(2.0)
+    assert summary.loc[("a", 0), "high"] == pytest.approx(2.1)
+    assert summary.loc[("a", 0), "mean"] == pytest.approx(2.05)
+    spec = chart.to_dict()
+    assert [layer["mark"]["type"] for layer in spec["layer"]] == ["area", "line"]
+    assert spec["layer"][1]["encoding"]["y"]["scale"]["type"] == "log"
+
+
+def test_training_curves_mark_diverged_runs():
+    chart = charts.training_curves(_history(diverged_scheme="b"), ["a", "b"],
+                                   metric="val_acc", title="t")
+    assert len(chart.layer) == 3
+    assert chart.to_dict()["layer"][2]["mark"]["shape"] == "cross"
+    assert set(chart.layer[2].data["scheme"]) == {"b"}
+
+
+def test_phase_diagram_centres_its_diverging_palette_on_chi1_equal_1():
+    w, b = np.meshgrid(np.linspace(0.5, 4, 8), np.linspace(0, 1, 5))
+    grid = pd.DataFrame({"sigma_w2": w.ravel(), "sigma_b2": b.ravel(), "chi1": w.ravel() / 2})
+    critical = pd.DataFrame({"sigma_w2": [2.0, 2.0], "sigma_b2": [0.0, 1.0]})
+    point = pd.DataFrame({"sigma_w2": [2.0], "sigma_b2": [0.0], "label": ["this network"]})
+    spec = charts.phase_diagram(grid, critical, point, title="phase").to_dict()
+    scale = spec["layer"][0]["encoding"]["color"]["scale"]
+    assert scale["domainMid"] == 1 and scale["type"] == "log"
+    assert [layer["mark"]["type"] for layer in spec["layer"]] == ["rect", "line", "point"]
+
+
+def test_singular_value_histogram_uses_log_bins():
+    values = pd.DataFrame({"scheme": ["a"] * 4 + ["b"] * 4,
+                           "singular_value": [1, 1, 1, 1, 0.01, 0.1, 1, 10]})
+    chart = charts.singular_value_histogram(values, ["a", "b"], title="s")
+    np.testing.assert_allclose(chart.data["log10_s"].tail(4), [-2, -1, 0, 1])
+    assert chart.to_dict()["encoding"]["x"]["bin"] == {"maxbins": 40}

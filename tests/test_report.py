@@ -1,0 +1,107 @@
+"""The verdict names the classic failure modes, with the numbers that justify it."""
+
+import math
+
+import pytest
+
+from initviz import NetworkSpec, profile
+from initviz.report import (by_layer_frame, fractions_frame, verdict, weight_table,
+                            weight_theory)
+
+
+def _verdict(activation, scheme, params=None, depth=20, width=256):
+    spec = NetworkSpec.stack(width, depth, activation=activation, scheme=scheme,
+                             scheme_params=params or {})
+    return verdict(profile(spec, batch=128))
+
+
+@pytest.mark.parametrize("activation,scheme,params,kind,words", [
+    ("relu", "kaiming_normal", None, "healthy", "Healthy"),
+    ("selu", "lecun_normal", None, "healthy", "Healthy"),
+    ("relu", "xavier_normal", None, "vanishing", "activation std falls"),
+    ("relu", "pytorch_default", None, "vanishing", "activation std falls"),
+    ("relu", "normal", {"std": 1.0}, "exploding", "activation std grows"),
+    ("relu", "normal", {"std": 20.0}, "exploding", "overflow to inf/NaN at layer"),
+    ("tanh", "normal", {"std": 1.0}, "saturated", "flat tail of tanh"),
+    ("relu", "zeros", None, "dead", "output nothing"),
+    ("sigmoid", "xavier_normal", None, "vanishing", "gradient std falls"),
+])
+def test_classic_configurations_get_their_textbook_verdict(activation, scheme, params, kind,
+                                                          words):
+    result = _verdict(activation, scheme, params)
+    assert result.kind == kind
+    assert words in result.headline
+
+
+def test_the_vanishing_headline_quotes_first_and_last_layer():
+    result = _verdict("relu", "xavier_normal")
+    assert "(layer 1)" in result.headline and "(layer 20)" in result.headline
+
+
+def test_constant_weights_explain_the_symmetry():
+    assert any("symmetry never breaks" in d for d in _verdict("tanh", "zeros").details)
+    assert not _verdict("relu", "kaiming_normal").details
+
+
+@pytest.mark.parametrize("activation,scheme,recommended", [
+    ("tanh", "kaiming_normal", "xavier_normal"), ("sigmoid", "normal", "xavier_normal"),
+    ("relu", "xavier_normal", "kaiming_normal"), ("selu", "kaiming_normal", "lecun_normal"),
+    ("linear", "xavier_normal", "orthogonal"),
+])
+def test_recommendation_follows_the_lore(activation, scheme, recommended):
+    result = _verdict(activation, scheme, depth=3, width=32)
+    assert result.recommended_scheme == recommended
+    assert result.recommendation.startswith(f"For {activation}, the usual choice is {recommended}")
+
+
+def test_a_scheme_of_the_recommended_family_is_acknowledged():
+    result = _verdict("relu", "kaiming_uniform", depth=3, width=32)
+    assert result.recommendation.startswith("kaiming_uniform is the usual choice for relu")
+
+
+@pytest.fixture(scope="module")
+def two_profiles():
+    return {name: profile(NetworkSpec.stack(64, 4, scheme=name), batch=32)
+            for name in ("kaiming_normal", "lsuv")}
+
+
+def test_by_layer_frame_adds_theory_only_where_the_theory_applies(two_profiles):
+    frame = by_layer_frame(two_profiles, "act_std")
+    sources = frame.groupby("scheme")["source"].unique()
+    assert set(sources["kaiming_normal"]) == {"measured", "theory"}
+    assert set(sources["lsuv"]) == {"measured"}
+    assert len(frame) == 4 * 3
+
+
+def test_weight_std_theory_comes_from_the_scheme(two_profiles):
+    frame = by_layer_frame(two_profiles, "weight_std")
+    theory = frame[(frame.scheme == "kaiming_normal") & (frame.source == "theory")]
+    assert theory["value"].iloc[1] == pytest.approx(math.sqrt(2 / 64))
+
+
+def test_fractions_frame_has_both_measures_for_every_layer(two_profiles):
+    frame = fractions_frame(two_profiles)
+    assert set(frame["measure"]) == {"saturated", "dead"}
+    assert len(frame) == 2 * 2 * 4
+
+
+def test_weight_theory_expected_counts_add_up_to_the_number_of_weights():
+    prof = profile(NetworkSpec.stack(128, 2, scheme="xavier_uniform"), batch=16)
+    theory = weight_theory(prof, 2, points=2001)
+    bin_width = float(prof.histograms.query("kind == 'weight' and layer == 2")
+                      .eval("bin_hi - bin_lo").mean())
+    # Riemann sum of the density over the support, in counts: within 2% of 128*128 entries.
+    step = theory["value"].diff().mean()
+    total = theory["expected"].sum() * step / bin_width
+    assert total == pytest.approx(128 * 128, rel=0.02)
+
+
+def test_weight_table_lists_gain_std_and_uniform_bound():
+    prof = profile(NetworkSpec.stack(100, 2, scheme="kaiming_uniform",
+                                     scheme_params={"nonlinearity": "relu"}), batch=16)
+    table = weight_table(prof)
+    row = table.iloc[1]
+    assert row["gain"] == pytest.approx(math.sqrt(2))
+    assert row["std (theory)"] == pytest.approx(math.sqrt(2 / 100))
+    assert row["bound (theory)"] == pytest.approx(math.sqrt(6 / 100))
+    assert row["std (measured)"] == pytest.approx(row["std (theory)"], rel=0.05)
