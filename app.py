@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 import pandas as pd
 import streamlit as st
 
-from initviz import charts, report
+from initviz import charts, report, training
 from initviz.activations import ACTIVATIONS
+from initviz.cache import LRU
 from initviz.codegen import pytorch_code
+from initviz.datasets import DATASETS
 from initviz.devices import DEVICE_CHOICES, limit_threads, resolve_device
 from initviz.errors import InitvizError
 from initviz.network import MAX_INPUT_DIM, NORMS, NetworkSpec
@@ -30,7 +33,11 @@ DEFAULTS = {
     "preset": "none", "input_dim": 64, "width": 256, "depth": 20, "sizes": "", "activation": "relu",
     "scheme": "kaiming_normal", "bias": "zeros", "norm": "none", "seed": 0, "batch": 256,
     "compare": ["kaiming_normal", "xavier_normal"], "device": "auto",
+    "dataset": "digits", "optimizer": "sgd", "lr": 0.05, "steps": 200, "seeds": 2,
 }
+TRAIN_REDRAW_SECONDS = 0.5  # the live curve redraws at least twice a second
+TRAIN_SLICE_SECONDS = 0.3   # compute per redraw, so the page stays responsive
+CURVE_POINTS = 40           # evaluation steps per training run
 BOUND = {"bind": "query-params"}
 
 st.set_page_config(page_title="initviz: weight initialization, made visible", layout="wide",
@@ -172,6 +179,16 @@ def sidebar() -> dict:
 
 
 def training_sidebar() -> dict:
+    st.header("Training")
+    st.selectbox("dataset", list(DATASETS), key="dataset",
+                 help="; ".join(f"**{n}**: {d.description}" for n, d in DATASETS.items()),
+                 **BOUND)
+    st.selectbox("optimizer", training.OPTIMIZERS, key="optimizer",
+                 help="sgd; momentum = SGD with momentum 0.9; adam", **BOUND)
+    st.number_input("lr (learning rate)", 1e-5, training.MAX_LR, DEFAULTS["lr"], format="%.4g",
+                    key="lr", **BOUND)
+    st.slider("steps", 10, 2000, DEFAULTS["steps"], step=10, key="steps", **BOUND)
+    st.slider("seeds (runs per scheme)", 1, 5, DEFAULTS["seeds"], key="seeds", **BOUND)
     return {}
 
 
@@ -288,6 +305,151 @@ def signal_section(profiles: dict[str, Profile], schemes: list[str]) -> None:
                  f"layer {main.first_nonfinite_layer}; layers from there on are not drawn.")
 
 
+@st.cache_resource
+def finished_trainings() -> LRU:
+    """Finished training results, shared by every session of this server, by their TrainSpec."""
+    return LRU(maxsize=32)
+
+
+def train_spec(specs: dict[str, NetworkSpec], device: str, problems: list[str]
+               ) -> training.TrainSpec | None:
+    state = st.session_state
+    main = next(iter(specs.values()))
+    try:
+        return training.TrainSpec(
+            network=main, schemes=tuple((s.scheme, s.scheme_params) for s in specs.values()),
+            seeds=state["seeds"], seed=state["seed"], dataset=state["dataset"],
+            optimizer=state["optimizer"], lr=state["lr"], steps=state["steps"],
+            batch=min(state["batch"], training.MAX_BATCH),
+            eval_every=max(1, state["steps"] // CURVE_POINTS), device=device)
+    except InitvizError as error:
+        problems.append(f"training: {error}")
+        return None
+
+
+def _start_training(spec: training.TrainSpec) -> None:
+    try:
+        stream = training.stream(spec)
+    except InitvizError as error:
+        st.session_state["train_job"] = {"spec": spec, "error": str(error)}
+        return
+    st.session_state["train_job"] = {
+        "spec": spec, "stream": iter(stream), "device": stream.device,
+        "notice": stream.device_notice, "records": [], "step": 0, "seconds": 0.0,
+        "done": False, "stopped": False}
+
+
+def _stop_training() -> None:
+    job = st.session_state.get("train_job")
+    if job and not job.get("done", True):
+        job["stream"].close()
+        job.update(done=True, stopped=True)
+
+
+def _advance(job: dict) -> None:
+    """Train for one time slice; on the last checkpoint, publish the result to every session."""
+    started = time.perf_counter()
+    while not job["done"] and time.perf_counter() - started < TRAIN_SLICE_SECONDS:
+        checkpoint = next(job["stream"], None)
+        if checkpoint is None:
+            job["done"] = True
+            finished_trainings().put(job["spec"], {k: job[k] for k in (
+                "records", "device", "notice", "seconds", "step")})
+            break
+        job["records"].extend(checkpoint.records)
+        job["step"], job["seconds"] = checkpoint.step, checkpoint.seconds
+
+
+def training_section(spec: training.TrainSpec | None, schemes: list[str]) -> None:
+    st.header("Training", divider="gray")
+    if spec is None:
+        st.info("Fix the training settings above to train.")
+        return
+    info = DATASETS[spec.dataset]
+    st.caption(f"{len(spec.schemes)} schemes × {spec.seeds} seeds on **{spec.dataset}** "
+               f"({info.description}; {info.n_classes} classes), {spec.optimizer}, lr "
+               f"{spec.lr:g}, {spec.steps} steps of {spec.batch}. Every run sees the same "
+               "batches in the same order; the band spans the seeds.")
+    job = st.session_state.get("train_job")
+    if job is not None and job["spec"] != spec:
+        _stop_training()
+        job = None
+    cached = finished_trainings().get(spec)
+    running = job is not None and not job.get("done", True)
+    left, right, _ = st.columns([1, 1, 6])
+    left.button("Train", type="primary", disabled=running, on_click=_start_training,
+                args=(spec,), key="train_button")
+    right.button("Stop", disabled=not running, on_click=_stop_training, key="stop_button")
+    training_live(spec, schemes, cached)
+
+
+def _training_fragment_interval() -> float | None:
+    job = st.session_state.get("train_job")
+    return TRAIN_REDRAW_SECONDS if job is not None and not job.get("done", True) else None
+
+
+def training_live(spec: training.TrainSpec, schemes: list[str], cached: dict | None) -> None:
+    @st.fragment(run_every=_training_fragment_interval())
+    def live() -> None:
+        job = st.session_state.get("train_job")
+        if job is not None and job["spec"] == spec and "error" in job:
+            st.error(job["error"])
+            return
+        mine = job is not None and job["spec"] == spec
+        shown = job if mine else cached
+        if shown is None:
+            st.info("Press **Train** to train every scheme on the same data, side by side.")
+            return
+        training_view(spec, schemes, shown)
+        # Train after drawing: the charts on screen stay current while the next slice runs.
+        if mine and not job["done"]:
+            _advance(job)
+            if job["done"]:
+                st.rerun()  # the whole page, to stop this fragment's timer and free the buttons
+
+    live()
+
+
+def training_view(spec: training.TrainSpec, schemes: list[str], shown: dict) -> None:
+    if shown.get("notice"):
+        st.warning(shown["notice"])
+    status = ("stopped" if shown.get("stopped") else
+              "finished" if shown.get("done", True) else "training")
+    st.progress(shown["step"] / spec.steps,
+                text=f"{status}: step {shown['step']} of {spec.steps}, "
+                     f"{shown['seconds']:.1f} s on {shown['device']}")
+    history = training.history_frame(shown["records"])
+    if history.empty:
+        return
+    left, right = st.columns(2)
+    left.altair_chart(charts.training_curves(
+        history, schemes, metric="train_loss", log=True, total_steps=spec.steps,
+        title="Training loss (mean over seeds; band: min to max)"), key="train_loss")
+    right.altair_chart(charts.training_curves(
+        history, schemes, metric="val_acc", total_steps=spec.steps,
+        title=f"Validation accuracy (chance: {1 / DATASETS[spec.dataset].n_classes:.0%})"),
+        key="val_acc")
+    layers = training.layer_frame(shown["records"])
+    latest = layers[layers["step"] == layers["step"].max()]
+    ratio = latest.groupby(["scheme", "layer"], as_index=False)["update_ratio"].mean()
+    left.altair_chart(charts.by_layer(
+        ratio.assign(source="measured").rename(columns={"update_ratio": "value"}),
+        "‖ΔW‖ / ‖W‖ per update (log)", schemes,
+        title=f"Update-to-weight ratio at step {int(latest['step'].max())} (≈1e-3 is healthy)"),
+        key="update_ratio")
+    right.dataframe(_final_table(history), hide_index=True)
+
+
+def _final_table(history: pd.DataFrame) -> pd.DataFrame:
+    last = history.sort_values("step").groupby(["scheme", "seed"]).last()
+    table = last.groupby("scheme").agg(
+        val_acc=("val_acc", "mean"), val_loss=("val_loss", "mean"),
+        diverged=("diverged", "sum"), runs=("diverged", "size")).reset_index()
+    return table.rename(columns={"val_acc": "final val. accuracy (mean)",
+                                 "val_loss": "final val. loss (mean)",
+                                 "diverged": "diverged runs"})
+
+
 def theory_section(prof: Profile) -> None:
     st.header("Theory", divider="gray")
     theory = prof.theory
@@ -344,7 +506,7 @@ def main() -> None:
     raw_url = _first_run_from_url()
     choices = sidebar()
     state = st.session_state
-    bound_keys = set(DEFAULTS) | {"dataset", "optimizer", "lr", "steps"} | {
+    bound_keys = set(DEFAULTS) | {
         k for k in state if isinstance(k, str) and "." in k}
     problems = url_warnings(raw_url, bound_keys) if raw_url else []
 
@@ -362,6 +524,7 @@ def main() -> None:
                         choices["bias_params"], problems)
     for problem in problems:
         st.warning(f"From the link or the sizes field: {problem}")
+    shown_problems = list(problems)
 
     specs = compare_specs(spec, choices["compare"])
     schemes = list(specs)
@@ -374,10 +537,14 @@ def main() -> None:
         specs, schemes = {spec.scheme: spec}, [spec.scheme]
         profiles = {spec.scheme: cached_profile(spec, DEFAULTS["batch"], 0, device.name)}
     main_profile = profiles[spec.scheme]
+    train_specification = train_spec(specs, device.name, problems)
+    for problem in problems[len(shown_problems):]:
+        st.warning(problem)
 
     verdict_section(main_profile)
     weights_section(profiles, schemes)
     signal_section(profiles, schemes)
+    training_section(train_specification, schemes)
     theory_section(main_profile)
     code_section(spec, state["seed"], state["batch"])
     downloads_section(profiles, {"network": spec.to_dict(), "compare": schemes,

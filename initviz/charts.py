@@ -47,8 +47,10 @@ def by_layer(frame: pd.DataFrame, value_title: str, schemes: Sequence[str], *,
     y = alt.Y("value:Q", title=value_title,
               scale=alt.Scale(type="log") if log else alt.Scale(zero=False))
     color = alt.Color("scheme:N", scale=scheme_scale(schemes), title="scheme")
+    has_theory = (data["source"] == "theory").any()
     dash = alt.StrokeDash("source:N", title="", scale=alt.Scale(
-        domain=["measured", "theory"], range=[[1, 0], [6, 4]]))
+        domain=["measured", "theory"], range=[[1, 0], [6, 4]]),
+        legend=alt.Legend() if has_theory else None)
     tooltip = [alt.Tooltip("scheme:N"), alt.Tooltip("source:N"), alt.Tooltip("layer:Q"),
                alt.Tooltip("value:Q", title=value_title, format=".3g")]
     base = alt.Chart(data).encode(x=_layer_x(), y=y, color=color, tooltip=tooltip)
