@@ -470,6 +470,9 @@ def theory_section(prof: Profile) -> None:
                     + ("signals keep their correlations to any depth."
                        if theory.phase == "critical" else
                        "nearby inputs decorrelate layer by layer and gradients grow."))
+    elif theory.trainable_depth == 0:
+        st.markdown(f"This network is **{theory.phase}** (χ₁ = 0): no signal about the input "
+                    "survives even one layer.")
     else:
         ratio = depth / theory.trainable_depth
         st.markdown(f"This network is **{theory.phase}** (χ₁ = {theory.chi1:.3g}): signals "

@@ -1,0 +1,206 @@
+"""The page, driven in-process with Streamlit's AppTest: every control, preset and bad link.
+
+AppTest does not fire ``run_every``; the live training fragment is driven by repeated runs, each
+of which trains one time slice, as a timer tick would.
+"""
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from initviz.presets import PRESETS
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+TIMEOUT = 180  # the first run imports torch; CI machines are small
+
+
+def _app(**query) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    for key, value in query.items():
+        at.query_params[key] = value
+    return at.run()
+
+
+def _no_exception(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def _charts(at: AppTest) -> int:
+    return len(at.get("vega_lite_chart")) + len(at.get("arrow_vega_lite_chart"))
+
+
+def _texts(at: AppTest, kind: str) -> list[str]:
+    return [element.value for element in getattr(at, kind)]
+
+
+def _verdict(at: AppTest) -> str:
+    return " ".join(_texts(at, "success") + _texts(at, "error") + _texts(at, "warning"))
+
+
+@pytest.fixture(scope="module")
+def default_page() -> AppTest:
+    return _app()
+
+
+def test_default_page_renders_every_section(default_page):
+    at = default_page
+    _no_exception(at)
+    assert "Healthy" in _verdict(at) and "kaiming_normal is the usual choice for relu" in \
+        _verdict(at)
+    headers = [h.value for h in at.header]
+    for section in ("Weights", "Signal through depth", "Training", "Theory", "PyTorch code",
+                    "Downloads"):
+        assert section in headers
+    assert _charts(at) >= 8
+    assert "nn.init.kaiming_normal_" in at.code[0].value
+    assert len(at.get("download_button")) == 2
+
+
+CONTROL_CHANGES = [
+    ("slider", "width", 96), ("slider", "depth", 7), ("number_input", "input_dim", 32),
+    ("selectbox", "activation", "tanh"), ("selectbox", "norm", "layernorm"),
+    ("selectbox", "scheme", "orthogonal"), ("number_input", "orthogonal.gain", 1.5),
+    ("selectbox", "bias", "normal"), ("number_input", "bias.normal.std", 0.1),
+    ("multiselect", "compare", ["lecun_normal", "lsuv"]), ("number_input", "seed", 3),
+    ("number_input", "batch", 64), ("selectbox", "dataset", "moons"),
+    ("selectbox", "optimizer", "adam"), ("number_input", "lr", 0.003),
+    ("slider", "steps", 50), ("slider", "seeds", 1), ("selectbox", "device", "cpu"),
+    ("text_input", "sizes", "48,96,24"), ("slider", "weight_layer", 2),
+]
+
+
+def test_every_control_can_be_changed_without_an_error():
+    at = _app()
+    for widget, key, value in CONTROL_CHANGES:
+        getattr(at, widget)(key=key).set_value(value)
+        at.run()
+        _no_exception(at)
+        assert getattr(at, widget)(key=key).value == value, key
+    assert "orthogonal" in at.code[0].value and "nn.LayerNorm" in at.code[0].value
+    assert "sizes = [32, 48, 96, 24]" in at.code[0].value
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_every_preset_sets_its_controls_and_tells_its_story(name):
+    at = _app()
+    at.selectbox(key="preset").set_value(name).run()
+    _no_exception(at)
+    preset = PRESETS[name]
+    for key, value in preset.values.items():
+        if key != "compare":
+            assert at.session_state[key] == value, key
+    assert any(preset.title in text for text in _texts(at, "info"))
+
+
+@pytest.mark.parametrize("name,words", [
+    ("he2015", "Healthy"), ("pytorch_default", "Vanishing"), ("zeros", "Dead units"),
+    ("large_weights", "Saturated"), ("selu", "Healthy"),
+])
+def test_a_preset_link_opens_that_view(name, words):
+    at = _app(preset=name)
+    _no_exception(at)
+    assert words in _verdict(at)
+    assert at.slider(key="depth").value == PRESETS[name].values["depth"]
+
+
+def test_a_link_with_parameters_opens_exactly_that_view():
+    at = _app(activation="tanh", scheme="xavier_normal", depth="12", width="128",
+              compare=["xavier_normal", "orthogonal"])
+    _no_exception(at)
+    assert at.selectbox(key="activation").value == "tanh"
+    assert at.slider(key="depth").value == 12
+    assert at.multiselect(key="compare").value == ["xavier_normal", "orthogonal"]
+    assert "xavier_normal is the usual choice for tanh" in _verdict(at)
+    assert "[64] + [128] * 12" in at.code[0].value
+
+
+def test_bad_link_values_fall_back_to_defaults_with_a_warning():
+    at = _app(depth="9999", width="abc", activation="nope", compare=["xavier_normal", "zz"],
+              bogus="1")
+    _no_exception(at)
+    warnings = " ".join(_texts(at, "warning"))
+    for fragment in ("depth=9999", "width=abc", "activation=nope", "bogus"):
+        assert fragment in warnings
+    assert at.slider(key="depth").value == 20
+    assert at.selectbox(key="activation").value == "relu"
+    assert at.multiselect(key="compare").value == ["xavier_normal"]
+
+
+def test_bad_sizes_warn_and_use_width_and_depth():
+    at = _app(sizes="64,abc")
+    _no_exception(at)
+    assert any("sizes" in w and "width × depth" in w for w in _texts(at, "warning"))
+
+
+def test_too_large_a_network_is_refused_with_the_number():
+    at = _app(width="2048", depth="200", batch="4096")
+    _no_exception(at)
+    errors = " ".join(_texts(at, "error"))
+    assert "GiB" in errors and "memory budget" in errors
+    assert "Showing the default network" in errors
+
+
+def test_asking_for_a_missing_gpu_falls_back_and_says_so():
+    at = _app(device="cuda", depth="4", width="32")
+    _no_exception(at)
+    assert any("not available" in w for w in _texts(at, "warning"))
+
+
+def _progress_text(at: AppTest) -> str:
+    bars = at.get("progress")
+    return bars[0].proto.text if bars else ""
+
+
+def _train(at: AppTest, max_runs: int = 120) -> list[str]:
+    at.button(key="train_button").click().run()
+    seen = []
+    for _ in range(max_runs):
+        _no_exception(at)
+        seen.append(_progress_text(at))
+        if seen[-1].startswith(("finished", "stopped")):
+            break
+        at.run()
+    return seen
+
+
+SMALL_TRAINING = dict(depth="3", width="32", steps="40", seeds="1", batch="64")
+
+
+def test_training_runs_live_and_then_shows_the_finished_race():
+    at = _app(**SMALL_TRAINING)
+    charts_before = _charts(at)
+    seen = _train(at)
+    assert seen[-1].startswith("finished: step 40 of 40")
+    assert any(text.startswith("training") for text in seen[:-1])  # drawn while it ran
+    assert _charts(at) == charts_before + 3
+    table = at.dataframe[-1].value
+    assert set(table["scheme"]) == {"kaiming_normal", "xavier_normal"}
+    # A change that does not touch training keeps the finished result and trains nothing.
+    at.slider(key="weight_layer").set_value(2).run()
+    assert _progress_text(at).startswith("finished")
+    assert not at.button(key="stop_button").proto.disabled is False
+
+
+def test_a_finished_training_is_shared_by_its_spec():
+    at = _app(**SMALL_TRAINING)
+    _train(at)
+    again = _app(**SMALL_TRAINING)  # a new session, the same spec: no need to train
+    assert _progress_text(again).startswith("finished")
+
+
+def test_stop_ends_training_between_steps():
+    at = _app(**{**SMALL_TRAINING, "steps": "2000", "seed": "5"})
+    at.button(key="train_button").click().run()
+    at.button(key="stop_button").click().run()
+    _no_exception(at)
+    assert _progress_text(at).startswith("stopped")
+    assert at.button(key="train_button").proto.disabled is False
+
+
+def test_changing_the_network_during_training_abandons_that_run():
+    at = _app(**{**SMALL_TRAINING, "steps": "2000", "seed": "6"})
+    at.button(key="train_button").click().run()
+    at.slider(key="depth").set_value(4).run()
+    _no_exception(at)
+    assert any("Press **Train**" in text for text in _texts(at, "info"))
