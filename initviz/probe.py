@@ -24,8 +24,7 @@ import torch
 
 from initviz.activations import get_activation
 from initviz.devices import resolve_device
-from initviz.errors import InvalidSpec
-from initviz.network import NetworkSpec, build_model, check_memory, estimate_bytes
+from initviz.network import NetworkSpec, _check_int, build_model, check_memory, estimate_bytes
 from initviz.schemes import get_scheme
 from initviz.theory import MeanField, Prediction, predict, theory_unavailable_reason
 
@@ -40,7 +39,9 @@ BASIS_POINTS = (0, 668, 1587, 3085, 5000, 6915, 8413, 9332, 10000)
 
 MAX_BATCH = 8192
 MAX_BINS = 200
+MAX_SEED = 2**31 - 1  # the same range as the training seed and the page's seed input
 INPUT_STREAM = 0x9E3779B9  # the inputs' generator is seeded apart from the weights' one
+_TINY = torch.finfo(torch.float32).tiny
 
 
 @dataclass
@@ -96,24 +97,59 @@ def _json_number(value):
 
 
 class _TensorStats:
-    """Collects on-device summaries of tensors, one kind and layer at a time, with no host sync."""
+    """Collects on-device summaries of tensors, one kind and layer at a time, with no host sync.
+
+    Per tensor: aminmax, a sum, a norm and one binning pass, written into scratch buffers that
+    are reused from tensor to tensor (fresh multi-megabyte temporaries cost page faults on a CPU;
+    ``torch.std_mean`` and ``torch.histc`` each cost several plain reductions there).
+    """
 
     def __init__(self, bins: int):
         self.bins = bins
         self.records: dict[tuple[str, int], dict[str, torch.Tensor]] = {}
+        self._work: torch.Tensor | None = None
+        self._index: torch.Tensor | None = None
+
+    def _scratch(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        n = x.numel()
+        if self._work is None or self._work.numel() < n or self._work.device != x.device:
+            self._work = torch.empty(n, device=x.device, dtype=torch.float32)
+            # bincount of a uint8 index (bins <= MAX_BINS < 256) is the fastest histogram on a
+            # CPU; elsewhere bincount would read its output size back to the host: scatter.
+            index_dtype = torch.uint8 if x.device.type == "cpu" else torch.int64
+            self._index = torch.empty(n, device=x.device, dtype=index_dtype)
+        return self._work[:n], self._index[:n]
 
     def add(self, kind: str, layer: int, x: torch.Tensor) -> dict[str, torch.Tensor]:
         x = x.detach().reshape(-1).float()
-        std, mean = torch.std_mean(x, correction=0)
+        n = x.numel()
+        work, index = self._scratch(x)
         low, high = torch.aminmax(x)
-        # A constant tensor (zeros, dead layer) gets a narrow range around its value.
         span = high - low
+        constant = span == 0
+        # Mean and std in units of the half-range, so that neither the sum nor the squares can
+        # overflow float32 in an exploding network (values up to ~1e38 stay measurable); two
+        # passes, the second over deviations from the mean, so no cancellation either.
+        scale = torch.where(constant, 1.0, high / 2 - low / 2).clamp_(min=_TINY)
+        scaled_mean = torch.mul(x, 1.0 / scale, out=work).sum() / n
+        mean = torch.where(constant, low, scaled_mean * scale)  # exact for a constant tensor
+        spread = torch.linalg.vector_norm(work.sub_(scaled_mean)) * (scale / math.sqrt(n))
+        std = torch.where(constant, 0.0, spread)
+        # A constant tensor (zeros, dead layer) gets a narrow range around its value.
         pad = torch.clamp(low.abs(), min=1e-12) * 1e-3
         low = torch.where(span > 0, low, low - pad / 2)
         span = torch.where(span > 0, span, pad)
-        index = ((x - low) * (self.bins / span)).to(torch.int64).clamp_(0, self.bins - 1)
-        counts = torch.zeros(self.bins, device=x.device, dtype=torch.float32)
-        counts.index_add_(0, index, torch.ones_like(x))
+        torch.sub(x, low, out=work).mul_(self.bins / span)
+        if index.dtype == torch.uint8:
+            # A NaN converts to an arbitrary byte: [:bins] keeps the shape; such a record is
+            # marked non-finite below and never shown.
+            index.copy_(work.clamp_(0, self.bins - 1))
+            counts = torch.bincount(index, minlength=self.bins)[:self.bins]
+        else:  # clamped as integers: a non-finite x converts to an arbitrary integer
+            index.copy_(work).clamp_(0, self.bins - 1)
+            counts = torch.zeros(self.bins, device=x.device, dtype=torch.int64)
+            counts.index_add_(0, index, torch.ones((), device=x.device,
+                                                   dtype=torch.int64).expand_as(index))
         record = {"mean": mean, "std": std, "low": low, "span": span, "counts": counts,
                   "finite": torch.isfinite(low) & torch.isfinite(high)}
         self.records[(kind, layer)] = record
@@ -132,7 +168,7 @@ def _fraction_outside(z: torch.Tensor, low: float, high: float) -> torch.Tensor:
 def _percentiles(counts: torch.Tensor, low: torch.Tensor, span: torch.Tensor) -> torch.Tensor:
     """Values at :data:`BASIS_POINTS` from histograms ``counts`` (rows), interpolating in bins."""
     bins = counts.shape[1]
-    cdf = torch.cumsum(counts, 1)
+    cdf = torch.cumsum(counts.double(), 1)
     total = cdf[:, -1:].clamp(min=1)
     cdf = torch.cat([torch.zeros_like(total), cdf], 1) / total  # at the bin edges
     targets = torch.tensor(BASIS_POINTS, dtype=cdf.dtype, device=cdf.device) / 10000
@@ -143,7 +179,7 @@ def _percentiles(counts: torch.Tensor, low: torch.Tensor, span: torch.Tensor) ->
     within = torch.where(c_right > c_left, (targets - c_left) / (c_right - c_left),
                          torch.zeros_like(targets))
     edge = left.to(cdf.dtype) + within
-    values = low[:, None] + span[:, None] * edge / bins
+    values = (low[:, None] + span[:, None] * edge / bins).to(low.dtype)
     values[:, 0] = low
     values[:, -1] = low + span
     return values
@@ -152,10 +188,9 @@ def _percentiles(counts: torch.Tensor, low: torch.Tensor, span: torch.Tensor) ->
 def profile(spec: NetworkSpec, batch: int = 256, seed: int = 0, device: str = "auto",
             bins: int = 60, memory_budget: int | None = None) -> Profile:
     """Measure ``spec`` freshly initialized from ``seed``: see the module docstring."""
-    if not 1 <= batch <= MAX_BATCH or isinstance(batch, bool):
-        raise InvalidSpec("batch", batch, f"a whole number in [1, {MAX_BATCH}]")
-    if not 2 <= bins <= MAX_BINS:
-        raise InvalidSpec("bins", bins, f"a whole number in [2, {MAX_BINS}]")
+    batch = _check_int("batch", batch, 1, MAX_BATCH)
+    bins = _check_int("bins", bins, 2, MAX_BINS)
+    seed = _check_int("seed", seed, 0, MAX_SEED)
     check_memory("this profile", estimate_bytes(spec, batch), memory_budget)
     choice = resolve_device(device)
     dev = choice.device
@@ -289,5 +324,5 @@ def _assemble(spec, batch, seed, choice, seconds, bins, host) -> Profile:
     )
 
 
-__all__ = ["BASIS_POINTS", "KINDS", "LAYER_COLUMNS", "MAX_BATCH", "MAX_BINS", "Profile",
-           "profile"]
+__all__ = ["BASIS_POINTS", "KINDS", "LAYER_COLUMNS", "MAX_BATCH", "MAX_BINS", "MAX_SEED",
+           "Profile", "profile"]

@@ -258,10 +258,11 @@ def _literal(value: object) -> str:
     return repr(value)
 
 
-def _require_less(low: str, high: str) -> Callable[[Params], None]:
+def _require_less(owner: str, low: str, high: str) -> Callable[[Params], None]:
     def check(params: Params) -> None:
         if not params[low] < params[high]:
-            raise InvalidSpec(high, params[high], f"a number greater than {low}={params[low]:g}")
+            raise InvalidSpec(f"{owner}.{high}", params[high],
+                              f"a number greater than {low}={params[low]:g}")
 
     return check
 
@@ -334,7 +335,7 @@ _SCHEME_LIST: tuple[Scheme, ...] = (
         lambda fi, fo, p: WeightLaw("uniform", low=p["a"], high=p["b"]),
         params=(Param("a", 0.0, -100.0, 100.0, doc="lower bound"),
                 Param("b", 1.0, -100.0, 100.0, doc="upper bound")),
-        check=_require_less("a", "b"),
+        check=_require_less("uniform", "a", "b"),
     ),
     Scheme(
         "normal", "Normal N(mean, std²)", "W ~ N(mean, std²)", "torch.nn.init.normal_",
@@ -350,7 +351,7 @@ _SCHEME_LIST: tuple[Scheme, ...] = (
                                     low=p["a"], high=p["b"]),
         params=(Param("mean", 0.0, -100.0, 100.0), Param("std", 1.0, 1e-6, 100.0),
                 Param("a", -2.0, -100.0, 100.0), Param("b", 2.0, -100.0, 100.0)),
-        check=_require_less("a", "b"),
+        check=_require_less("trunc_normal", "a", "b"),
     ),
     Scheme(
         "xavier_uniform", "Xavier / Glorot uniform",
