@@ -12,6 +12,7 @@ import math
 import sys
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import pandas as pd
 
 from initviz.devices import DEVICE_CHOICES, limit_threads
@@ -171,8 +172,81 @@ def _add_schemes(sub, common) -> None:
     cmd.set_defaults(run=_cmd_schemes)
 
 
+def _cmd_theory(args: argparse.Namespace) -> None:
+    from initviz.theory import phase_diagram
+
+    given = (args.sigma_w2, args.sigma_b2)
+    if (given[0] is None) != (given[1] is None):
+        raise UsageError("give both --sigma-w2 and --sigma-b2, or neither")
+    diagram = phase_diagram(network_spec(args), n=args.grid,
+                            sigma=None if given[0] is None else given)
+    document = diagram.to_json_dict()
+    if args.json:
+        print_json(document)
+        return
+    source = ("from --sigma-w2/--sigma-b2" if given[0] is not None
+              else f"from {args.scheme} / {args.bias}, last hidden layer")
+    if diagram.summary is None:
+        print(f"{diagram.activation}: mean field does not apply ({diagram.note}); "
+              "pass --sigma-w2 and --sigma-b2 to place a point")
+    else:
+        print(f"{diagram.activation}, sigma_w2 = {document['sigma_w2']:.4g}, sigma_b2 = "
+              f"{document['sigma_b2']:.4g} ({source})")
+        print(f"mean field: q* = {_fmt(document['q_star'])}, chi1 = {document['chi1']:.4g} "
+              f"({document['phase']}), depth scale = {_fmt(document['depth_scale'])}, "
+              f"chaotic depth scale = {_fmt(document['chaotic_depth_scale'])}")
+        print(document["reach"])
+    grid = diagram.grid
+    print(f"phase grid: {args.grid} x {args.grid} over sigma_w2 in [0, "
+          f"{grid.sigma_w2.max():.4g}], sigma_b2 in [0, {grid.sigma_b2.max():.4g}] "
+          "(every point with --json)")
+    line = diagram.critical_line
+    if line.empty:
+        print("critical line (chi1 = 1): not in this window")
+        return
+    print("critical line (chi1 = 1):")
+    print(format_table(line.iloc[np.linspace(0, len(line) - 1, min(len(line), 11)).round()
+                                 .astype(int)]))
+
+
+def _add_theory(sub, common) -> None:
+    cmd = sub.add_parser("theory", parents=[common],
+                         help="mean-field fixed point, chi1, depth scale and phase diagram")
+    cmd.add_argument("--sigma-w2", type=float, help="fan_in * Var(W), with --sigma-b2")
+    cmd.add_argument("--sigma-b2", type=float, help="bias variance (with --sigma-w2)")
+    cmd.add_argument("--grid", type=int, default=50, help="points per axis of the phase grid")
+    cmd.set_defaults(run=_cmd_theory)
+
+
+def _cmd_jacobian(args: argparse.Namespace) -> None:
+    from initviz.jacobian import jacobian_spectrum
+
+    width = args.sizes[0] if args.sizes else (DEFAULT_WIDTH if args.width is None else args.width)
+    spec = network_spec(args, input_dim=width)
+    result = jacobian_spectrum(spec, seed=args.seed, device=args.device)
+    emit_notice(result.device_notice)
+    if args.json:
+        print_json(result.to_json_dict())
+        return
+    rows, cols = result.shape
+    print(f"Jacobian of layer {spec.depth}'s activation by the input: {rows} x {cols} at one "
+          f"N(0, I) input; {spec.activation}, {spec.scheme}; seed {args.seed}, device "
+          f"{result.device}, {result.seconds:.3f} s")
+    print(result.reading)
+    quantiles = [0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0]
+    print(format_table(pd.DataFrame({"quantile": quantiles, "singular_value":
+                                     np.quantile(result.singular_values, quantiles)})))
+
+
+def _add_jacobian(sub, common) -> None:
+    cmd = sub.add_parser("jacobian", parents=[common],
+                         help="singular values of the input-output Jacobian (square net: the "
+                              "input has the first layer's width; --input-dim is not used)")
+    cmd.set_defaults(run=_cmd_jacobian)
+
+
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction, argparse.ArgumentParser], None]] = [
-    _add_schemes, _add_profile,
+    _add_schemes, _add_profile, _add_theory, _add_jacobian,
 ]
 
 

@@ -16,8 +16,11 @@ scale ``ξ_c = −1/ln χ₁`` on the ordered side (Schoenholz et al. 2017, eq. 
 only up to a depth of about 6ξ_c. Backwards, the variance of ``dL/dh`` is multiplied per layer by
 ``σ_w² · (fan_out/fan_in) · E[φ'(√q z)²]`` (Schoenholz et al. 2017, eq. 12).
 
-Expectations over ``z`` use Gauss–Hermite quadrature with an even number of nodes, so no node sits
-at the kink of a rectifier (ReLU's moments come out exact).
+Expectations over ``z`` use composite Gauss–Legendre quadrature against the Gaussian density on
+``[−12, 12]``, with panels that grow geometrically away from the activation's kink at ``u = 0``.
+A fixed Gauss–Hermite rule cannot resolve ``φ'(√q z)`` once ``√q`` exceeds its node spacing (tanh's
+``E[φ'²]`` was half its value at ``q = 100``); the graded panels keep every moment to ~1e-10 for
+``q`` up to 1e12, and a panel edge at the kink keeps rectifiers exact.
 
 References: Poole, Lahiri, Raghu, Sohl-Dickstein & Ganguli (2016), Exponential expressivity in deep
 neural networks through transient chaos, NeurIPS; Schoenholz, Gilmer, Ganguli & Sohl-Dickstein
@@ -31,24 +34,54 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+import pandas as pd
 import torch
-from scipy import optimize
+from scipy import interpolate, optimize
 
 from initviz.activations import Activation, get_activation
+from initviz.errors import InvalidSpec
 from initviz.network import NetworkSpec
 from initviz.schemes import get_scheme
 
-QUADRATURE_NODES = 240
+_PANELS = 16        # graded panels on each side of the kink
+_PANEL_NODES = 12   # Gauss–Legendre nodes per panel
+_Z_MAX = 12.0       # N(0, 1) puts under 1e-32 of its mass beyond ±12
+_PAIR_RULE = (14, 10)  # coarser in 2-D: 300² nodes, the map to 1e-9 and χ_c to ~1e-6
 _TINY_Q = 1e-30  # where the fixed point is 0, slopes are taken at this q (the limit q → 0)
 _HUGE_Q = 1e12   # beyond this the length map is treated as diverging
 _CRITICAL_TOL = 1e-9
 
 
-@lru_cache(maxsize=1)
-def _gauss_hermite() -> tuple[torch.Tensor, torch.Tensor]:
-    nodes, weights = np.polynomial.hermite_e.hermegauss(QUADRATURE_NODES)
-    weights = weights / math.sqrt(2.0 * math.pi)
+@lru_cache(maxsize=None)
+def _legendre(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    nodes, weights = np.polynomial.legendre.leggauss(n)
     return torch.as_tensor(nodes), torch.as_tensor(weights)
+
+
+def _gaussian_rule(scale: torch.Tensor, center: torch.Tensor | None = None,
+                   panels: int = _PANELS, per_panel: int = _PANEL_NODES
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Nodes ``z`` and weights ``w`` (shape ``scale.shape + (n,)``) with ``Σ w g(z) ≈ E[g(z)]``.
+
+    Built for ``g(z) = f(center·scale + scale·z)`` where ``f`` bends within about 1 of 0: the panels
+    start at ``−center`` (the kink), ``0.25 / max(1, scale)`` wide, and grow geometrically to ±12.
+    """
+    center = torch.zeros_like(scale) if center is None else center
+    kink = (-center).clamp(-_Z_MAX, _Z_MAX).unsqueeze(-1)
+    first = (0.25 / scale.clamp(min=1.0)).unsqueeze(-1)
+    grading = torch.linspace(1.0, 0.0, panels + 1, dtype=torch.float64)
+    sides = []
+    for reach in (_Z_MAX - kink, -_Z_MAX - kink):  # signed distance from the kink to each end
+        ratio = (first / reach.abs().clamp(min=first)).clamp(max=1.0)
+        offsets = reach * ratio**grading
+        sides.append(torch.cat([kink, kink + offsets], -1))
+    edges = torch.stack(sides, -2)  # (..., 2, panels + 1)
+    low, high = edges[..., :-1].unsqueeze(-1), edges[..., 1:].unsqueeze(-1)
+    nodes, weights = _legendre(per_panel)
+    half = (high - low) / 2
+    z = (low + half + half * nodes).flatten(-3)
+    w = (half.abs() * weights).flatten(-3) * torch.exp(-z**2 / 2) / math.sqrt(2.0 * math.pi)
+    return z, w
 
 
 def _as_q(q) -> torch.Tensor:
@@ -56,9 +89,9 @@ def _as_q(q) -> torch.Tensor:
 
 
 def _moment(activation: Activation, q, power: int) -> torch.Tensor:
-    nodes, weights = _gauss_hermite()
-    z = _as_q(q).unsqueeze(-1).sqrt() * nodes
-    return (activation.fn(z) ** power * weights).sum(-1)
+    scale = _as_q(q).sqrt()
+    nodes, weights = _gaussian_rule(scale)
+    return (activation.fn(scale.unsqueeze(-1) * nodes) ** power * weights).sum(-1)
 
 
 def second_moment(activation: Activation, q) -> torch.Tensor:
@@ -71,12 +104,18 @@ def first_moment(activation: Activation, q) -> torch.Tensor:
     return _moment(activation, q, 1)
 
 
+def _slope(activation: Activation, u: torch.Tensor) -> torch.Tensor:
+    """``φ'(u)`` elementwise, by autograd."""
+    u = u.detach().requires_grad_(True)
+    (slope,) = torch.autograd.grad(activation.fn(u).sum(), u)
+    return slope
+
+
 def slope_moment(activation: Activation, q) -> torch.Tensor:
     """``E[φ'(√q z)²]`` for ``z ~ N(0, 1)``, the slope taken by autograd."""
-    nodes, weights = _gauss_hermite()
-    z = (_as_q(q).clamp(min=_TINY_Q).unsqueeze(-1).sqrt() * nodes).requires_grad_(True)
-    (slope,) = torch.autograd.grad(activation.fn(z).sum(), z)
-    return (slope**2 * weights).sum(-1)
+    scale = _as_q(q).clamp(min=_TINY_Q).sqrt()
+    nodes, weights = _gaussian_rule(scale)
+    return (_slope(activation, scale.unsqueeze(-1) * nodes) ** 2 * weights).sum(-1)
 
 
 def length_map(activation: Activation, q, sigma_w2: float, sigma_b2: float) -> torch.Tensor:
@@ -103,7 +142,7 @@ def fixed_point(activation: Activation, sigma_w2: float, sigma_b2: float,
         grid = np.geomspace(q_start, _HUGE_Q, 400)
     else:
         grid = np.concatenate([np.geomspace(q_start, _TINY_Q, 400), [0.0]])
-    values = np.array([gap(q) for q in grid])
+    values = length_map(activation, grid, sigma_w2, sigma_b2).numpy() - grid
     crossings = np.nonzero(np.sign(values[1:]) != np.sign(values[:-1]))[0]
     if len(crossings) == 0:
         return None if start_gap > 0 else 0.0
@@ -234,4 +273,415 @@ __all__ = [
     "layer_sigmas",
     "length_map", "mean_field", "phase", "predict", "second_moment", "slope_moment",
     "theory_unavailable_reason",
+]
+
+
+# --------------------------------------------------------------------------------------------------
+# The order-to-chaos phase diagram (Poole et al. 2016, Fig. 2; Schoenholz et al. 2017, Fig. 1)
+#
+# The length map needs only E[φ²](q) and E[φ'²](q). Both are tabulated once per activation on a
+# log grid of q and interpolated with cubic splines in ln q, so a whole grid of (σ_w², σ_b²) is
+# solved at once: bracket q* on the table's nodes, then bisect on the splines.
+
+_TABLE_PER_DECADE = 24   # spline knots per decade of q in [1e-8, 1e8]: error about 2e-7
+_SPARSE_PER_DECADE = 8   # beyond, where the moments are nearly powers of q: about 2e-5
+_BRACKET_EVERY = 8       # bracket q* on every 8th knot (3 per decade), then bisect
+_BISECT_TOL = 1e-12      # in ln q
+MAX_GRID_SIDE = 200
+MAX_SIGMA2 = 1e4
+DEFAULT_GRID_SIDE = 100
+TRAINABLE_DEPTHS_PER_SCALE = 6.0  # Schoenholz et al. 2017, Fig. 5: trainable up to L ≈ 6ξ_c
+
+
+@dataclass(frozen=True)
+class _MomentTable:
+    log_q: np.ndarray
+    second: np.ndarray
+    second_spline: interpolate.CubicSpline
+    slope_spline: interpolate.CubicSpline
+
+
+@lru_cache(maxsize=None)
+def _moment_table(activation: Activation) -> _MomentTable:
+    stops = [_TINY_Q, 1e-8, 1e8, _HUGE_Q]
+    density = [_SPARSE_PER_DECADE, _TABLE_PER_DECADE, _SPARSE_PER_DECADE]
+    log_q = np.unique(np.concatenate([
+        np.linspace(math.log(a), math.log(b), round(math.log10(b / a) * per) + 1)
+        for a, b, per in zip(stops, stops[1:], density)]))
+    q = torch.as_tensor(np.exp(log_q))
+    second = second_moment(activation, q).numpy()
+    slope = slope_moment(activation, q).numpy()
+    return _MomentTable(log_q, second, interpolate.CubicSpline(log_q, second),
+                        interpolate.CubicSpline(log_q, slope))
+
+
+def _as_activation(activation: str | Activation) -> Activation:
+    return get_activation(activation) if isinstance(activation, str) else activation
+
+
+def fixed_points(activation: str | Activation, sigma_w2, sigma_b2,
+                 q_start: float = 1.0) -> np.ndarray:
+    """:func:`fixed_point` for many ``(σ_w², σ_b²)`` at once (arrays broadcast); NaN where ``q``
+    diverges, 0 where it collapses.
+
+    Same rule as the scalar version -- the first root of ``σ_w² E[φ²](q) + σ_b² − q`` from
+    ``q_start`` in the direction of the first step -- on the splined moments (relative error in
+    ``q*`` about 1e-7 away from criticality).
+    """
+    act = _as_activation(activation)
+    table = _moment_table(act)
+    sw, sb = (a.astype(np.float64).ravel() for a in np.broadcast_arrays(sigma_w2, sigma_b2))
+    shape = np.broadcast_shapes(np.shape(sigma_w2), np.shape(sigma_b2))
+    start_gap = sw * float(second_moment(act, q_start)) + sb - q_start
+    log_start = math.log(q_start)
+    q = np.full(sw.shape, q_start)  # kept where the start is already fixed
+    # ln q on either side of each root: the map lies above the diagonal at `above`, below at `below`
+    above, below = np.zeros_like(sw), np.zeros_like(sw)
+    open_ = np.zeros(sw.shape, dtype=bool)
+    knots = table.log_q[::_BRACKET_EVERY]
+    second = table.second[::_BRACKET_EVERY]
+    for rising in (True, False):
+        chosen = (start_gap > 0 if rising else start_gap < 0)
+        chosen &= np.abs(start_gap) > 1e-12 * max(q_start, 1.0)
+        if not chosen.any():
+            continue
+        ahead = knots > log_start if rising else knots < log_start
+        outward = slice(None, None, 1 if rising else -1)
+        steps, moments = knots[ahead][outward], second[ahead][outward]
+        gaps = sw[chosen, None] * moments + sb[chosen, None] - np.exp(steps)
+        crossed = gaps <= 0 if rising else gaps >= 0
+        found = crossed.any(axis=1)
+        k = crossed.argmax(axis=1)
+        near = np.where(k == 0, log_start, steps[np.maximum(k - 1, 0)])
+        far = steps[k]
+        idx = np.flatnonzero(chosen)
+        q[idx[~found]] = np.nan if rising else 0.0
+        idx, near, far = idx[found], near[found], far[found]
+        above[idx], below[idx] = (near, far) if rising else (far, near)
+        open_[idx] = True
+    idx = np.flatnonzero(open_)
+    hi, lo = above[idx], below[idx]
+    w, b = sw[idx], sb[idx]
+    while len(idx) and np.max(np.abs(hi - lo)) > _BISECT_TOL:
+        mid = (hi + lo) / 2
+        up = w * table.second_spline(mid) + b - np.exp(mid) > 0
+        hi, lo = np.where(up, mid, hi), np.where(up, lo, mid)
+    q[idx] = np.exp((hi + lo) / 2)
+    return q.reshape(shape)
+
+
+def chi1_many(activation: str | Activation, q_star, sigma_w2) -> np.ndarray:
+    """``χ₁ = σ_w² E[φ'(√q* z)²]`` for arrays, read off the splined table; ``q*`` NaN (diverging)
+    takes the large-``q`` limit and ``q* = 0`` the small-``q`` one, as :func:`chi1` does."""
+    table = _moment_table(_as_activation(activation))
+    q = np.asarray(q_star, dtype=np.float64)
+    log_q = np.log(np.clip(np.nan_to_num(q, nan=_HUGE_Q), _TINY_Q, _HUGE_Q))
+    return np.asarray(sigma_w2, dtype=np.float64) * table.slope_spline(log_q)
+
+
+def phase_grid(activation: str | Activation, sigma_w2, sigma_b2,
+               q_start: float = 1.0) -> pd.DataFrame:
+    """χ₁ over the grid ``sigma_w2 × sigma_b2`` (two 1-D axes): one row per point, columns
+    ``sigma_w2, sigma_b2, q_star, chi1`` (``q_star`` NaN where the length map diverges)."""
+    w_axis, b_axis = _axis("sigma_w2", sigma_w2), _axis("sigma_b2", sigma_b2)
+    w, b = (a.ravel() for a in np.meshgrid(w_axis, b_axis, indexing="ij"))
+    q = fixed_points(activation, w, b, q_start)
+    return pd.DataFrame({"sigma_w2": w, "sigma_b2": b, "q_star": q,
+                         "chi1": chi1_many(activation, q, w)})
+
+
+def _axis(name: str, values, most: int = MAX_GRID_SIDE) -> np.ndarray:
+    axis = np.atleast_1d(np.asarray(values, dtype=np.float64))
+    if axis.ndim != 1 or not 1 <= len(axis) <= most:
+        raise InvalidSpec(name, f"{axis.size} values", f"1 to {most} values")
+    if not np.all(np.isfinite(axis)) or axis.min() < 0 or axis.max() > MAX_SIGMA2:
+        shown = axis.tolist() if axis.size > 1 else float(axis[0])
+        raise InvalidSpec(name, shown, f"a number in [0, {MAX_SIGMA2:g}]")
+    return axis
+
+
+def critical_line(activation: str | Activation, sigma_b2, sigma_w2_max: float,
+                  q_start: float = 1.0, scan: int = 128) -> pd.DataFrame:
+    """Where χ₁ = 1: columns ``sigma_b2, sigma_w2``, sorted by ``sigma_b2``.
+
+    For each σ_b², χ₁ is scanned over ``scan`` values of σ_w² in (0, ``sigma_w2_max``] and every
+    crossing of 1 is bisected to 1e-10·``sigma_w2_max``. A σ_b² with no crossing in range has no
+    row; one with several has several. Where χ₁ jumps over 1 instead -- the stable ``q*`` vanishes
+    and ``q`` runs off to infinity, as for GELU and SiLU at small σ_b² -- the phases meet but
+    nothing is critical, and the jump is left out.
+    """
+    b_axis = _axis("sigma_b2", sigma_b2)
+    w_scan = _axis("sigma_w2", np.linspace(0.0, sigma_w2_max, scan + 1)[1:], most=scan)
+
+    def chi(w, b):
+        return chi1_many(activation, fixed_points(activation, w, b, q_start), w)
+
+    above = chi(w_scan[:, None], b_axis[None, :]) >= 1.0
+    rows, cols = np.nonzero(above[1:] != above[:-1])
+    lo, hi, b = w_scan[rows], w_scan[rows + 1], b_axis[cols]
+    lo_chaotic = above[rows, cols]
+    while len(lo) and np.max(hi - lo) > 1e-10 * sigma_w2_max:
+        mid = (lo + hi) / 2
+        same = (chi(mid, b) >= 1.0) == lo_chaotic
+        lo, hi = np.where(same, mid, lo), np.where(same, hi, mid)
+    w = (lo + hi) / 2
+    critical = np.abs(chi(w, b) - 1.0) < 1e-3
+    line = pd.DataFrame({"sigma_b2": b[critical], "sigma_w2": w[critical]})
+    return line.sort_values(["sigma_b2", "sigma_w2"], ignore_index=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# Correlations between two inputs, and the depth scale on the chaotic side
+
+
+def _pair_expectation(activation: Activation, q: float, c: float, slope: bool) -> float:
+    """``E[f(u₁) f(u₂)]`` for ``(u₁, u₂)`` Gaussian with variances ``q`` and correlation ``c``;
+    ``f = φ'`` if ``slope`` else ``φ``.
+
+    Written as ``E_{z₁}[f(√q z₁) E_{z₂}[f(√q (c z₁ + √(1−c²) z₂))]]`` (Poole et al. 2016, eq. 5),
+    so each inner rule can put its panels at its own kink, ``z₂ = −c z₁ / √(1−c²)``.
+    """
+    def f(u: torch.Tensor) -> torch.Tensor:
+        return _slope(activation, u) if slope else activation.fn(u)
+
+    scale = torch.tensor(math.sqrt(q), dtype=torch.float64)
+    z1, w1 = _gaussian_rule(scale, None, *_PAIR_RULE)
+    mean = scale * c * z1
+    spread = scale * math.sqrt(max(1.0 - c * c, 0.0))
+    inner_scale = torch.full_like(z1, float(spread))
+    z2, w2 = _gaussian_rule(inner_scale, mean / spread.clamp(min=_TINY_Q), *_PAIR_RULE)
+    inner = (f(mean.unsqueeze(-1) + spread * z2) * w2).sum(-1)
+    return float((f(scale * z1) * w1 * inner).sum())
+
+
+def correlation_map(activation: str | Activation, c: float, q_star: float, sigma_w2: float,
+                    sigma_b2: float) -> float:
+    """The correlation of two inputs one layer deeper (Poole et al. 2016, eq. 5)::
+
+        c^{l+1} = (σ_w² E[φ(u₁) φ(u₂)] + σ_b²) / q*,   u₁ = √q* z₁,  u₂ = √q* (c z₁ + √(1−c²) z₂)
+    """
+    act = _as_activation(activation)
+    return (sigma_w2 * _pair_expectation(act, q_star, c, slope=False) + sigma_b2) / q_star
+
+
+def correlation_slope(activation: str | Activation, c: float, q_star: float,
+                      sigma_w2: float) -> float:
+    """``χ_c = ∂c^{l+1}/∂c^l = σ_w² E[φ'(u₁) φ'(u₂)]`` (Schoenholz et al. 2017, eq. 8); at c = 1
+    it is χ₁."""
+    return sigma_w2 * _pair_expectation(_as_activation(activation), q_star, c, slope=True)
+
+
+def correlation_fixed_point(activation: str | Activation, q_star: float, sigma_w2: float,
+                            sigma_b2: float) -> float:
+    """The correlation ``c*`` that two inputs settle at with depth: 1 in the ordered phase, the
+    largest fixed point of the correlation map below 1 in the chaotic one.
+
+    On [0, 1] the map is a power series in c with nonnegative coefficients (Mehler's expansion),
+    hence convex; with ``c = 1`` repelling (slope χ₁ > 1) the map lies below the diagonal between
+    ``c*`` and 1, which brackets ``c*`` from above.
+    """
+    act = _as_activation(activation)
+
+    def gap(c: float) -> float:
+        return correlation_map(act, c, q_star, sigma_w2, sigma_b2) - c
+
+    if chi1(act, sigma_w2, q_star) <= 1.0 + _CRITICAL_TOL:
+        return 1.0
+    at_zero = gap(0.0)
+    if abs(at_zero) <= 1e-12:  # odd φ without bias: inputs decorrelate completely
+        return 0.0
+    if at_zero > 0.0:
+        step = 0.5
+        while gap(1.0 - step) >= 0.0:
+            step /= 2
+            if step < 1e-10:
+                return 1.0
+        return float(optimize.brentq(gap, 0.0, 1.0 - step, xtol=1e-10))
+    lows = np.linspace(0.0, -1.0, 21)
+    values = [gap(c) for c in lows]
+    k = next(i for i, v in enumerate(values) if v >= 0.0)  # gap(−1) ≥ 0 as |E[φ(u)φ(−u)]| ≤ q*
+    return float(optimize.brentq(gap, lows[k], lows[k - 1], xtol=1e-10))
+
+
+def chaotic_depth_scale(activation: str | Activation, sigma_w2: float, sigma_b2: float,
+                        q_star: float | None) -> float | None:
+    """``ξ_c = −1/ln χ_c`` with ``χ_c = σ_w² E[φ'(u₁) φ'(u₂)]`` at the correlation fixed point
+    ``c* < 1`` (Schoenholz et al. 2017, eqs. 8–9): how fast correlations forget their start in
+    the chaotic phase. None outside it, or where ``q`` diverges and no ``c*`` exists.
+    """
+    act = _as_activation(activation)
+    if q_star is None or q_star <= 0.0 or chi1(act, sigma_w2, q_star) <= 1.0 + _CRITICAL_TOL:
+        return None
+    c_star = correlation_fixed_point(act, q_star, sigma_w2, sigma_b2)
+    return None if c_star >= 1.0 else depth_scale(correlation_slope(act, c_star, q_star, sigma_w2))
+
+
+# --------------------------------------------------------------------------------------------------
+# Trainable depth, and the whole diagram for one network
+
+
+@dataclass(frozen=True)
+class DepthReach:
+    """How deep signals travel (about 6 ξ_c) against the network's depth.
+
+    ``depth_scale`` is ξ_c on the network's side of the transition (χ₁ on the ordered side, χ_c
+    at ``c*`` on the chaotic one); ``ratio`` is depth / trainable depth (> 1: too deep).
+    """
+
+    depth: int
+    phase: str
+    depth_scale: float | None
+    trainable_depth: float | None
+    ratio: float | None
+    sentence: str
+
+
+def _times(ratio: float) -> str:
+    return f"{ratio:.0f}" if ratio >= 10 else f"{ratio:.1f}".removesuffix(".0")
+
+
+def depth_reach(activation: str | Activation, summary: MeanField, depth: int) -> DepthReach:
+    """Compare ``depth`` with the trainable depth 6 ξ_c, in numbers and in one sentence."""
+    def reach(xi, trainable, ratio, sentence) -> DepthReach:
+        return DepthReach(depth, summary.phase, xi, trainable, ratio, sentence)
+
+    if summary.phase == "critical":
+        return reach(None, None, None,
+                     f"At the edge of chaos (χ₁ = {summary.chi1:.4g}) correlations decay slower "
+                     f"than exponentially: in the mean-field limit signals reach any depth, "
+                     f"these {depth} layers included.")
+    if summary.q_star is None:
+        return reach(None, None, None,
+                     f"The pre-activation variance grows without bound (χ₁ = {summary.chi1:.3g}), "
+                     "so there is no fixed point for correlations to settle at and no depth "
+                     "scale: signals explode with depth.")
+    xi = summary.depth_scale if summary.phase == "ordered" else chaotic_depth_scale(
+        activation, summary.sigma_w2, summary.sigma_b2, summary.q_star)
+    if xi is None:
+        return reach(None, None, None,
+                     f"Correlations have no fixed point below 1 (χ₁ = {summary.chi1:.3g}), so "
+                     "no depth scale is defined.")
+    trainable = TRAINABLE_DEPTHS_PER_SCALE * xi
+    why = f"6 ξ_c with ξ_c = {xi:.3g}, {summary.phase} phase"
+    if trainable == 0.0:
+        return reach(xi, trainable, None,
+                     f"χ₁ = {summary.chi1:.3g}: no signal passes even one layer ({why}).")
+    ratio = depth / trainable
+    if ratio > 1.0:
+        sentence = (f"This network is {_times(ratio)}× deeper than signals can travel: {depth} "
+                    f"layers against about {trainable:.3g} ({why}).")
+    else:
+        sentence = (f"Signals can travel about {trainable:.3g} layers ({why}): these {depth} "
+                    "layers are within reach.")
+    return reach(xi, trainable, ratio, sentence)
+
+
+@lru_cache(maxsize=None)
+def _critical_w_at_zero_bias(activation: Activation) -> float | None:
+    line = critical_line(activation, [0.0], MAX_SIGMA2 / 10, scan=1000)
+    return None if line.empty else float(line["sigma_w2"].iloc[0])
+
+
+def phase_axes(activation: str | Activation, point: tuple[float, float] | None = None,
+               n: int = DEFAULT_GRID_SIDE) -> tuple[np.ndarray, np.ndarray]:
+    """Default axes: σ_w² on [0, W], σ_b² on [0, B], ``n`` values each.
+
+    W is at least 4 and 1.5× the critical σ_w² at σ_b² = 0 (sigmoid's is above 100), so the
+    critical line is in view; the window grows to take in ``point`` up to 3× that size, and
+    leaves a farther point out (``PhaseDiagram.point_in_view``).
+    """
+    act = _as_activation(activation)
+    critical = _critical_w_at_zero_bias(act)
+    w_max, b_max = max(4.0, 1.5 * (critical or 0.0)), 0.5
+    if point is not None:
+        w_max = max(w_max, min(1.1 * point[0], 3 * w_max))
+        b_max = max(b_max, min(1.1 * point[1], 3 * b_max))
+    return np.linspace(0.0, w_max, n), np.linspace(0.0, b_max, n)
+
+
+@dataclass(frozen=True)
+class PhaseDiagram:
+    """Everything the theory section shows for one network.
+
+    ``grid``: ``sigma_w2, sigma_b2, q_star, chi1``; ``critical_line``: ``sigma_b2, sigma_w2``;
+    ``point``: one row ``sigma_w2, sigma_b2, q_star, chi1, phase`` for the network (no rows
+    when mean-field theory does not apply, and ``note`` says why).
+    """
+
+    activation: str
+    grid: pd.DataFrame
+    critical_line: pd.DataFrame
+    point: pd.DataFrame
+    summary: MeanField | None
+    reach: DepthReach | None
+    note: str | None
+
+    @property
+    def point_in_view(self) -> bool:
+        if self.point.empty:
+            return False
+        row = self.point.iloc[0]
+        return bool(row.sigma_w2 <= self.grid.sigma_w2.max()
+                    and row.sigma_b2 <= self.grid.sigma_b2.max())
+
+    def to_json_dict(self) -> dict:
+        """The ``theory --json`` document (DESIGN.md); ``depth_scale`` is null unless ordered."""
+        summary, reach = self.summary, self.reach
+        return {
+            "activation": self.activation,
+            "sigma_w2": None if summary is None else summary.sigma_w2,
+            "sigma_b2": None if summary is None else summary.sigma_b2,
+            "q_star": None if summary is None else summary.q_star,
+            "chi1": None if summary is None else summary.chi1,
+            "depth_scale": None if summary is None else summary.depth_scale,
+            "phase": None if summary is None else summary.phase,
+            "chaotic_depth_scale": (reach.depth_scale if reach and reach.phase == "chaotic"
+                                    else None),
+            "trainable_depth": None if reach is None else reach.trainable_depth,
+            "depth": None if reach is None else reach.depth,
+            "depth_ratio": None if reach is None else reach.ratio,
+            "reach": None if reach is None else reach.sentence,
+            "note": self.note,
+            "grid": self.grid[["sigma_w2", "sigma_b2", "chi1"]].to_dict("records"),
+            "critical_line": self.critical_line.to_dict("records"),
+        }
+
+
+def phase_diagram(spec: NetworkSpec, n: int = DEFAULT_GRID_SIDE,
+                  sigma: tuple[float, float] | None = None) -> PhaseDiagram:
+    """The phase diagram of ``spec.activation`` with the network's point on it.
+
+    The point is ``sigma = (σ_w², σ_b²)`` when given, else the last hidden layer's from the
+    scheme and bias (the summary :func:`predict` reports). The grid is ``n × n``.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or not 2 <= n <= MAX_GRID_SIDE:
+        raise InvalidSpec("grid", n, f"a whole number in [2, {MAX_GRID_SIDE}]")
+    act = get_activation(spec.activation)
+    note = None
+    if sigma is not None:
+        sw2, sb2 = (float(_axis(name, [v])[0]) for name, v in zip(("sigma_w2", "sigma_b2"), sigma))
+        summary = mean_field(act, sw2, sb2)
+    else:
+        prediction = predict(spec)
+        summary = None if prediction is None else prediction.summary
+        note = theory_unavailable_reason(spec)
+    where = None if summary is None else (summary.sigma_w2, summary.sigma_b2)
+    w_axis, b_axis = phase_axes(act, where, n)
+    grid = phase_grid(act, w_axis, b_axis)
+    line = critical_line(act, b_axis, float(w_axis[-1]))
+    if summary is None:
+        point = pd.DataFrame(columns=["sigma_w2", "sigma_b2", "q_star", "chi1", "phase"])
+        reach = None
+    else:
+        point = pd.DataFrame([{"sigma_w2": summary.sigma_w2, "sigma_b2": summary.sigma_b2,
+                               "q_star": summary.q_star, "chi1": summary.chi1,
+                               "phase": summary.phase}])
+        reach = depth_reach(act, summary, spec.depth)
+    return PhaseDiagram(act.name, grid, line, point, summary, reach, note)
+
+
+__all__ += [
+    "DepthReach", "PhaseDiagram", "chaotic_depth_scale", "chi1_many", "correlation_fixed_point",
+    "correlation_map", "correlation_slope", "critical_line", "depth_reach", "fixed_points",
+    "phase_axes", "phase_diagram", "phase_grid",
 ]

@@ -1,0 +1,260 @@
+"""The phase diagram, the depth scales and the trainable depth, against the papers and simulation.
+
+Tolerances: critical points 1e-6 (bisection to 1e-10 of the window); the vectorized grid against
+the scalar theory 1e-5 relative (splined moments, ~2e-7); correlation decay in a simulated
+network of width 1000 against ξ_c 15% (finite-width noise on the correlation is about 1/√1000).
+"""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import integrate
+
+from initviz import theory as T
+from initviz.activations import get_activation
+from initviz.errors import InvalidSpec
+from initviz.network import NetworkSpec, build_model
+from single_thread import one_thread  # noqa: F401  (autouse: one torch thread)
+
+
+# ----------------------------------------------------------------------------------------------
+# Critical points (Poole et al. 2016; Schoenholz et al. 2017)
+
+
+def test_tanh_is_critical_at_unit_weight_variance_without_bias():
+    line = T.critical_line("tanh", [0.0], 4.0)
+    assert line["sigma_w2"].tolist() == pytest.approx([1.0], abs=1e-6)
+
+
+def test_relu_is_critical_at_two_for_every_bias():
+    # χ₁ = σ_w² E[1{z > 0}] = σ_w²/2 whatever q* is; (2, 0) is He et al.'s initialization.
+    line = T.critical_line("relu", [0.0, 0.1, 0.4], 4.0)
+    assert line["sigma_b2"].tolist() == [0.0, 0.1, 0.4]
+    assert line["sigma_w2"].tolist() == pytest.approx([2.0] * 3, abs=1e-6)
+
+
+def test_linear_is_critical_at_unit_weight_variance():
+    line = T.critical_line("linear", [0.0, 0.2], 4.0)
+    assert line["sigma_w2"].tolist() == pytest.approx([1.0, 1.0], abs=1e-6)
+
+
+@pytest.mark.parametrize("activation, biases", [
+    ("tanh", [0.02, 0.2]), ("selu", [0.02, 0.2]), ("gelu", [0.25, 0.45])])
+def test_points_on_the_critical_line_have_chi1_one(activation, biases):
+    line = T.critical_line(activation, biases, 4.0)
+    assert line["sigma_b2"].tolist() == biases
+    for row in line.itertuples():
+        mf = T.mean_field(activation, row.sigma_w2, row.sigma_b2)
+        assert mf.chi1 == pytest.approx(1, abs=1e-5)
+
+
+def test_a_jump_of_chi1_over_one_is_not_a_critical_point():
+    # GELU at small σ_b²: past σ_w² ≈ 2.305 the stable q* vanishes and q diverges, so χ₁ leaps
+    # from about 0.65 to 1.15 without passing through 1.
+    assert T.critical_line("gelu", [0.02], 4.0).empty
+    before, after = (T.mean_field("gelu", w, 0.02) for w in (2.30, 2.31))
+    assert before.chi1 < 0.7 and after.q_star is None and after.chi1 > 1.1
+
+
+def test_tanh_critical_line_rises_with_bias():
+    # Poole et al. 2016, Fig. 2: more bias variance needs more weight variance to reach chaos.
+    line = T.critical_line("tanh", np.linspace(0.0, 0.5, 11), 4.0)
+    assert np.all(np.diff(line["sigma_w2"]) > 0)
+
+
+# ----------------------------------------------------------------------------------------------
+# The vectorized grid agrees with the scalar theory
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu", "selu", "sigmoid", "softplus"])
+def test_grid_chi1_matches_scalar_theory_at_sample_points(activation):
+    w_axis, b_axis = np.linspace(0.0, 4.0, 100), np.linspace(0.0, 0.5, 100)
+    grid = T.phase_grid(activation, w_axis, b_axis)
+    assert len(grid) == 10_000
+    assert list(grid.columns) == ["sigma_w2", "sigma_b2", "q_star", "chi1"]
+    act = get_activation(activation)
+    rows = grid.iloc[np.random.default_rng(4).choice(len(grid), 12, replace=False)]
+    for row in rows.itertuples():
+        q = T.fixed_point(act, row.sigma_w2, row.sigma_b2)
+        assert row.chi1 == pytest.approx(T.chi1(act, row.sigma_w2, q), rel=1e-5, abs=1e-9)
+        if q is None:
+            assert math.isnan(row.q_star)
+        elif abs(row.chi1 - 1) > 0.05:  # q* is ill-conditioned at criticality; χ₁ is not
+            assert row.q_star == pytest.approx(q, rel=1e-4, abs=1e-12)
+
+
+def test_fixed_points_follow_the_scalar_rules_at_the_edges():
+    q = T.fixed_points("relu", [0.0, 2.0, 3.0, 1.0], [0.3, 0.0, 0.1, 0.1])
+    assert q[0] == pytest.approx(0.3)        # no weights: q* = σ_b²
+    assert q[1] == 1.0                       # every q is fixed: the start is kept
+    assert math.isnan(q[2])                  # σ_w² > 2: q grows without bound
+    assert q[3] == pytest.approx(0.2, rel=1e-6)  # q = q/2 + 0.1
+    assert T.fixed_points("tanh", 0.5, 0.0) == 0.0  # ordered without bias: q* collapses to 0
+
+
+def test_grid_rejects_bad_axes():
+    with pytest.raises(InvalidSpec, match="sigma_w2"):
+        T.phase_grid("tanh", [-1.0, 1.0], [0.0])
+    with pytest.raises(InvalidSpec, match="sigma_b2"):
+        T.phase_grid("tanh", [1.0], np.zeros(T.MAX_GRID_SIDE + 1))
+
+
+@pytest.mark.parametrize("q", [30.0, 100.0, 1e4])
+def test_slope_moment_is_accurate_at_large_q(q):
+    # A fixed Gauss–Hermite rule halved tanh's E[φ'²] at q = 100; χ₁ of N(0, 1) weights needs it.
+    def integrand(z):
+        return math.cosh(math.sqrt(q) * z) ** -4 * math.exp(-z * z / 2) / math.sqrt(2 * math.pi)
+
+    reach = 40 / math.sqrt(q)
+    exact = 2 * integrate.quad(integrand, 0, reach, limit=200, epsrel=1e-12)[0]
+    assert float(T.slope_moment(get_activation("tanh"), q)) == pytest.approx(exact, rel=1e-8)
+
+
+# ----------------------------------------------------------------------------------------------
+# Correlations and depth scales
+
+
+def test_correlation_map_fixes_one_with_slope_chi1():
+    mf = T.mean_field("tanh", 2.0, 0.05)
+    assert T.correlation_map("tanh", 1.0, mf.q_star, 2.0, 0.05) == pytest.approx(1, abs=1e-8)
+    assert T.correlation_slope("tanh", 1.0, mf.q_star, 2.0) == pytest.approx(mf.chi1, rel=1e-5)
+
+
+def test_depth_scale_is_null_in_the_chaotic_phase_and_named_apart():
+    mf = T.mean_field("tanh", 4.0, 0.0)
+    assert mf.phase == "chaotic" and mf.depth_scale is None
+    xi = T.chaotic_depth_scale("tanh", 4.0, 0.0, mf.q_star)
+    assert xi is not None and xi > 0
+    ordered = T.mean_field("tanh", 1.2, 0.2)
+    assert T.chaotic_depth_scale("tanh", 1.2, 0.2, ordered.q_star) is None
+
+
+def _simulated_correlations(activation, sigma_w2, sigma_b2, starts, depth, seeds=3, pairs=64,
+                            width=1000):
+    """Correlation of pre-activations between two inputs, layer by layer (rows), for input pairs
+    starting at each correlation in ``starts`` (columns), averaged over ``pairs`` pairs and
+    ``seeds`` networks built by initviz with N(0, σ_w²/width) weights and N(0, σ_b²) biases.
+
+    All starts share the networks and the underlying noise, so their differences are measured
+    with little sampling noise.
+    """
+    q = T.mean_field(activation, sigma_w2, sigma_b2).q_star
+    spec = NetworkSpec.stack(width, depth, input_dim=width, activation=activation,
+                             scheme="normal", scheme_params={"std": math.sqrt(sigma_w2 / width)},
+                             bias="normal", bias_params={"std": math.sqrt(sigma_b2)})
+    scale = math.sqrt((q - sigma_b2) / sigma_w2)  # first-layer pre-activations at variance q*
+    curves = []
+    for seed in range(seeds):
+        model = build_model(spec, seed)
+        za, zb = torch.randn(2, pairs, width, generator=torch.Generator().manual_seed(100 + seed))
+        inputs = []
+        for c in starts:
+            rho = (c * q - sigma_b2) / (q - sigma_b2)
+            inputs += [za, rho * za + math.sqrt(1 - rho**2) * zb]
+        h = scale * torch.cat(inputs)
+        curve = []
+        with torch.no_grad():
+            for block in model:
+                z = block.linear(h)
+                a, b = z.view(len(starts), 2, pairs, width).unbind(1)
+                corr = (a * b).mean(-1) / ((a * a).mean(-1) * (b * b).mean(-1)).sqrt()
+                curve.append(corr.mean(-1).tolist())
+                h = block.act(z)
+        curves.append(curve)
+    return q, np.mean(curves, axis=0)
+
+
+def _mean_field_correlations(activation, sigma_w2, sigma_b2, q, start, depth):
+    curve, c = [], start
+    for _ in range(depth):
+        curve.append(c)
+        c = T.correlation_map(activation, c, q, sigma_w2, sigma_b2)
+    return np.array(curve)
+
+
+def _fitted_depth_scale(distance, floor):
+    """−1/slope of ln(distance) against the layer, over the layers where it is above ``floor``
+    (below it, finite-width noise dominates)."""
+    layers = np.arange(1, len(distance) + 1)
+    keep = distance > floor
+    assert keep.sum() >= 6, distance
+    return -1.0 / np.polyfit(layers[keep], np.log(distance[keep]), 1)[0]
+
+
+def test_chaotic_depth_scale_matches_correlation_decay_in_a_wide_network():
+    # tanh, σ_w² = 6, σ_b² = 0.2: chaotic, c* = 0.25, ξ_c = 4.9 (Schoenholz et al. 2017, eq. 9).
+    # Two input pairs at c* ± 0.2 approach each other as exp(−l/ξ_c); their symmetric
+    # difference cancels the map's second-order term, and shared noise cancels too.
+    w, b, depth = 6.0, 0.2, 16
+    mf = T.mean_field("tanh", w, b)
+    c_star = T.correlation_fixed_point("tanh", mf.q_star, w, b)
+    xi = T.chaotic_depth_scale("tanh", w, b, mf.q_star)
+    q, measured = _simulated_correlations("tanh", w, b, [c_star + 0.2, c_star - 0.2], depth)
+    for column, start in enumerate([c_star + 0.2, c_star - 0.2]):
+        predicted = _mean_field_correlations("tanh", w, b, q, start, depth)
+        assert np.max(np.abs(measured[:, column] - predicted)) < 0.03
+    gap = measured[:, 0] - measured[:, 1]
+    assert _fitted_depth_scale(gap, floor=0.01) == pytest.approx(xi, rel=0.15)
+
+
+def test_ordered_depth_scale_matches_correlation_decay_in_a_wide_network():
+    # tanh, σ_w² = 1.2, σ_b² = 0.2: ordered, c* = 1, ξ_c = −1/ln χ₁ = 2.7: 1 − c^l ∝ exp(−l/ξ_c).
+    w, b, depth = 1.2, 0.2, 14
+    mf = T.mean_field("tanh", w, b)
+    q, measured = _simulated_correlations("tanh", w, b, [0.2], depth)
+    predicted = _mean_field_correlations("tanh", w, b, q, 0.2, depth)
+    assert np.max(np.abs(measured[:, 0] - predicted)) < 0.03
+    assert _fitted_depth_scale(1 - measured[:, 0], floor=0.004) == pytest.approx(
+        mf.depth_scale, rel=0.15)
+
+
+# ----------------------------------------------------------------------------------------------
+# Trainable depth and the diagram for a network
+
+
+def test_depth_reach_says_how_much_too_deep():
+    # tanh, σ_w² = 1/2, no bias: q* = 0, χ₁ = 1/2, ξ_c = 1/ln 2, trainable depth 6/ln 2 ≈ 8.7.
+    reach = T.depth_reach("tanh", T.mean_field("tanh", 0.5, 0.0), 35)
+    assert reach.depth_scale == pytest.approx(1 / math.log(2), rel=1e-9)
+    assert reach.trainable_depth == pytest.approx(6 / math.log(2), rel=1e-9)
+    assert reach.ratio == pytest.approx(35 * math.log(2) / 6, rel=1e-9)
+    assert reach.sentence.startswith("This network is 4× deeper than signals can travel")
+    shallow = T.depth_reach("tanh", T.mean_field("tanh", 0.5, 0.0), 4)
+    assert shallow.ratio < 1 and "within reach" in shallow.sentence
+
+
+def test_depth_reach_at_criticality_and_when_q_diverges():
+    assert T.depth_reach("relu", T.mean_field("relu", 2.0, 0.0), 50).trainable_depth is None
+    exploding = T.depth_reach("relu", T.mean_field("relu", 3.0, 0.0), 50)
+    assert exploding.depth_scale is None and "without bound" in exploding.sentence
+    chaotic = T.depth_reach("tanh", T.mean_field("tanh", 4.0, 0.0), 50)
+    assert chaotic.phase == "chaotic" and chaotic.trainable_depth == pytest.approx(
+        6 * T.chaotic_depth_scale("tanh", 4.0, 0.0, T.mean_field("tanh", 4.0, 0.0).q_star))
+
+
+def test_phase_diagram_places_kaiming_relu_at_the_critical_point():
+    diagram = T.phase_diagram(NetworkSpec.stack(64, 10), n=20)
+    assert len(diagram.grid) == 400
+    point = diagram.point.iloc[0]
+    assert (point.sigma_w2, point.sigma_b2) == pytest.approx((2.0, 0.0))
+    assert point.phase == "critical" and diagram.point_in_view
+    assert diagram.to_json_dict()["depth_scale"] is None
+
+
+def test_phase_diagram_without_theory_keeps_the_grid_and_says_why():
+    diagram = T.phase_diagram(NetworkSpec.stack(64, 3, scheme="lsuv"), n=10)
+    assert diagram.point.empty and diagram.summary is None and "LSUV" in diagram.note
+    assert len(diagram.grid) == 100 and not diagram.critical_line.empty
+    placed = T.phase_diagram(NetworkSpec.stack(64, 3, scheme="lsuv"), n=10, sigma=(1.5, 0.1))
+    assert placed.point.iloc[0].sigma_w2 == 1.5 and placed.note is None
+
+
+def test_phase_axes_show_the_critical_line_and_a_nearby_point():
+    w_axis, _ = T.phase_axes("sigmoid", n=5)
+    assert T.critical_line("sigmoid", [0.0], float(w_axis[-1]))["sigma_w2"].iloc[0] < w_axis[-1]
+    w_axis, b_axis = T.phase_axes("tanh", point=(6.0, 0.8), n=5)
+    assert w_axis[-1] >= 6.0 and b_axis[-1] >= 0.8
+    far, _ = T.phase_axes("tanh", point=(256.0, 0.0), n=5)
+    assert far[-1] < 256.0  # a far point stays out rather than squashing the diagram
