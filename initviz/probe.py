@@ -41,7 +41,6 @@ MAX_BATCH = 8192
 MAX_BINS = 200
 MAX_SEED = 2**31 - 1  # the same range as the training seed and the page's seed input
 INPUT_STREAM = 0x9E3779B9  # the inputs' generator is seeded apart from the weights' one
-_TINY = torch.finfo(torch.float32).tiny
 
 
 @dataclass
@@ -99,9 +98,13 @@ def _json_number(value):
 class _TensorStats:
     """Collects on-device summaries of tensors, one kind and layer at a time, with no host sync.
 
-    Per tensor: aminmax, a sum, a norm and one binning pass, written into scratch buffers that
-    are reused from tensor to tensor (fresh multi-megabyte temporaries cost page faults on a CPU;
-    ``torch.std_mean`` and ``torch.histc`` each cost several plain reductions there).
+    Statistics are memory-bound, so each tensor is read as few times as possible: aminmax, then
+    one pass to each bin position ``(x − low)·bins/span`` (into a scratch buffer reused from tensor
+    to tensor: fresh multi-megabyte temporaries cost page faults on a CPU), from which come the
+    histogram, the mean (a sum) and the std (a norm of the deviations from that mean). Positions
+    lie in [0, bins], so neither the sum nor the squares overflow float32 even where the values
+    approach 1e38; the second pass over deviations avoids cancellation. (``torch.std_mean`` and
+    ``torch.histc`` each cost several such passes on a CPU.)
     """
 
     def __init__(self, bins: int):
@@ -114,7 +117,7 @@ class _TensorStats:
         n = x.numel()
         if self._work is None or self._work.numel() < n or self._work.device != x.device:
             self._work = torch.empty(n, device=x.device, dtype=torch.float32)
-            # bincount of a uint8 index (bins <= MAX_BINS < 256) is the fastest histogram on a
+            # bincount of a uint8 index (bins <= MAX_BINS < 255) is the fastest histogram on a
             # CPU; elsewhere bincount would read its output size back to the host: scatter.
             index_dtype = torch.uint8 if x.device.type == "cpu" else torch.int64
             self._index = torch.empty(n, device=x.device, dtype=index_dtype)
@@ -122,34 +125,32 @@ class _TensorStats:
 
     def add(self, kind: str, layer: int, x: torch.Tensor) -> dict[str, torch.Tensor]:
         x = x.detach().reshape(-1).float()
-        n = x.numel()
+        n, bins = x.numel(), self.bins
         work, index = self._scratch(x)
-        low, high = torch.aminmax(x)
-        span = high - low
-        constant = span == 0
-        # Mean and std in units of the half-range, so that neither the sum nor the squares can
-        # overflow float32 in an exploding network (values up to ~1e38 stay measurable); two
-        # passes, the second over deviations from the mean, so no cancellation either.
-        scale = torch.where(constant, 1.0, high / 2 - low / 2).clamp_(min=_TINY)
-        scaled_mean = torch.mul(x, 1.0 / scale, out=work).sum() / n
-        mean = torch.where(constant, low, scaled_mean * scale)  # exact for a constant tensor
-        spread = torch.linalg.vector_norm(work.sub_(scaled_mean)) * (scale / math.sqrt(n))
-        std = torch.where(constant, 0.0, spread)
+        value, high = torch.aminmax(x)
+        constant = high == value
         # A constant tensor (zeros, dead layer) gets a narrow range around its value.
-        pad = torch.clamp(low.abs(), min=1e-12) * 1e-3
-        low = torch.where(span > 0, low, low - pad / 2)
-        span = torch.where(span > 0, span, pad)
-        torch.sub(x, low, out=work).mul_(self.bins / span)
+        pad = torch.clamp(value.abs(), min=1e-12) * 1e-3
+        low = torch.where(constant, value - pad / 2, value)
+        span = torch.where(constant, pad, high - value)
+        position = torch.sub(x, low, out=work).mul_(bins / span)  # in [0, bins]
+        mean_position = position.sum() / n
+        # Histogram: the maximum sits at position `bins` and joins the last bin.
         if index.dtype == torch.uint8:
-            # A NaN converts to an arbitrary byte: [:bins] keeps the shape; such a record is
+            # A NaN converts to an arbitrary byte: the slice keeps the shape; such a record is
             # marked non-finite below and never shown.
-            index.copy_(work.clamp_(0, self.bins - 1))
-            counts = torch.bincount(index, minlength=self.bins)[:self.bins]
+            index.copy_(position)
+            counts = torch.bincount(index, minlength=bins + 1)[:bins + 1]
         else:  # clamped as integers: a non-finite x converts to an arbitrary integer
-            index.copy_(work).clamp_(0, self.bins - 1)
-            counts = torch.zeros(self.bins, device=x.device, dtype=torch.int64)
+            index.copy_(position).clamp_(0, bins)
+            counts = torch.zeros(bins + 1, device=x.device, dtype=torch.int64)
             counts.index_add_(0, index, torch.ones((), device=x.device,
                                                    dtype=torch.int64).expand_as(index))
+        counts = torch.cat([counts[:bins - 1], counts[bins - 1:].sum(0, keepdim=True)])
+        unit = span / bins
+        mean = torch.where(constant, value, low + unit * mean_position)  # exact if constant
+        spread = torch.linalg.vector_norm(position.sub_(mean_position)) * (unit / math.sqrt(n))
+        std = torch.where(constant, 0.0, spread)
         record = {"mean": mean, "std": std, "low": low, "span": span, "counts": counts,
                   "finite": torch.isfinite(low) & torch.isfinite(high)}
         self.records[(kind, layer)] = record

@@ -165,6 +165,31 @@ def test_histograms_and_percentiles_match_the_tensors_they_summarize():
         assert bands == pytest.approx(exact, abs=edges[1] - edges[0])
 
 
+@pytest.mark.parametrize("values", [
+    torch.randn(5000, generator=torch.Generator().manual_seed(0)) * 3 + 1,
+    torch.full((300,), -0.25),                                   # constant: a padded range
+    torch.tensor([0.0] * 99 + [1.0]),                            # the maximum joins the last bin
+    torch.tensor([1.0, float("nan"), 2.0]),                      # not finite: never shown
+])
+def test_the_gpu_histogram_path_gives_the_cpu_result(values):
+    """On a GPU the probe bins with index_add_ (bincount would sync); check it here on the CPU."""
+    from initviz.probe import _TensorStats
+
+    cpu = _TensorStats(bins=7).add("act", 1, values)
+    scatter = _TensorStats(bins=7)
+    scatter._work, scatter._index = torch.empty(values.numel()), torch.empty(
+        values.numel(), dtype=torch.int64)  # what a CUDA tensor gets
+    other = scatter.add("act", 1, values)
+    assert bool(cpu["finite"]) == bool(torch.isfinite(values).all())
+    assert cpu["counts"].shape == other["counts"].shape == (7,)
+    if cpu["finite"]:
+        assert torch.equal(cpu["counts"], other["counts"])
+        assert int(cpu["counts"].sum()) == len(values)
+        assert float(cpu["mean"]) == pytest.approx(float(values.double().mean()), abs=1e-6)
+        assert float(cpu["std"]) == pytest.approx(float(values.double().std(correction=0)),
+                                                  abs=1e-6)
+
+
 def test_profile_is_reproducible_from_a_seed():
     spec = TORCH_CASES[0]
     first, again = (profile(spec, batch=30, seed=8, device="cpu") for _ in range(2))

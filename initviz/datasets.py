@@ -1,0 +1,151 @@
+"""The data sets a network is trained on: one real (digits) and five small 2-D toy problems.
+
+Every data set is drawn from a seed, split once into training and validation parts
+(:data:`VALIDATION_FRACTION` of the points, stratified by class), and standardized with the
+*training* split's per-feature mean and standard deviation (a feature that is constant on the
+training split, such as a border pixel of the digits, is only centred), so the validation split
+carries no information into the scaling. The same name and seed always give the same tensors.
+
+==========  =====  =======  =========================================================================
+name        input  classes  points
+==========  =====  =======  =========================================================================
+digits        64     10     scikit-learn's bundled 8×8 handwritten digits (1,797 images, no download)
+moons          2      2     two interleaving half circles, ``make_moons(noise=0.2)``
+circles        2      2     a circle inside a circle, ``make_circles(noise=0.1, factor=0.5)``
+spirals        2      3     three interleaved spiral arms (the CS231n example), angular noise 0.2
+xor            2      2     U(−1, 1)² labelled by the sign of x₁·x₂: no linear model beats chance
+gaussians      2      4     ``make_blobs``: four unit-variance clusters centred at (±1.5, ±1.5)
+==========  =====  =======  =========================================================================
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from sklearn import datasets as skd
+from sklearn.model_selection import train_test_split
+
+from initviz.errors import InvalidSpec
+
+VALIDATION_FRACTION = 0.25
+MAX_SEED = 2**31 - 1
+SYNTHETIC_POINTS = 1200
+"""Points drawn for each 2-D data set (900 for training, 300 for validation)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """A data set ready for training: float32 inputs, int64 class labels, all on the CPU.
+
+    Instances are shared by :func:`load_dataset`'s cache: treat the tensors as read-only.
+    """
+
+    name: str
+    description: str
+    seed: int
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    n_classes: int
+
+    @property
+    def input_dim(self) -> int:
+        return self.x_train.shape[1]
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What is known about a data set without drawing it."""
+
+    name: str
+    description: str
+    input_dim: int
+    n_classes: int
+    draw: Callable[[int], tuple[np.ndarray, np.ndarray]]
+
+
+def _digits(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    bunch = skd.load_digits()
+    return bunch.data, bunch.target
+
+
+def _moons(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    return skd.make_moons(SYNTHETIC_POINTS, noise=0.2, random_state=seed)
+
+
+def _circles(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    return skd.make_circles(SYNTHETIC_POINTS, noise=0.1, factor=0.5, random_state=seed)
+
+
+def _spirals(seed: int, arms: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    # CS231n's spiral: radius grows linearly along each arm while the angle turns by 4 radians.
+    rng = np.random.default_rng(seed)
+    per_arm = SYNTHETIC_POINTS // arms
+    radius = np.tile(np.linspace(0.0, 1.0, per_arm), arms)
+    label = np.repeat(np.arange(arms), per_arm)
+    angle = label * 4.0 + radius * 4.0 + rng.normal(0.0, 0.2, per_arm * arms)
+    return np.column_stack([radius * np.sin(angle), radius * np.cos(angle)]), label
+
+
+def _xor(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    x = np.random.default_rng(seed).uniform(-1.0, 1.0, (SYNTHETIC_POINTS, 2))
+    return x, (x[:, 0] * x[:, 1] > 0).astype(np.int64)
+
+
+def _gaussians(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    centers = [(-1.5, -1.5), (-1.5, 1.5), (1.5, -1.5), (1.5, 1.5)]
+    return skd.make_blobs(SYNTHETIC_POINTS, centers=centers, cluster_std=1.0, random_state=seed)
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    info.name: info for info in (
+        DatasetInfo("digits", "8×8 handwritten digits (scikit-learn, 1,797 images)", 64, 10,
+                    _digits),
+        DatasetInfo("moons", "two interleaving half circles, noise 0.2", 2, 2, _moons),
+        DatasetInfo("circles", "a circle inside a circle, noise 0.1", 2, 2, _circles),
+        DatasetInfo("spirals", "three interleaved spiral arms", 2, 3, _spirals),
+        DatasetInfo("xor", "the four quadrants, labelled by the sign of x₁·x₂", 2, 2, _xor),
+        DatasetInfo("gaussians", "four overlapping Gaussian clusters", 2, 4, _gaussians),
+    )
+}
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise InvalidSpec("dataset", name, "one of " + ", ".join(DATASETS)) from None
+
+
+@functools.lru_cache(maxsize=32)
+def load_dataset(name: str, seed: int = 0) -> Dataset:
+    """Draw, split and standardize the data set ``name`` from ``seed`` (cached)."""
+    info = dataset_info(name)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise InvalidSpec("seed", seed, f"a whole number in [0, {MAX_SEED}]")
+    x, y = info.draw(seed)
+    x_train, x_val, y_train, y_val = train_test_split(
+        np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.int64),
+        test_size=VALIDATION_FRACTION, random_state=seed, stratify=y)
+    mean = x_train.mean(axis=0)
+    std = x_train.std(axis=0)
+    std[std == 0.0] = 1.0
+
+    def tensor(a: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+        return torch.as_tensor(np.ascontiguousarray(a), dtype=dtype)
+
+    return Dataset(
+        name=name, description=info.description, seed=seed,
+        x_train=tensor((x_train - mean) / std, torch.float32), y_train=tensor(y_train, torch.int64),
+        x_val=tensor((x_val - mean) / std, torch.float32), y_val=tensor(y_val, torch.int64),
+        n_classes=info.n_classes,
+    )
+
+
+__all__ = ["DATASETS", "Dataset", "DatasetInfo", "MAX_SEED", "VALIDATION_FRACTION", "dataset_info",
+           "load_dataset"]
