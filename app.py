@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import replace
 
 import pandas as pd
 import streamlit as st
@@ -21,10 +22,12 @@ from initviz.codegen import pytorch_code
 from initviz.datasets import DATASETS
 from initviz.devices import DEVICE_CHOICES, limit_threads, resolve_device
 from initviz.errors import InitvizError
+from initviz.jacobian import JacobianSpectrum, jacobian_spectrum
 from initviz.network import MAX_INPUT_DIM, NORMS, NetworkSpec
 from initviz.presets import PRESETS
 from initviz.probe import Profile, profile
 from initviz.schemes import BIAS_SCHEMES, SCHEMES, Param
+from initviz.theory import PhaseDiagram, phase_diagram
 
 MAX_PAGE_WIDTH = 2048
 MAX_PAGE_DEPTH = 200
@@ -38,6 +41,7 @@ DEFAULTS = {
 TRAIN_REDRAW_SECONDS = 0.5  # the live curve redraws at least twice a second
 TRAIN_SLICE_SECONDS = 0.3   # compute per redraw, so the page stays responsive
 CURVE_POINTS = 40           # evaluation steps per training run
+PHASE_GRID_SIDE = 50        # 2,500 cells: a smooth map that the browser still draws at once
 BOUND = {"bind": "query-params"}
 
 st.set_page_config(page_title="initviz: weight initialization, made visible", layout="wide",
@@ -59,6 +63,17 @@ _threads()
 @st.cache_data(max_entries=96, show_spinner=False)
 def cached_profile(spec: NetworkSpec, batch: int, seed: int, device: str) -> Profile:
     return profile(spec, batch=batch, seed=seed, device=device)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def cached_phase_diagram(spec: NetworkSpec) -> PhaseDiagram:
+    return phase_diagram(spec, n=PHASE_GRID_SIDE)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def cached_jacobian(spec: NetworkSpec, seed: int, device: str) -> JacobianSpectrum:
+    """The spectrum of the square network: the input takes the first layer's width."""
+    return jacobian_spectrum(replace(spec, input_dim=spec.sizes[0]), seed=seed, device=device)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -450,35 +465,83 @@ def _final_table(history: pd.DataFrame) -> pd.DataFrame:
                                  "diverged": "diverged runs"})
 
 
-def theory_section(prof: Profile) -> None:
-    st.header("Theory", divider="gray")
-    theory = prof.theory
-    if theory is None:
-        st.info(f"Mean-field theory does not describe this network: {prof.theory_note}.")
-        return
-    depth = prof.spec.depth
+def _mean_field_metrics(theory) -> None:
     cols = st.columns(4)
-    cols[0].metric("σ_w² · σ_b²", f"{theory.sigma_w2:.3g} · {theory.sigma_b2:.3g}")
+    cols[0].metric("σ_w² · σ_b²", f"{theory.sigma_w2:.3g} · {theory.sigma_b2:.3g}",
+                   help="σ_w² = fan_in · Var(W) and σ_b² = Var(b), from the scheme and the bias")
     cols[1].metric("fixed point q*", "diverges" if theory.q_star is None else
-                   f"{theory.q_star:.3g}")
+                   f"{theory.q_star:.3g}", help="the pre-activation variance deep layers settle at")
     cols[2].metric("χ₁", f"{theory.chi1:.3g}", help="σ_w² E[φ'(√q* z)²]: < 1 ordered "
                    "(gradients vanish), > 1 chaotic (gradients explode)")
     cols[3].metric("depth scale ξ_c", "∞" if theory.depth_scale is None else
-                   f"{theory.depth_scale:.3g} layers")
-    if theory.trainable_depth is None:
-        st.markdown(f"This network is **{theory.phase}** (χ₁ = {theory.chi1:.3g}): "
-                    + ("signals keep their correlations to any depth."
-                       if theory.phase == "critical" else
-                       "nearby inputs decorrelate layer by layer and gradients grow."))
-    elif theory.trainable_depth == 0:
-        st.markdown(f"This network is **{theory.phase}** (χ₁ = 0): no signal about the input "
-                    "survives even one layer.")
+                   f"{theory.depth_scale:.3g} layers",
+                   help="−1/ln χ₁: correlations between inputs fade over about ξ_c layers")
+
+
+def _phase_points(profiles: dict[str, Profile]) -> pd.DataFrame:
+    return pd.DataFrame([{"scheme": name, "sigma_w2": p.theory.sigma_w2,
+                          "sigma_b2": p.theory.sigma_b2, "chi1": p.theory.chi1}
+                         for name, p in profiles.items() if p.theory is not None],
+                        columns=["scheme", "sigma_w2", "sigma_b2", "chi1"])
+
+
+def phase_view(diagram: PhaseDiagram, profiles: dict[str, Profile], schemes: list[str]) -> None:
+    points = _phase_points(profiles)
+    in_view = (points["sigma_w2"] <= diagram.grid["sigma_w2"].max()) & (
+        points["sigma_b2"] <= diagram.grid["sigma_b2"].max())
+    st.altair_chart(charts.phase_diagram(
+        diagram.grid, diagram.critical_line, points[in_view], schemes,
+        title=f"Order and chaos for {diagram.activation}: χ₁ = 1 on the black line"),
+        width="stretch")
+    outside = ", ".join(f"{row.scheme} (σ_w² = {row.sigma_w2:.3g}, σ_b² = {row.sigma_b2:.3g})"
+                        for row in points[~in_view].itertuples())
+    st.caption("Blue: ordered (χ₁ < 1, signals and gradients fade); orange: chaotic (χ₁ > 1, "
+               "nearby inputs fly apart, gradients explode)."
+               + (f" Off the map: {outside}." if outside else ""))
+
+
+def jacobian_view(specs: dict[str, NetworkSpec], seed: int, device: str,
+                  schemes: list[str]) -> None:
+    spectra, refused = {}, []
+    for name, spec in specs.items():
+        try:
+            spectra[name] = cached_jacobian(spec, seed, device)
+        except InitvizError as error:
+            refused.append(f"{name}: {error}")
+    for message in dict.fromkeys(refused):
+        st.info(f"No Jacobian spectrum for {message}")
+    if not spectra:
+        return
+    values = pd.concat([spectrum.frame().assign(scheme=name) for name, spectrum in
+                        spectra.items()], ignore_index=True)
+    side = specs[schemes[0]].sizes[0]
+    st.altair_chart(charts.singular_value_histogram(
+        values, schemes, title=f"Singular values of the input–output Jacobian ({side} × {side})"),
+        width="stretch")
+    for name, spectrum in spectra.items():
+        st.markdown(f"**{name}**: {spectrum.reading}")
+    st.caption("J = ∂(last hidden activation)/∂(input) at one N(0, I) input of a square network "
+               f"(input size = first width, {side}); all s ≈ 1 is dynamical isometry: signals "
+               "and gradients keep their size and shape through any depth (Saxe et al. 2014; "
+               "Pennington et al. 2017).")
+
+
+def theory_section(specs: dict[str, NetworkSpec], profiles: dict[str, Profile],
+                   schemes: list[str], seed: int, device: str) -> None:
+    st.header("Theory", divider="gray")
+    main_spec = specs[schemes[0]]
+    diagram = cached_phase_diagram(main_spec)
+    if diagram.summary is None:
+        st.info(f"Mean-field theory does not describe this network: {diagram.note}. The map "
+                f"shows {main_spec.activation} without normalization.")
     else:
-        ratio = depth / theory.trainable_depth
-        st.markdown(f"This network is **{theory.phase}** (χ₁ = {theory.chi1:.3g}): signals "
-                    f"travel about 6ξ_c ≈ {theory.trainable_depth:.0f} layers, and it has "
-                    f"{depth}: " + (f"**{ratio:.1f}× deeper than signals can travel.**"
-                                    if ratio > 1 else "within reach."))
+        _mean_field_metrics(diagram.summary)
+        st.markdown(diagram.reach.sentence)
+    left, right = st.columns(2)
+    with left:
+        phase_view(diagram, profiles, schemes)
+    with right:
+        jacobian_view(specs, seed, device, schemes)
 
 
 def code_section(spec: NetworkSpec, seed: int, batch: int) -> None:
@@ -548,7 +611,7 @@ def main() -> None:
     weights_section(profiles, schemes)
     signal_section(profiles, schemes)
     training_section(train_specification, schemes)
-    theory_section(main_profile)
+    theory_section(specs, profiles, schemes, state["seed"], device.name)
     code_section(spec, state["seed"], state["batch"])
     downloads_section(profiles, {"network": spec.to_dict(), "compare": schemes,
                                  "seed": state["seed"], "batch": state["batch"],

@@ -21,6 +21,7 @@ OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "
              "#000000")
 LAYER_AXIS = "layer (1 = first hidden layer)"
 HEIGHT = 260
+DIAMOND_SIZE = 320  # square pixels of the first scheme's point on the phase diagram
 
 
 def scheme_scale(schemes: Sequence[str]) -> alt.Scale:
@@ -186,36 +187,50 @@ def training_curves(history: pd.DataFrame, schemes: Sequence[str], *, metric: st
     return alt.layer(*layers).properties(title=title, height=HEIGHT)
 
 
-def phase_diagram(grid: pd.DataFrame, critical: pd.DataFrame, point: pd.DataFrame | None, *,
-                  title: str) -> alt.LayerChart:
-    """χ₁ over (σ_w², σ_b²): diverging colours centred on 1, the critical line, and this network.
+def _cell(axis: pd.Series) -> float:
+    """The width of one grid cell along ``axis`` (a single value gets a nominal 0.1)."""
+    steps = np.diff(np.unique(axis))
+    return float(steps.min()) if len(steps) else 0.1
 
-    ``grid``: sigma_w2, sigma_b2, chi1; ``critical``: sigma_w2, sigma_b2; ``point``: one row
-    sigma_w2, sigma_b2, label (or None where theory does not apply).
+
+def phase_diagram(grid: pd.DataFrame, critical: pd.DataFrame, points: pd.DataFrame,
+                  schemes: Sequence[str], *, title: str) -> alt.LayerChart:
+    """χ₁ over (σ_w², σ_b²): diverging colours centred on 1, the critical line, and each scheme's
+    network as a diamond in that scheme's colour.
+
+    ``grid``: sigma_w2, sigma_b2, chi1; ``critical``: sigma_w2, sigma_b2; ``points``: scheme,
+    sigma_w2, sigma_b2, chi1 (no rows where theory does not apply).
     """
     data = grid[np.isfinite(grid["chi1"]) & (grid["chi1"] > 0)]
-    w_step = np.diff(np.unique(data["sigma_w2"])).min() if len(data) > 1 else 0.1
-    b_step = np.diff(np.unique(data["sigma_b2"])).min() if len(data) > 1 else 0.1
-    data = data.assign(w_hi=data["sigma_w2"] + w_step, b_hi=data["sigma_b2"] + b_step)
+    data = data.assign(w_hi=data["sigma_w2"] + _cell(data["sigma_w2"]),
+                       b_hi=data["sigma_b2"] + _cell(data["sigma_b2"]))
     heat = alt.Chart(data).mark_rect().encode(
         x=alt.X("sigma_w2:Q", title="σ_w² = fan_in · Var(W)"), x2="w_hi:Q",
         y=alt.Y("sigma_b2:Q", title="σ_b² = Var(b)"), y2="b_hi:Q",
-        color=alt.Color("chi1:Q", title="χ₁", scale=alt.Scale(
+        color=alt.Color("chi1:Q", title="χ₁ (log)", scale=alt.Scale(
             type="log", scheme="blueorange", domainMid=1)),
-        tooltip=[alt.Tooltip("sigma_w2:Q", format=".2f"), alt.Tooltip("sigma_b2:Q", format=".3f"),
+        tooltip=[alt.Tooltip("sigma_w2:Q", format=".2f", title="σ_w²"),
+                 alt.Tooltip("sigma_b2:Q", format=".3f", title="σ_b²"),
                  alt.Tooltip("chi1:Q", format=".3g", title="χ₁")],
     )
     line = alt.Chart(critical).mark_line(color="black", strokeWidth=2).encode(
         x="sigma_w2:Q", y="sigma_b2:Q", order="sigma_b2:Q",
-        tooltip=[alt.Tooltip("sigma_w2:Q", format=".3f"), alt.Tooltip("sigma_b2:Q", format=".3f")])
+        tooltip=[alt.Tooltip("sigma_w2:Q", format=".3f", title="critical σ_w²"),
+                 alt.Tooltip("sigma_b2:Q", format=".3f", title="σ_b²")])
     layers = [heat, line]
-    if point is not None and len(point):
-        layers.append(alt.Chart(point).mark_point(
-            shape="diamond", size=220, filled=True, color="white", stroke="black",
-            strokeWidth=2).encode(x="sigma_w2:Q", y="sigma_b2:Q",
-                                  tooltip=["label:N", alt.Tooltip("sigma_w2:Q", format=".3f"),
-                                           alt.Tooltip("sigma_b2:Q", format=".3f")]))
-    return alt.layer(*layers).properties(title=title, height=HEIGHT + 40)
+    if len(points):
+        # Schemes often share a point (Xavier and orthogonal both give σ_w² = 1): each later
+        # scheme's diamond is drawn smaller, on top, so every one stays visible.
+        nested = points.assign(size=[DIAMOND_SIZE / (1 + i) for i in range(len(points))])
+        layers.append(alt.Chart(nested).mark_point(
+            shape="diamond", filled=True, opacity=1, stroke="black", strokeWidth=1).encode(
+                x="sigma_w2:Q", y="sigma_b2:Q", size=alt.Size("size:Q", scale=None),
+                color=alt.Color("scheme:N", scale=scheme_scale(schemes), title="scheme"),
+                tooltip=["scheme:N", alt.Tooltip("sigma_w2:Q", format=".3f", title="σ_w²"),
+                         alt.Tooltip("sigma_b2:Q", format=".3f", title="σ_b²"),
+                         alt.Tooltip("chi1:Q", format=".3g", title="χ₁")]))
+    return alt.layer(*layers).resolve_scale(color="independent").properties(
+        title=title, height=HEIGHT + 40)
 
 
 def singular_value_histogram(values: pd.DataFrame, schemes: Sequence[str], *,

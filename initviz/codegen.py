@@ -21,6 +21,14 @@ _NORM_CODE = {"batchnorm": "nn.BatchNorm1d(fan_out), ", "layernorm": "nn.LayerNo
               "none": ""}
 
 
+COMMENT_WIDTH = 88  # a formula or a paper title is wrapped to stay readable in a narrow code box
+
+
+def _comment(text: str) -> list[str]:
+    return textwrap.wrap(text, COMMENT_WIDTH, initial_indent="# ", subsequent_indent="#   ",
+                         break_long_words=False, break_on_hyphens=False)
+
+
 def pytorch_code(spec: NetworkSpec, seed: int = 0, batch: int = 256) -> str:
     """A self-contained script (torch only) for ``spec`` initialized from ``seed``."""
     scheme = get_scheme(spec.scheme)
@@ -40,10 +48,10 @@ def pytorch_code(spec: NetworkSpec, seed: int = 0, batch: int = 256) -> str:
         "import torch",
         "from torch import nn",
         "",
-        f"# {scheme.label} weights, {bias.label.lower()} biases, {activation.label}, "
-        f"{spec.depth} hidden layers.",
-        f"# {scheme.formula}",
-        f"# Reference: {scheme.reference}",
+        *_comment(f"{scheme.label} weights, {bias.label.lower()} biases, {activation.label}, "
+                   f"{spec.depth} hidden layers."),
+        *_comment(scheme.formula),
+        *_comment(f"Reference: {scheme.reference}"),
         f"sizes = {sizes_code}  # the input, then each hidden layer",
         "model = nn.Sequential(*[",
         f"    nn.Sequential(nn.Linear(fan_in, fan_out), {_NORM_CODE[spec.norm]}{act_code})",

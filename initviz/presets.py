@@ -114,7 +114,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
         "2017, Resurrecting the sigmoid in deep learning through dynamical isometry.)",
         {"width": 128, "depth": 32, "input_dim": 128, "activation": "tanh",
          "scheme": "orthogonal", "orthogonal.gain": 1.0,
-         "compare": ["orthogonal", "lecun_normal"], "bias": "zeros", "norm": "none"},
+         "compare": ["orthogonal", "xavier_normal"], "bias": "zeros", "norm": "none"},
     ),
 )}
 

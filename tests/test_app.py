@@ -104,6 +104,39 @@ def test_a_preset_link_opens_that_view(name, words):
     assert at.slider(key="depth").value == PRESETS[name].values["depth"]
 
 
+def _markdown(at: AppTest) -> str:
+    return " ".join(_texts(at, "markdown"))
+
+
+def test_theory_places_the_network_on_the_phase_diagram_with_its_depth_reach(default_page):
+    at = default_page
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["χ₁"] == "1" and metrics["depth scale ξ_c"] == "∞"  # Kaiming + ReLU: critical
+    assert "At the edge of chaos" in _markdown(at)
+    ordered = _app(scheme="xavier_normal", depth="60")
+    _no_exception(ordered)
+    assert "This network is" in _markdown(ordered) and "deeper than signals can travel" in \
+        _markdown(ordered)
+    assert {m.label: m.value for m in ordered.metric}["χ₁"] == "0.5"
+
+
+def test_the_isometry_preset_shows_a_narrow_orthogonal_and_a_wide_gaussian_spectrum():
+    at = _app(preset="isometry")
+    _no_exception(at)
+    readings = {line.split("**")[1]: line for line in _texts(at, "markdown")
+                if line.startswith("**") and "s²" in line}
+    assert readings["orthogonal"].split(": ")[1].startswith("Well conditioned")
+    assert readings["xavier_normal"].split(": ")[1].startswith("Spread")
+
+
+def test_theory_explains_what_it_cannot_show_instead_of_failing():
+    at = _app(norm="batchnorm")
+    _no_exception(at)
+    infos = " ".join(_texts(at, "info"))
+    assert "Mean-field theory does not describe this network" in infos
+    assert "No Jacobian spectrum for kaiming_normal" in infos and "batch" in infos
+
+
 def test_a_link_with_parameters_opens_exactly_that_view():
     at = _app(activation="tanh", scheme="xavier_normal", depth="12", width="128",
               compare=["xavier_normal", "orthogonal"])

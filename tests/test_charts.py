@@ -132,11 +132,26 @@ def test_phase_diagram_centres_its_diverging_palette_on_chi1_equal_1():
     w, b = np.meshgrid(np.linspace(0.5, 4, 8), np.linspace(0, 1, 5))
     grid = pd.DataFrame({"sigma_w2": w.ravel(), "sigma_b2": b.ravel(), "chi1": w.ravel() / 2})
     critical = pd.DataFrame({"sigma_w2": [2.0, 2.0], "sigma_b2": [0.0, 1.0]})
-    point = pd.DataFrame({"sigma_w2": [2.0], "sigma_b2": [0.0], "label": ["this network"]})
-    spec = charts.phase_diagram(grid, critical, point, title="phase").to_dict()
+    points = pd.DataFrame({"scheme": ["a", "b"], "sigma_w2": [2.0, 1.0], "sigma_b2": [0.0, 0.0],
+                           "chi1": [1.0, 0.5]})
+    spec = charts.phase_diagram(grid, critical, points, ["a", "b"], title="phase").to_dict()
     scale = spec["layer"][0]["encoding"]["color"]["scale"]
     assert scale["domainMid"] == 1 and scale["type"] == "log"
     assert [layer["mark"]["type"] for layer in spec["layer"]] == ["rect", "line", "point"]
+    # each scheme's point wears that scheme's colour, as in every other chart of the page
+    point = spec["layer"][2]
+    assert point["encoding"]["color"]["scale"] == {"domain": ["a", "b"],
+                                                   "range": list(charts.OKABE_ITO[:2])}
+    # two schemes at one point both stay visible: the later one is drawn smaller, on top
+    sizes = [row["size"] for row in spec["datasets"][point["data"]["name"]]]
+    assert sizes[0] > sizes[1]
+
+
+def test_phase_diagram_without_a_point_draws_the_map_alone():
+    grid = pd.DataFrame({"sigma_w2": [1.0, 2.0], "sigma_b2": [0.0, 0.0], "chi1": [0.5, 1.0]})
+    critical = pd.DataFrame({"sigma_w2": [2.0], "sigma_b2": [0.0]})
+    spec = charts.phase_diagram(grid, critical, pd.DataFrame(), ["a"], title="phase").to_dict()
+    assert [layer["mark"]["type"] for layer in spec["layer"]] == ["rect", "line"]
 
 
 def test_singular_value_histogram_uses_log_bins():
