@@ -24,12 +24,13 @@ class InvalidSpec(InitvizError):
 class TooLarge(InitvizError):
     """A configuration would need more memory than the budget allows."""
 
-    def __init__(self, what: str, needed_bytes: int, budget_bytes: int):
+    def __init__(self, what: str, needed_bytes: int, budget_bytes: int,
+                 reduce: str = "width, depth or batch"):
         self.needed_bytes = needed_bytes
         self.budget_bytes = budget_bytes
         super().__init__(
             f"{what} needs about {format_bytes(needed_bytes)}, over the memory budget of "
-            f"{format_bytes(budget_bytes)}: reduce width, depth or batch"
+            f"{format_bytes(budget_bytes)}: reduce {reduce}"
         )
 
 

@@ -58,12 +58,14 @@ _COTANGENT_COPIES = 4  # vmapped cotangents alive at once in jacrev's backward p
 def jacobian_bytes(spec: NetworkSpec) -> int:
     """A conservative estimate of the memory :func:`jacobian_spectrum` needs, in bytes.
 
-    float32 parameters, ``J`` itself (``out × in``) and ``jacrev``'s vmapped cotangents (a few
-    ``out × width`` at once), plus the float64 copy of ``J`` and LAPACK's workspace for the SVD.
+    float32 parameters twice (measured: the vmapped backward pass holds about one more copy of
+    the weights' size at its peak), ``J`` itself (``out × in``) and ``jacrev``'s vmapped
+    cotangents (a few ``out × width`` at once), plus the float64 copy of ``J`` and LAPACK's
+    workspace for the SVD.
     """
     out, inp = spec.sizes[-1], spec.input_dim
     widest = max(*spec.sizes, inp)
-    float32 = spec.parameter_count() + _COTANGENT_COPIES * out * widest + out * inp
+    float32 = 2 * spec.parameter_count() + _COTANGENT_COPIES * out * widest + out * inp
     return 4 * float32 + 8 * 3 * out * inp
 
 
@@ -74,7 +76,7 @@ def _check(spec: NetworkSpec) -> None:
     for field, size in (("input_dim", spec.input_dim), ("width", spec.sizes[-1])):
         if size > MAX_JACOBIAN_SIDE:
             raise InvalidSpec(field, size, f"at most {MAX_JACOBIAN_SIDE} for the Jacobian")
-    check_memory("this Jacobian", jacobian_bytes(spec))
+    check_memory("this Jacobian", jacobian_bytes(spec), reduce="width or depth")
 
 
 def probe_input(spec: NetworkSpec, seed: int) -> torch.Tensor:

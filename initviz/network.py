@@ -24,8 +24,11 @@ MAX_INPUT_DIM = 4096
 NORMS = ("none", "batchnorm", "layernorm")
 LSUV_CALIBRATION_BATCH = 512
 
-DEFAULT_MEMORY_BUDGET = 2 * 1024**3
-"""Bytes one computation may use; ``INITVIZ_MEMORY_BUDGET_MB`` in the environment overrides it."""
+DEFAULT_MEMORY_BUDGET = 256 * 1024**2
+"""Bytes one computation (a profile, a Jacobian, a training call) may use;
+``INITVIZ_MEMORY_BUDGET_MB`` in the environment overrides it. The default fits a 1 GB host: the
+server itself (Python, torch, Streamlit, pandas, scikit-learn) takes about 450 MB before any work,
+which leaves room for one computation at the budget plus the bounded caches."""
 
 
 def memory_budget() -> int:
@@ -134,10 +137,12 @@ def estimate_bytes(spec: NetworkSpec, batch: int, *, models: int = 1,
     return 4 * models * per_model
 
 
-def check_memory(what: str, needed: int, budget: int | None = None) -> None:
+def check_memory(what: str, needed: int, budget: int | None = None,
+                 reduce: str = "width, depth or batch") -> None:
+    """Refuse (:class:`TooLarge`, naming what to ``reduce``) where ``needed`` exceeds the budget."""
     budget = memory_budget() if budget is None else budget
     if needed > budget:
-        raise TooLarge(what, needed, budget)
+        raise TooLarge(what, needed, budget, reduce)
 
 
 def _norm_layer(kind: str, width: int) -> nn.Module | None:
@@ -195,6 +200,6 @@ def hidden_linears(model: nn.Sequential, spec: NetworkSpec) -> list[nn.Linear]:
 
 
 __all__ = [
-    "MAX_DEPTH", "MAX_INPUT_DIM", "MAX_WIDTH", "NORMS", "NetworkSpec", "build_model",
-    "check_memory", "estimate_bytes", "hidden_linears", "init_linear", "memory_budget",
+    "DEFAULT_MEMORY_BUDGET", "MAX_DEPTH", "MAX_INPUT_DIM", "MAX_WIDTH", "NORMS", "NetworkSpec",
+    "build_model", "check_memory", "estimate_bytes", "hidden_linears", "init_linear", "memory_budget",
 ]

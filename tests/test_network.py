@@ -5,8 +5,9 @@ import torch
 from torch import nn
 
 from initviz.errors import InvalidSpec, TooLarge, format_bytes
-from initviz.network import (MAX_DEPTH, MAX_INPUT_DIM, MAX_WIDTH, NetworkSpec, build_model,
-                             check_memory, estimate_bytes, memory_budget)
+from initviz.network import (DEFAULT_MEMORY_BUDGET, MAX_DEPTH, MAX_INPUT_DIM, MAX_WIDTH,
+                             NetworkSpec, build_model, check_memory, estimate_bytes,
+                             memory_budget)
 from initviz.probe import profile
 
 
@@ -178,4 +179,11 @@ def test_memory_budget_is_configurable(monkeypatch):
         profile(spec, batch=32)
     assert len(profile(spec, batch=32, memory_budget=needed).layers) == 2
     monkeypatch.delenv("INITVIZ_MEMORY_BUDGET_MB")
-    assert memory_budget() == 2 * 1024**3
+    assert memory_budget() == DEFAULT_MEMORY_BUDGET
+
+
+def test_the_default_budget_fits_a_one_gigabyte_host_yet_runs_the_page_defaults():
+    # The server alone takes ~450 MB; one computation at the budget must leave room on 1 GB.
+    assert DEFAULT_MEMORY_BUDGET <= 300 * 1024**2
+    check_memory("the page's default profile", estimate_bytes(NetworkSpec.stack(256, 20), 256))
+    check_memory("a 1024-wide, 20-deep profile", estimate_bytes(NetworkSpec.stack(1024, 20), 256))
