@@ -34,6 +34,18 @@ class TooLarge(InitvizError):
         )
 
 
+class ServerBusy(InitvizError):
+    """Other sessions' computations already hold the memory the whole server may use."""
+
+    def __init__(self, what: str, needed_bytes: int, used_bytes: int, budget_bytes: int):
+        self.needed_bytes = needed_bytes
+        super().__init__(
+            f"the server is busy: {what} needs about {format_bytes(needed_bytes)} and other "
+            f"sessions hold {format_bytes(used_bytes)} of its {format_bytes(budget_bytes)}; "
+            "try again when their training ends"
+        )
+
+
 def format_bytes(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if abs(n) < 1024 or unit == "GiB":
