@@ -118,16 +118,21 @@ DATASETS: dict[str, DatasetInfo] = {
 def dataset_info(name: str) -> DatasetInfo:
     try:
         return DATASETS[name]
-    except KeyError:
+    except (KeyError, TypeError):  # TypeError: an unhashable name, such as a list
         raise InvalidSpec("dataset", name, "one of " + ", ".join(DATASETS)) from None
 
 
-@functools.lru_cache(maxsize=32)
 def load_dataset(name: str, seed: int = 0) -> Dataset:
     """Draw, split and standardize the data set ``name`` from ``seed`` (cached)."""
     info = dataset_info(name)
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
         raise InvalidSpec("seed", seed, f"a whole number in [0, {MAX_SEED}]")
+    return _load(info, seed)
+
+
+# Validated before the cache, so that a bad argument is an InvalidSpec, never lru_cache's TypeError.
+@functools.lru_cache(maxsize=32)
+def _load(info: DatasetInfo, seed: int) -> Dataset:
     x, y = info.draw(seed)
     x_train, x_val, y_train, y_val = train_test_split(
         np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.int64),
@@ -140,7 +145,7 @@ def load_dataset(name: str, seed: int = 0) -> Dataset:
         return torch.as_tensor(np.ascontiguousarray(a), dtype=dtype)
 
     return Dataset(
-        name=name, description=info.description, seed=seed,
+        name=info.name, description=info.description, seed=seed,
         x_train=tensor((x_train - mean) / std, torch.float32), y_train=tensor(y_train, torch.int64),
         x_val=tensor((x_val - mean) / std, torch.float32), y_val=tensor(y_val, torch.int64),
         n_classes=info.n_classes,

@@ -489,6 +489,9 @@ class TrainingStream:
                 for scheme, seed in spec.runs]
 
     def _train(self) -> Iterator[Checkpoint]:
+        # torch.optim imports torch._dynamo when the first optimizer is made, seconds on a small
+        # machine: pay that before the clock starts, so ``seconds`` is the training's own time.
+        import torch._dynamo  # noqa: F401
         spec, dev = self.spec, self._device
         start = time.perf_counter()
         engine_class = _Batched if self._batched else _OneByOne
@@ -582,8 +585,10 @@ class _Tracker:
                 diverged_at=None if row[3] < 0 else int(row[3]),
                 grad_norm=tuple(row[4:4 + layers]), update_ratio=tuple(row[4 + layers:])))
         self._drop_diverged([record.diverged for record in records])
-        self.loss_sum.zero_()
-        self.loss_count.zero_()
+        if step > 0:
+            # The first batch's loss is also the loss of update 1, which the next record covers.
+            self.loss_sum.zero_()
+            self.loss_count.zero_()
         return Checkpoint(step=step, steps=self.spec.steps,
                           seconds=time.perf_counter() - start, records=tuple(records))
 
