@@ -17,7 +17,7 @@ import streamlit as st
 
 from initviz import charts, report, training
 from initviz.activations import ACTIVATIONS
-from initviz.cache import LRU
+from initviz.cache import LRU, MemoryLedger
 from initviz.codegen import pytorch_code
 from initviz.datasets import DATASETS
 from initviz.devices import DEVICE_CHOICES, limit_threads, resolve_device
@@ -186,14 +186,14 @@ def sidebar() -> dict:
         st.number_input("batch", 1, MAX_PAGE_BATCH, DEFAULTS["batch"], key="batch",
                         help="Inputs per probe pass, and the mini-batch size for training.",
                         **BOUND)
-        training_controls = training_sidebar()
+        training_sidebar()
         st.header("Compute")
         st.selectbox("device", DEVICE_CHOICES, key="device", **BOUND)
     return {"scheme": scheme, "params": params, "bias": bias, "bias_params": bias_params,
-            "compare": compare, **training_controls}
+            "compare": compare}
 
 
-def training_sidebar() -> dict:
+def training_sidebar() -> None:
     st.header("Training")
     st.selectbox("dataset", list(DATASETS), key="dataset",
                  help="; ".join(f"**{n}**: {d.description}" for n, d in DATASETS.items()),
@@ -204,7 +204,6 @@ def training_sidebar() -> dict:
                     key="lr", **BOUND)
     st.slider("steps", 10, 2000, DEFAULTS["steps"], step=10, key="steps", **BOUND)
     st.slider("seeds (runs per scheme)", 1, 5, DEFAULTS["seeds"], key="seeds", **BOUND)
-    return {}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -342,23 +341,36 @@ def train_spec(specs: dict[str, NetworkSpec], device: str, problems: list[str]
         return None
 
 
+@st.cache_resource
+def training_ledger() -> MemoryLedger:
+    """The memory all sessions' running trainings hold at once (they keep models between
+    redraws), so a room that presses Train together cannot exhaust the server."""
+    return MemoryLedger()
+
+
 def _start_training(spec: training.TrainSpec) -> None:
     try:
         stream = training.stream(spec)
+        release = training_ledger().reserve("this training run", stream.needed_bytes, stream)
     except InitvizError as error:
         st.session_state["train_job"] = {"spec": spec, "error": str(error)}
         return
     st.session_state["train_job"] = {
-        "spec": spec, "stream": iter(stream), "device": stream.device,
+        "spec": spec, "stream": iter(stream), "release": release, "device": stream.device,
         "notice": stream.device_notice, "records": [], "step": 0, "seconds": 0.0,
         "done": False, "stopped": False}
+
+
+def _end(job: dict, **outcome) -> None:
+    job["stream"].close()
+    job["release"]()
+    job.update(done=True, **outcome)
 
 
 def _stop_training() -> None:
     job = st.session_state.get("train_job")
     if job and not job.get("done", True):
-        job["stream"].close()
-        job.update(done=True, stopped=True)
+        _end(job, stopped=True)
 
 
 def _advance(job: dict) -> None:
@@ -367,7 +379,7 @@ def _advance(job: dict) -> None:
     while not job["done"] and time.perf_counter() - started < TRAIN_SLICE_SECONDS:
         checkpoint = next(job["stream"], None)
         if checkpoint is None:
-            job["done"] = True
+            _end(job)
             finished_trainings().put(job["spec"], {k: job[k] for k in (
                 "records", "device", "notice", "seconds", "step")})
             break

@@ -4,11 +4,14 @@ AppTest does not fire ``run_every``; the live training fragment is driven by rep
 of which trains one time slice, as a timer tick would.
 """
 
+import gc
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from initviz import training
+from initviz.network import NetworkSpec
 from initviz.presets import PRESETS
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
@@ -201,10 +204,11 @@ SMALL_TRAINING = dict(depth="3", width="32", steps="40", seeds="1", batch="64")
 
 
 def test_training_runs_live_and_then_shows_the_finished_race():
-    at = _app(**SMALL_TRAINING)
+    # 2000 steps take several of the page's 0.3 s training slices even on a fast machine.
+    at = _app(**{**SMALL_TRAINING, "steps": "2000"})
     charts_before = _charts(at)
     seen = _train(at)
-    assert seen[-1].startswith("finished: step 40 of 40")
+    assert seen[-1].startswith("finished: step 2000 of 2000")
     assert any(text.startswith("training") for text in seen[:-1])  # drawn while it ran
     assert _charts(at) == charts_before + 3
     table = at.dataframe[-1].value
@@ -237,3 +241,21 @@ def test_changing_the_network_during_training_abandons_that_run():
     at.slider(key="depth").set_value(4).run()
     _no_exception(at)
     assert any("Press **Train**" in text for text in _texts(at, "info"))
+
+
+def test_a_busy_server_refuses_training_until_another_session_frees_its_memory(monkeypatch):
+    query = {**SMALL_TRAINING, "steps": "2000", "seed": "7"}
+    needed = training.stream(training.TrainSpec(
+        NetworkSpec.stack(32, 3), seeds=1, seed=7, batch=64, steps=2000)).needed_bytes
+    gc.collect()  # sessions of earlier tests that ended mid-training release their memory
+    monkeypatch.setenv("INITVIZ_SERVER_MEMORY_MB", str(1.5 * needed / 1024**2))
+    first, second = _app(**query), _app(**{**query, "seed": "8"})
+    first.button(key="train_button").click().run()
+    assert _progress_text(first).startswith("training")
+    second.button(key="train_button").click().run()
+    _no_exception(second)
+    assert "the server is busy" in " ".join(_texts(second, "error"))
+    first.button(key="stop_button").click().run()  # stopping frees the first run's memory
+    second.button(key="train_button").click().run()
+    assert _progress_text(second).startswith("training")
+    second.button(key="stop_button").click().run()

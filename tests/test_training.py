@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from initviz.datasets import load_dataset
-from initviz.errors import InvalidSpec
-from initviz.network import NetworkSpec, build_model
+from initviz.errors import InvalidSpec, TooLarge
+from initviz.network import NetworkSpec, build_model, memory_budget
 from initviz.training import (DIVERGENCE_LOSS, MAX_BATCH, MAX_LR, MAX_SEEDS, MAX_STEPS, OPTIMIZERS,
                               TrainingStream, TrainSpec, _Batched, _make_optimizer, _OneByOne,
                               _run_losses, batch_indices, history_frame, layer_frame, stream,
@@ -383,3 +383,12 @@ def test_a_shallow_net_with_a_sensible_scheme_beats_90_percent_on_digits():
                      seeds=2, optimizer="sgd", lr=0.05, steps=200, eval_every=50)
     for run in train(spec).runs:
         assert run.final.val_acc > 0.9, run.label
+
+
+def test_the_presets_trainings_fit_the_default_budget_and_a_large_race_is_refused_by_name():
+    # The he2015 preset trains 2 schemes x 2 seeds of a 30-layer, 256-wide net on the page.
+    preset = TrainSpec(NetworkSpec.stack(256, 30), seeds=2, batch=256)
+    assert stream(preset).needed_bytes <= memory_budget()
+    race = TrainSpec(NetworkSpec.stack(1024, 30), seeds=5, batch=256, optimizer="adam")
+    with pytest.raises(TooLarge, match="the number of schemes and seeds"):
+        stream(race)
