@@ -76,6 +76,15 @@ def cached_jacobian(spec: NetworkSpec, seed: int, device: str) -> JacobianSpectr
     return jacobian_spectrum(replace(spec, input_dim=spec.sizes[0]), seed=seed, device=device)
 
 
+def draw(chart, key: str | None = None, width: str | None = None, where=st) -> None:
+    """Draw an Altair chart from its spec, unvalidated.
+
+    Every chart builder's spec is validated against the Vega-Lite schema in tests/test_charts.py;
+    doing it again on every rerun (what ``st.altair_chart`` does) took 80% of drawing the page.
+    """
+    where.vega_lite_chart(spec=chart.to_dict(validate=False), key=key, width=width)
+
+
 # --------------------------------------------------------------------------------------------------
 # The URL: presets and bad values
 
@@ -260,12 +269,12 @@ def weights_section(profiles: dict[str, Profile], colours: list[str]) -> None:
     with left:
         layer = st.slider("layer", 1, depth, min(2, depth), key="weight_layer") if depth > 1 else 1
         fan_in, fan_out = main.spec.fans[layer - 1]
-        st.altair_chart(charts.weight_histogram(
+        draw(charts.weight_histogram(
             report.histogram_of(main, "weight", layer), report.weight_theory(main, layer),
             title=f"{main.spec.scheme}: layer {layer} weights ({fan_out}×{fan_in}), "
                   "theory dashed"), key="weight_hist")
     with right:
-        st.altair_chart(charts.by_layer(
+        draw(charts.by_layer(
             report.by_layer_frame(profiles, "weight_std"), "weight std", list(profiles),
             title="Weight std per layer: measured (points) vs theory (dashed)"),
             key="weight_std")
@@ -281,11 +290,11 @@ def signal_section(profiles: dict[str, Profile], schemes: list[str]) -> None:
         st.caption("Theory not drawn: " + "; ".join(sorted(notes)) + ".")
     left, right = st.columns(2)
     with left:
-        st.altair_chart(charts.by_layer(
+        draw(charts.by_layer(
             report.by_layer_frame(profiles, "act_std"), "activation std (log)", schemes,
             title="Forward: activation std per layer, mean-field theory dashed"), key="act_std")
     with right:
-        st.altair_chart(charts.by_layer(
+        draw(charts.by_layer(
             report.by_layer_frame(profiles, "grad_std"), "gradient std (log)",
             schemes, title="Backward: gradient std per layer, mean-field theory dashed"),
             key="grad_std")
@@ -295,22 +304,22 @@ def signal_section(profiles: dict[str, Profile], schemes: list[str]) -> None:
     colour = charts.OKABE_ITO[schemes.index(focus) % len(charts.OKABE_ITO)]
     left, right = st.columns(2)
     with left:
-        st.altair_chart(charts.percentile_bands(
+        draw(charts.percentile_bands(
             report.percentiles_of(focused, "act"), value_title="activation value",
             title=f"{focus}: activation percentiles per layer",
             colour=colour), key="bands")
     with right:
-        st.altair_chart(charts.histogram_heatmap(
+        draw(charts.histogram_heatmap(
             report.histogram_of(focused, "act"), value_title="activation value",
             title=f"{focus}: activation histograms, layer by layer"), key="heatmap")
     left, right = st.columns(2)
     with left:
-        st.altair_chart(charts.fractions_by_layer(
+        draw(charts.fractions_by_layer(
             report.fractions_frame(profiles), schemes,
             title=f"Saturated and dead units per layer ({main.spec.activation})"),
             key="fractions")
     with right:
-        st.altair_chart(charts.by_layer(
+        draw(charts.by_layer(
             report.by_layer_frame(profiles, "grad_to_weight_ratio"),
             "‖dL/dW‖ / ‖W‖ (log)", schemes,
             title="Backward: gradient-to-weight ratio per layer"), key="ratio")
@@ -449,17 +458,17 @@ def training_view(spec: training.TrainSpec, schemes: list[str], shown: dict) -> 
     if history.empty:
         return
     left, right = st.columns(2)
-    left.altair_chart(charts.training_curves(
+    draw(where=left, chart=charts.training_curves(
         history, schemes, metric="train_loss", log=True, total_steps=spec.steps,
         title="Training loss (mean over seeds; band: min to max)"), key="train_loss")
-    right.altair_chart(charts.training_curves(
+    draw(where=right, chart=charts.training_curves(
         history, schemes, metric="val_acc", total_steps=spec.steps,
         title=f"Validation accuracy (chance: {1 / DATASETS[spec.dataset].n_classes:.0%})"),
         key="val_acc")
     layers = training.layer_frame(shown["records"])
     latest = layers[layers["step"] == layers["step"].max()]
     ratio = latest.groupby(["scheme", "layer"], as_index=False)["update_ratio"].mean()
-    left.altair_chart(charts.by_layer(
+    draw(where=left, chart=charts.by_layer(
         ratio.assign(source="measured").rename(columns={"update_ratio": "value"}),
         "‖ΔW‖ / ‖W‖ per update (log)", schemes,
         title=f"Update-to-weight ratio at step {int(latest['step'].max())} (≈1e-3 is healthy)"),
@@ -501,7 +510,7 @@ def phase_view(diagram: PhaseDiagram, profiles: dict[str, Profile], schemes: lis
     points = _phase_points(profiles)
     in_view = (points["sigma_w2"] <= diagram.grid["sigma_w2"].max()) & (
         points["sigma_b2"] <= diagram.grid["sigma_b2"].max())
-    st.altair_chart(charts.phase_diagram(
+    draw(charts.phase_diagram(
         diagram.grid, diagram.critical_line, points[in_view], schemes,
         title=f"Order and chaos for {diagram.activation}: χ₁ = 1 on the black line"),
         width="stretch")
@@ -527,7 +536,7 @@ def jacobian_view(specs: dict[str, NetworkSpec], seed: int, device: str,
     values = pd.concat([spectrum.frame().assign(scheme=name) for name, spectrum in
                         spectra.items()], ignore_index=True)
     side = specs[schemes[0]].sizes[0]
-    st.altair_chart(charts.singular_value_histogram(
+    draw(charts.singular_value_histogram(
         values, schemes, title=f"Singular values of the input–output Jacobian ({side} × {side})"),
         width="stretch")
     for name, spectrum in spectra.items():

@@ -4,6 +4,14 @@ The backend of the app, importable without Streamlit: schemes and activations, t
 the probe (per-layer statistics forward and backward), mean-field theory, and the command line.
 """
 
+import os
+
+# OpenMP threads that spin while they wait make torch 10-50x slower whenever the cores are busy
+# with anything else: other sessions of the same server, a test suite, a browser. Sleeping
+# waiters cost nothing measurable on an idle machine. libgomp reads this when torch loads it, so
+# it is set before initviz imports torch, and a user's own setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from initviz.activations import ACTIVATIONS, Activation, get_activation
 from initviz.errors import InitvizError, InvalidSpec, TooLarge
 from initviz.network import NetworkSpec, build_model
