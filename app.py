@@ -27,7 +27,7 @@ from initviz.network import MAX_INPUT_DIM, NORMS, NetworkSpec
 from initviz.presets import PRESETS
 from initviz.probe import Profile, profile
 from initviz.schemes import BIAS_SCHEMES, SCHEMES, Param
-from initviz.theory import PhaseDiagram, phase_diagram
+from initviz.theory import MeanField, PhaseDiagram, phase_map
 
 MAX_PAGE_WIDTH = 2048
 MAX_PAGE_DEPTH = 200
@@ -66,8 +66,10 @@ def cached_profile(spec: NetworkSpec, batch: int, seed: int, device: str) -> Pro
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def cached_phase_diagram(spec: NetworkSpec) -> PhaseDiagram:
-    return phase_diagram(spec, n=PHASE_GRID_SIDE)
+def cached_phase_map(activation: str, summary: MeanField | None, depth: int,
+                     note: str | None) -> PhaseDiagram:
+    """Keyed by the mean-field summary, not the spec: a width change keeps σ_w² and the map."""
+    return phase_map(activation, summary, depth, note, n=PHASE_GRID_SIDE)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -550,8 +552,9 @@ def jacobian_view(specs: dict[str, NetworkSpec], seed: int, device: str,
 def theory_section(specs: dict[str, NetworkSpec], profiles: dict[str, Profile],
                    schemes: list[str], seed: int, device: str) -> None:
     st.header("Theory", divider="gray")
-    main_spec = specs[schemes[0]]
-    diagram = cached_phase_diagram(main_spec)
+    main_spec, main = specs[schemes[0]], profiles[schemes[0]]
+    diagram = cached_phase_map(main_spec.activation, main.theory, main_spec.depth,
+                               main.theory_note)
     if diagram.summary is None:
         st.info(f"Mean-field theory does not describe this network: {diagram.note}. The map "
                 f"shows {main_spec.activation} without normalization.")

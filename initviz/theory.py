@@ -654,8 +654,6 @@ def phase_diagram(spec: NetworkSpec, n: int = DEFAULT_GRID_SIDE,
     The point is ``sigma = (σ_w², σ_b²)`` when given, else the last hidden layer's from the
     scheme and bias (the summary :func:`predict` reports). The grid is ``n × n``.
     """
-    if isinstance(n, bool) or not isinstance(n, int) or not 2 <= n <= MAX_GRID_SIDE:
-        raise InvalidSpec("grid", n, f"a whole number in [2, {MAX_GRID_SIDE}]")
     act = get_activation(spec.activation)
     note = None
     if sigma is not None:
@@ -665,6 +663,17 @@ def phase_diagram(spec: NetworkSpec, n: int = DEFAULT_GRID_SIDE,
         prediction = predict(spec)
         summary = None if prediction is None else prediction.summary
         note = theory_unavailable_reason(spec)
+    return phase_map(act, summary, spec.depth, note, n)
+
+
+def phase_map(activation: str | Activation, summary: MeanField | None, depth: int,
+              note: str | None = None, n: int = DEFAULT_GRID_SIDE) -> PhaseDiagram:
+    """The diagram around a network already summarized (``summary`` None: the map alone, and
+    ``note`` says why). It depends on nothing else, so callers may cache it by these arguments:
+    networks of other widths with the same σ_w², σ_b² share it."""
+    if isinstance(n, bool) or not isinstance(n, int) or not 2 <= n <= MAX_GRID_SIDE:
+        raise InvalidSpec("grid", n, f"a whole number in [2, {MAX_GRID_SIDE}]")
+    act = _as_activation(activation)
     where = None if summary is None else (summary.sigma_w2, summary.sigma_b2)
     w_axis, b_axis = phase_axes(act, where, n)
     grid = phase_grid(act, w_axis, b_axis)
@@ -676,12 +685,12 @@ def phase_diagram(spec: NetworkSpec, n: int = DEFAULT_GRID_SIDE,
         point = pd.DataFrame([{"sigma_w2": summary.sigma_w2, "sigma_b2": summary.sigma_b2,
                                "q_star": summary.q_star, "chi1": summary.chi1,
                                "phase": summary.phase}])
-        reach = depth_reach(act, summary, spec.depth)
+        reach = depth_reach(act, summary, depth)
     return PhaseDiagram(act.name, grid, line, point, summary, reach, note)
 
 
 __all__ += [
     "DepthReach", "PhaseDiagram", "chaotic_depth_scale", "chi1_many", "correlation_fixed_point",
     "correlation_map", "correlation_slope", "critical_line", "depth_reach", "fixed_points",
-    "phase_axes", "phase_diagram", "phase_grid",
+    "phase_axes", "phase_diagram", "phase_grid", "phase_map",
 ]

@@ -8,6 +8,7 @@ network of width 1000 against ξ_c 15% (finite-width noise on the correlation is
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from scipy import integrate
@@ -258,3 +259,16 @@ def test_phase_axes_show_the_critical_line_and_a_nearby_point():
     assert w_axis[-1] >= 6.0 and b_axis[-1] >= 0.8
     far, _ = T.phase_axes("tanh", point=(256.0, 0.0), n=5)
     assert far[-1] < 256.0  # a far point stays out rather than squashing the diagram
+
+
+def test_the_map_from_a_summary_is_the_diagram_of_every_network_with_that_summary():
+    # Kaiming + ReLU has σ_w² = 2 at every width: one cached map serves them all.
+    narrow, wide = NetworkSpec.stack(64, 12), NetworkSpec.stack(512, 12)
+    shared = T.phase_map("relu", T.predict(wide).summary, 12, n=20)
+    for spec in (narrow, wide):
+        alone = T.phase_diagram(spec, n=20)
+        pd.testing.assert_frame_equal(alone.grid, shared.grid)
+        pd.testing.assert_frame_equal(alone.point, shared.point)
+        assert alone.reach == shared.reach
+    with pytest.raises(InvalidSpec, match="grid"):
+        T.phase_map("relu", None, 12, n=1)
