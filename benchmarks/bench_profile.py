@@ -40,6 +40,14 @@ def _sync(device: torch.device) -> None:
         torch.mps.synchronize()
 
 
+def threads_and_device(args: argparse.Namespace) -> tuple[int, torch.device]:
+    """Set torch's threads (``--threads``, default the usable CPUs) and resolve ``--device``."""
+    threads = limit_threads()
+    if args.threads:
+        torch.set_num_threads(threads := args.threads)
+    return threads, resolve_device(args.device).device
+
+
 def bare(spec: NetworkSpec, batch: int, seed: int, device: torch.device) -> tuple[float, float]:
     """Wall and CPU seconds for build + forward + backward with the probe's loss, no hooks."""
     _sync(device)
@@ -79,10 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: usable CPUs)")
     args = parser.parse_args(argv)
 
-    threads = limit_threads()
-    if args.threads:
-        torch.set_num_threads(threads := args.threads)
-    device = resolve_device(args.device).device
+    threads, device = threads_and_device(args)
     spec = NetworkSpec.stack(args.width, args.depth, input_dim=args.width,
                              activation=args.activation, scheme=args.scheme)
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs ({usable_cpus()} usable, "
