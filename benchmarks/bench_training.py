@@ -33,6 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import initviz  # noqa: E402, F401  (before torch: it makes OpenMP's idle threads sleep, not spin)
 import torch  # noqa: E402
 from bench_profile import _sync, threads_and_device  # noqa: E402
 
