@@ -24,6 +24,7 @@ import torch
 
 from initviz.activations import get_activation
 from initviz.devices import resolve_device
+from initviz.errors import InvalidSpec
 from initviz.network import NetworkSpec, _check_int, build_model, check_memory, estimate_bytes
 from initviz.schemes import get_scheme
 from initviz.theory import MeanField, Prediction, predict, theory_unavailable_reason
@@ -41,6 +42,7 @@ MAX_BATCH = 8192
 MAX_BINS = 200
 MAX_SEED = 2**31 - 1  # the same range as the training seed and the page's seed input
 INPUT_STREAM = 0x9E3779B9  # the inputs' generator is seeded apart from the weights' one
+_FLOAT32_TINY = torch.finfo(torch.float32).tiny
 
 
 @dataclass
@@ -128,8 +130,10 @@ class _TensorStats:
         n, bins = x.numel(), self.bins
         work, index = self._scratch(x)
         value, high = torch.aminmax(x)
-        constant = high == value
-        # A constant tensor (zeros, dead layer) gets a narrow range around its value.
+        # A constant tensor (zeros, dead layer) gets a narrow range around its value; so does one
+        # whose range is too narrow for bins/span to be a float32 (subnormal values): its std is
+        # then reported as 0 rather than as NaN.
+        constant = high - value <= bins * _FLOAT32_TINY
         pad = torch.clamp(value.abs(), min=1e-12) * 1e-3
         low = torch.where(constant, value - pad / 2, value)
         span = torch.where(constant, pad, high - value)
@@ -152,7 +156,8 @@ class _TensorStats:
         spread = torch.linalg.vector_norm(position.sub_(mean_position)) * (unit / math.sqrt(n))
         std = torch.where(constant, 0.0, spread)
         record = {"mean": mean, "std": std, "low": low, "span": span, "counts": counts,
-                  "finite": torch.isfinite(low) & torch.isfinite(high)}
+                  # Finite values whose range overflows float32 (about ±2e38) count as an overflow.
+                  "finite": torch.isfinite(low) & torch.isfinite(span)}
         self.records[(kind, layer)] = record
         return record
 
@@ -190,6 +195,9 @@ def profile(spec: NetworkSpec, batch: int = 256, seed: int = 0, device: str = "a
             bins: int = 60, memory_budget: int | None = None) -> Profile:
     """Measure ``spec`` freshly initialized from ``seed``: see the module docstring."""
     batch = _check_int("batch", batch, 1, MAX_BATCH)
+    if spec.norm == "batchnorm" and batch < 2:  # torch refuses to normalize over one input
+        raise InvalidSpec("batch", batch, "at least 2 with batchnorm, which normalizes over "
+                          "the batch")
     bins = _check_int("bins", bins, 2, MAX_BINS)
     seed = _check_int("seed", seed, 0, MAX_SEED)
     check_memory("this profile", estimate_bytes(spec, batch), memory_budget)
@@ -248,6 +256,14 @@ def profile(spec: NetworkSpec, batch: int = 256, seed: int = 0, device: str = "a
         **stacked, "percentiles": percentiles, "saturated": torch.stack(saturated),
         "dead": torch.stack(dead), "weight_norms": weight_norms, "grad_norms": grad_norms,
     }.items()}
+    # Entries above ~2e19 overflow a float32 sum of squares though each is finite: such norms
+    # (exploding networks only) are summed again in float64, which for every layer would cost a
+    # float64 copy of each gradient. MPS has no float64: there they stay an overflow.
+    if dev.type != "mps":
+        host["grad_norms"] = host["grad_norms"].astype(np.float64)
+        for i in np.flatnonzero(np.isinf(host["grad_norms"])):
+            host["grad_norms"][i] = torch.linalg.vector_norm(
+                linears[i].weight.grad, dtype=torch.float64).item()
     seconds = time.perf_counter() - start
 
     return _assemble(spec, batch, seed, choice, seconds, bins, host)
@@ -263,7 +279,9 @@ def _assemble(spec, batch, seed, choice, seconds, bins, host) -> Profile:
 
     finite = host["finite"].reshape(len(KINDS), depth).astype(bool)
     forward_bad = np.nonzero(~finite[:KINDS.index("grad")].all(axis=0))[0]
-    backward_bad = np.nonzero(~finite[KINDS.index("grad")])[0]
+    # A weight's gradient (the outer product of a layer's input and its output's gradient) can
+    # overflow where both factors are finite.
+    backward_bad = np.nonzero(~finite[KINDS.index("grad")] | ~np.isfinite(host["grad_norms"]))[0]
     if len(forward_bad):
         first_nonfinite, nonfinite_pass = int(forward_bad[0]) + 1, "forward"
     elif len(backward_bad):  # the backward pass meets the deepest layer first

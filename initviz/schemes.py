@@ -18,7 +18,7 @@ from typing import Literal
 
 import numpy as np
 import torch
-from scipy import stats
+from scipy import special, stats
 from torch import nn
 
 from initviz.errors import InvalidSpec
@@ -267,6 +267,46 @@ def _require_less(owner: str, low: str, high: str) -> Callable[[Params], None]:
     return check
 
 
+TRUNC_NORMAL_MIN_ACCEPTANCE = 0.3
+"""The least share of its draws ``torch.nn.init.trunc_normal_`` may keep (the share below which
+torch itself switches from normal to uniform proposals)."""
+
+
+def _log_normal_mass(alpha: float, beta: float) -> float:
+    """log(Φ(β) − Φ(α)) for α < β, accurate far out in either tail."""
+    if alpha > 0:  # Φ(β) − Φ(α) = Φ(−α) − Φ(−β): keep both in the lower tail
+        alpha, beta = -beta, -alpha
+    log_a, log_b = special.log_ndtr(alpha), special.log_ndtr(beta)
+    return float(log_b + np.log1p(-np.exp(log_a - log_b))) if log_a < log_b else -math.inf
+
+
+def trunc_normal_acceptance(mean: float, std: float, a: float, b: float) -> float:
+    """The share of draws that ``torch.nn.init.trunc_normal_`` keeps for these parameters.
+
+    It draws N(mean, std²) while [a, b] holds more than 30% of that mass, else U(a, b) accepted
+    with probability pdf(x) / pdf(mode) (mode: the point of [a, b] nearest the mean). Each round
+    redraws what was rejected, so the rounds needed grow as log(n) / acceptance: with the mean a
+    few std outside a wide [a, b] the acceptance is ~1e-6 and the call runs for hours.
+    """
+    log_mass = _log_normal_mass((a - mean) / std, (b - mean) / std)
+    if log_mass > math.log(0.3):
+        return math.exp(log_mass)
+    z_mode = (max(a, min(mean, b)) - mean) / std
+    return math.exp(min(0.0, log_mass + math.log(std * math.sqrt(2 * math.pi) / (b - a))
+                        + 0.5 * z_mode**2))
+
+
+def _check_trunc_normal(params: Params) -> None:
+    _require_less("trunc_normal", "a", "b")(params)
+    mean, std, a, b = (params[k] for k in ("mean", "std", "a", "b"))
+    accepted = trunc_normal_acceptance(mean, std, a, b)
+    if accepted < TRUNC_NORMAL_MIN_ACCEPTANCE:
+        raise InvalidSpec("trunc_normal.mean", mean,
+                          f"a mean nearer [a, b] = [{a:g}, {b:g}] for std={std:g}: "
+                          f"torch.nn.init.trunc_normal_ would keep only {accepted:.2g} of its "
+                          "draws and could run for hours")
+
+
 def _gain(params: Params) -> float:
     return nn.init.calculate_gain(params["nonlinearity"], params["a"])
 
@@ -351,7 +391,7 @@ _SCHEME_LIST: tuple[Scheme, ...] = (
                                     low=p["a"], high=p["b"]),
         params=(Param("mean", 0.0, -100.0, 100.0), Param("std", 1.0, 1e-6, 100.0),
                 Param("a", -2.0, -100.0, 100.0), Param("b", 2.0, -100.0, 100.0)),
-        check=_require_less("trunc_normal", "a", "b"),
+        check=_check_trunc_normal,
     ),
     Scheme(
         "xavier_uniform", "Xavier / Glorot uniform",
@@ -497,6 +537,6 @@ def lsuv_rescale(blocks: Sequence[nn.Module], x: torch.Tensor, tol: float,
 
 
 __all__ = [
-    "BIAS_SCHEMES", "FanExpr", "Param", "Scheme", "SCHEMES", "WeightLaw", "get_scheme",
-    "lsuv_rescale",
+    "BIAS_SCHEMES", "FanExpr", "Param", "Scheme", "SCHEMES", "TRUNC_NORMAL_MIN_ACCEPTANCE",
+    "WeightLaw", "get_scheme", "lsuv_rescale", "trunc_normal_acceptance",
 ]
