@@ -452,7 +452,9 @@ def training_view(spec: training.TrainSpec, schemes: list[str], shown: dict) -> 
     if shown.get("notice"):
         st.warning(shown["notice"])
     status = ("stopped" if shown.get("stopped") else
-              "finished" if shown.get("done", True) else "training")
+              "training" if not shown.get("done", True) else
+              "finished" if shown["step"] == spec.steps else
+              "ended early, every run diverged")
     st.progress(shown["step"] / spec.steps,
                 text=f"{status}: step {shown['step']} of {spec.steps}, "
                      f"{shown['seconds']:.1f} s on {shown['device']}")

@@ -160,6 +160,9 @@ class TrainSpec:
         set_(self, "lr", lr)
         set_(self, "steps", _check_int("steps", self.steps, 1, MAX_STEPS))
         set_(self, "batch", _check_int("batch", self.batch, 1, MAX_BATCH))
+        if self.network.norm == "batchnorm" and self.batch < 2:  # torch cannot normalize one input
+            raise InvalidSpec("batch", self.batch, "at least 2 with batchnorm, which normalizes "
+                              "over the batch")
         set_(self, "eval_every", _check_int("eval_every", self.eval_every, 1, self.steps))
         if self.device not in DEVICE_CHOICES:
             raise InvalidSpec("device", self.device, "one of " + ", ".join(DEVICE_CHOICES))

@@ -194,7 +194,7 @@ def _train(at: AppTest, max_runs: int = 120) -> list[str]:
     for _ in range(max_runs):
         _no_exception(at)
         seen.append(_progress_text(at))
-        if seen[-1].startswith(("finished", "stopped")):
+        if seen[-1].startswith(("finished", "stopped", "ended early")):
             break
         at.run()
     return seen
@@ -259,3 +259,9 @@ def test_a_busy_server_refuses_training_until_another_session_frees_its_memory(m
     second.button(key="train_button").click().run()
     assert _progress_text(second).startswith("training")
     second.button(key="stop_button").click().run()
+
+
+def test_a_race_where_every_run_diverges_says_so_instead_of_finished():
+    at = _app(preset="selu", steps="20", seeds="1")
+    seen = _train(at)
+    assert seen[-1].startswith("ended early, every run diverged: step"), seen[-1]

@@ -348,7 +348,7 @@ def _own_state(session: Session) -> None:
     sizes = f"[{values.get('input_dim', 64)}] + [{values['width']}] * {values['depth']}"
     assert sizes in session.code, (session.preset, sizes)
     # A training ends early where every run has diverged (selu at this depth and learning rate).
-    finished = rf"finished: step \d+ of {STEPS}\b"
+    finished = rf"(finished|ended early, every run diverged): step \d+ of {STEPS}\b"
     assert len(session.progress) == 1 and re.match(finished, session.progress[0]), \
         (session.preset, session.progress, session.alerts)
 

@@ -392,3 +392,8 @@ def test_the_presets_trainings_fit_the_default_budget_and_a_large_race_is_refuse
     race = TrainSpec(NetworkSpec.stack(1024, 30), seeds=5, batch=256, optimizer="adam")
     with pytest.raises(TooLarge, match="the number of schemes and seeds"):
         stream(race)
+
+
+def test_batchnorm_over_a_single_example_is_refused_as_batch():
+    with pytest.raises(InvalidSpec, match="batch=1 .*at least 2 with batchnorm"):
+        TrainSpec(NetworkSpec.stack(8, 2, norm="batchnorm"), batch=1)
