@@ -20,12 +20,41 @@ import pandas as pd
 
 # The data are bounded by initviz's own limits (depth, bins, grid), not by Altair's default guard.
 alt.data_transformers.disable_max_rows()
+# In its default debug mode Altair validates every schema object as it is built, about half the
+# time it takes to build a chart; tests/test_charts.py validates each chart's whole spec instead.
+alt.utils.schemapi.disable_debug_mode()
 
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442",
              "#000000")
 LAYER_AXIS = "layer (1 = first hidden layer)"
 HEIGHT = 260
 DIAMOND_SIZE = 320  # square pixels of the first scheme's point on the phase diagram
+
+
+def vega_lite(chart: alt.TopLevelMixin) -> dict:
+    """The chart's Vega-Lite spec, unvalidated, with its DataFrames left as DataFrames.
+
+    Each DataFrame becomes a named dataset in ``spec["datasets"]`` that is the DataFrame itself,
+    for a consumer that serializes tables on its own (Streamlit sends them as Arrow). Altair's
+    ``to_dict`` would turn every row into a dict and hash the whole table as JSON to name it: at
+    the page's sizes, most of the time it takes to draw a chart. The schema is checked by
+    ``to_dict()`` in the chart tests, not again on every draw.
+    """
+    frames: dict[str, pd.DataFrame] = {}
+    swapped = []
+    for part in (chart, *getattr(chart, "layer", ())):
+        if isinstance(part.data, pd.DataFrame):
+            name = f"data-{len(frames)}"
+            frames[name] = part.data
+            swapped.append((part, part.data))
+            part.data = alt.NamedData(name=name)
+    try:
+        spec = chart.to_dict(validate=False)
+    finally:
+        for part, data in swapped:
+            part.data = data
+    spec["datasets"] = frames
+    return spec
 
 
 def scheme_scale(schemes: Sequence[str]) -> alt.Scale:
@@ -58,10 +87,10 @@ def by_layer(frame: pd.DataFrame, value_title: str, schemes: Sequence[str], *,
         legend=alt.Legend() if has_theory else None)
     tooltip = [alt.Tooltip("scheme:N"), alt.Tooltip("source:N"), alt.Tooltip("layer:Q"),
                alt.Tooltip("value:Q", title=value_title, format=".3g")]
-    base = alt.Chart(data).encode(x=_layer_x(), y=y, color=color, tooltip=tooltip)
+    base = alt.Chart().encode(x=_layer_x(), y=y, color=color, tooltip=tooltip)
     lines = base.mark_line().encode(strokeDash=dash, detail=alt.Detail("source:N"))
     points = base.transform_filter(alt.datum.source == "measured").mark_point(size=25, filled=True)
-    return alt.layer(lines, points).properties(title=title, height=HEIGHT)
+    return alt.layer(lines, points, data=data, title=title, height=HEIGHT)
 
 
 def weight_histogram(bins: pd.DataFrame, theory: pd.DataFrame | None, *, title: str,
@@ -89,7 +118,7 @@ def weight_histogram(bins: pd.DataFrame, theory: pd.DataFrame | None, *, title: 
         layers.append(alt.Chart(theory).mark_rule(color="black", strokeDash=[6, 4]).encode(
             x=alt.X("point_mass:Q"),
             tooltip=[alt.Tooltip("point_mass:Q", title="theory: all at")]))
-    return alt.layer(*layers).properties(title=title, height=HEIGHT)
+    return alt.layer(*layers, title=title, height=HEIGHT)
 
 
 def percentile_bands(percentiles: pd.DataFrame, *, value_title: str, title: str,
@@ -101,10 +130,10 @@ def percentile_bands(percentiles: pd.DataFrame, *, value_title: str, title: str,
     """
     pairs = [("p0", "p10000", 0.15), ("p668", "p9332", 0.25), ("p1587", "p8413", 0.35),
              ("p3085", "p6915", 0.45)]
-    base = alt.Chart(percentiles).encode(x=_layer_x())
+    base = alt.Chart().encode(x=_layer_x())
     layers = [
         base.mark_area(color=colour, opacity=opacity).encode(
-            y=alt.Y(f"{low}:Q", title=value_title), y2=f"{high}:Q",
+            y=alt.Y(f"{low}:Q", title=value_title), y2=alt.Y2(f"{high}:Q"),
             tooltip=[alt.Tooltip("layer:Q"), alt.Tooltip(f"{low}:Q", format=".3g"),
                      alt.Tooltip(f"{high}:Q", format=".3g")])
         for low, high, opacity in pairs
@@ -112,7 +141,7 @@ def percentile_bands(percentiles: pd.DataFrame, *, value_title: str, title: str,
     layers.append(base.mark_line(color=colour).encode(
         y=alt.Y("p5000:Q"), tooltip=[alt.Tooltip("layer:Q"),
                               alt.Tooltip("p5000:Q", title="median", format=".3g")]))
-    return alt.layer(*layers).properties(title=title, height=HEIGHT)
+    return alt.layer(*layers, data=percentiles, title=title, height=HEIGHT)
 
 
 def histogram_heatmap(histograms: pd.DataFrame, *, value_title: str, title: str) -> alt.Chart:
@@ -126,7 +155,7 @@ def histogram_heatmap(histograms: pd.DataFrame, *, value_title: str, title: str)
     totals = data.groupby("layer")["count"].transform("sum").clip(lower=1)
     data["share"] = data["count"] / totals
     data = data[data["share"] > 0]
-    return alt.Chart(data).mark_rect().encode(
+    return alt.Chart(data, title=title, height=HEIGHT).mark_rect().encode(
         x=alt.X("bin_lo:Q", title=value_title),
         x2=alt.X2("bin_hi:Q"),
         y=alt.Y("layer:O", title="layer", sort="descending"),
@@ -135,14 +164,14 @@ def histogram_heatmap(histograms: pd.DataFrame, *, value_title: str, title: str)
         tooltip=[alt.Tooltip("layer:O"), alt.Tooltip("bin_lo:Q", format=".3g", title="from"),
                  alt.Tooltip("bin_hi:Q", format=".3g", title="to"),
                  alt.Tooltip("share:Q", format=".1%")],
-    ).properties(title=title, height=HEIGHT)
+    )
 
 
 def fractions_by_layer(frame: pd.DataFrame, schemes: Sequence[str], *,
                        title: str) -> alt.Chart:
     """Saturated and dead fractions per layer. ``frame``: layer, scheme, measure, value (0–1)."""
     data = frame.dropna(subset=["value"])
-    return alt.Chart(data).mark_line(point=True).encode(
+    return alt.Chart(data, title=title, height=HEIGHT).mark_line(point=True).encode(
         x=_layer_x(),
         y=alt.Y("value:Q", title="fraction of units", scale=alt.Scale(domain=[0, 1]),
                 axis=alt.Axis(format="%")),
@@ -150,7 +179,7 @@ def fractions_by_layer(frame: pd.DataFrame, schemes: Sequence[str], *,
         strokeDash=alt.StrokeDash("measure:N", title=""),
         tooltip=[alt.Tooltip("scheme:N"), alt.Tooltip("measure:N"), alt.Tooltip("layer:Q"),
                  alt.Tooltip("value:Q", format=".1%")],
-    ).properties(title=title, height=HEIGHT)
+    )
 
 
 def training_curves(history: pd.DataFrame, schemes: Sequence[str], *, metric: str,
@@ -175,7 +204,7 @@ def training_curves(history: pd.DataFrame, schemes: Sequence[str], *, metric: st
     y_scale = alt.Scale(type="log") if log else alt.Scale(zero=False)
     axis = alt.Axis(format="%") if metric == "val_acc" else alt.Undefined
     color = alt.Color("scheme:N", scale=scheme_scale(schemes), title="scheme")
-    base = alt.Chart(summary).encode(x=x, color=color)
+    base = alt.Chart().encode(x=x, color=color)
     band = base.mark_area(opacity=0.2).encode(
         y=alt.Y("low:Q", title=value_titles[metric], scale=y_scale, axis=axis),
         y2=alt.Y2("high:Q"))
@@ -194,7 +223,7 @@ def training_curves(history: pd.DataFrame, schemes: Sequence[str], *, metric: st
             x=alt.X("step:Q"), y=alt.Y("value:Q"), color=color,
             tooltip=[alt.Tooltip("scheme:N"), alt.Tooltip("seed:Q"), alt.Tooltip("step:Q"),
                      alt.Tooltip("value:Q", format=".3g")]))
-    return alt.layer(*layers).properties(title=title, height=HEIGHT)
+    return alt.layer(*layers, data=summary, title=title, height=HEIGHT)
 
 
 def _cell(axis: pd.Series) -> float:
@@ -240,8 +269,7 @@ def phase_diagram(grid: pd.DataFrame, critical: pd.DataFrame, points: pd.DataFra
                          alt.Tooltip("sigma_w2:Q", format=".3f", title="σ_w²"),
                          alt.Tooltip("sigma_b2:Q", format=".3f", title="σ_b²"),
                          alt.Tooltip("chi1:Q", format=".3g", title="χ₁")]))
-    return alt.layer(*layers).resolve_scale(color="independent").properties(
-        title=title, height=HEIGHT + 40)
+    return alt.layer(*layers, title=title, height=HEIGHT + 40).resolve_scale(color="independent")
 
 
 def singular_value_histogram(values: pd.DataFrame, schemes: Sequence[str], *,
@@ -252,13 +280,13 @@ def singular_value_histogram(values: pd.DataFrame, schemes: Sequence[str], *,
     """
     data = values[values["singular_value"] > 0].assign(
         log10_s=lambda f: np.log10(f["singular_value"]))
-    return alt.Chart(data).mark_bar(opacity=0.6, binSpacing=0).encode(
+    return alt.Chart(data, title=title, height=HEIGHT).mark_bar(opacity=0.6, binSpacing=0).encode(
         x=alt.X("log10_s:Q", bin=alt.Bin(maxbins=40),
                 title="singular value s of the Jacobian (log10 s; 0 means s = 1)"),
         y=alt.Y("count():Q", title="count (singular values)", stack=None),
         color=alt.Color("scheme:N", scale=scheme_scale(schemes), title="scheme"),
         tooltip=[alt.Tooltip("scheme:N"), alt.Tooltip("count():Q", title="count")],
-    ).properties(title=title, height=HEIGHT)
+    )
 
 
 __all__ = [

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -216,6 +217,10 @@ def profile(spec: NetworkSpec, batch: int = 256, seed: int = 0, device: str = "a
     dead: list[torch.Tensor] = []
     nan = torch.full((), math.nan, device=dev)
     handles = []
+
+    def grad_hook(grad, layer):
+        stats.add("grad", layer, grad)  # returns None: the gradient flows on unchanged
+
     for layer in range(1, spec.depth + 1):
         act_module = model[layer - 1].act
 
@@ -227,12 +232,11 @@ def profile(spec: NetworkSpec, batch: int = 256, seed: int = 0, device: str = "a
             saturated.append(nan if sat is None else _fraction_outside(z, *sat))
             dead.append(nan if dead_below is None else
                         torch.count_nonzero(z <= dead_below).float() / z.numel())
-
-        def backward_hook(module, grad_input, grad_output, layer=layer):
-            stats.add("grad", layer, grad_output[0])
+            # dL/d(activation output), as a full backward hook on the module would see it; a
+            # tensor hook skips the identity autograd nodes such a module hook wraps around it.
+            output.register_hook(partial(grad_hook, layer=layer))
 
         handles.append(act_module.register_forward_hook(forward_hook))
-        handles.append(act_module.register_full_backward_hook(backward_hook))
 
     linears = [model[i].linear for i in range(spec.depth)]
     for layer, linear in enumerate(linears, start=1):
@@ -294,10 +298,7 @@ def _assemble(spec, batch, seed, choice, seconds, bins, host) -> Profile:
     fans = np.array(spec.fans)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = host["grad_norms"] / host["weight_norms"]
-    layers = pd.DataFrame({
-        "layer": layers_idx,
-        "fan_in": fans[:, 0],
-        "fan_out": fans[:, 1],
+    measured = {
         "weight_mean": per_kind("mean", "weight"),
         "weight_std": per_kind("std", "weight"),
         "weight_std_theory": [scheme.weight_std(fi, fo, spec.params) for fi, fo in spec.fans],
@@ -311,10 +312,13 @@ def _assemble(spec, batch, seed, choice, seconds, bins, host) -> Profile:
         "grad_std": per_kind("std", "grad"),
         "weight_grad_norm": host["grad_norms"],
         "grad_to_weight_ratio": ratio,
-    }, columns=list(LAYER_COLUMNS))
-    float_columns = [c for c in LAYER_COLUMNS if c not in ("layer", "fan_in", "fan_out")]
-    layers[float_columns] = layers[float_columns].astype("float64")
-    layers[float_columns] = layers[float_columns].where(np.isfinite(layers[float_columns]))
+    }
+    columns = {"layer": layers_idx, "fan_in": fans[:, 0], "fan_out": fans[:, 1]}
+    for name, values in measured.items():
+        column = np.array(values, dtype=np.float64)  # None (no theory) becomes NaN
+        column[~np.isfinite(column)] = np.nan
+        columns[name] = column
+    layers = pd.DataFrame(columns, columns=list(LAYER_COLUMNS))
 
     n_kinds = len(KINDS)
     kind_col = np.repeat(KINDS, depth)

@@ -223,10 +223,20 @@ def layer_sigmas(spec: NetworkSpec) -> list[tuple[float, float]] | None:
         return None
     scheme, bias = get_scheme(spec.scheme), get_scheme(spec.bias, bias=True)
     return [
-        (fan_in * scheme.weight_std(fan_in, fan_out, spec.params) ** 2,
-         bias.weight_std(fan_in, fan_out, spec.bias_param_dict) ** 2)
+        (_significant(fan_in * scheme.weight_std(fan_in, fan_out, spec.params) ** 2),
+         _significant(bias.weight_std(fan_in, fan_out, spec.bias_param_dict) ** 2))
         for fan_in, fan_out in spec.fans
     ]
+
+
+def _significant(value: float) -> float:
+    """``value`` to 12 significant digits.
+
+    ``fan_in · (gain/√fan_in)²`` is 2 for Kaiming at every width only up to a few ulps of rounding
+    that change with the width; rounded, the σ's (and the summary, a cache key of the page's
+    phase diagram) compare equal across widths, as the theory says they are.
+    """
+    return float(f"{value:.12g}")
 
 
 @dataclass(frozen=True)
@@ -256,9 +266,15 @@ def predict(spec: NetworkSpec, input_second_moment: float = 1.0,
         q = sw2 * carried + sb2
         preact.append(q)
         carried = float(second_moment(act, q)) if math.isfinite(q) else math.inf
-    act_var = [float(second_moment(act, q) - first_moment(act, q) ** 2) if math.isfinite(q)
-               else math.nan for q in preact]
-    slopes = [float(slope_moment(act, q)) if math.isfinite(q) else math.nan for q in preact]
+    # Each quadrature call costs far more to set up than to evaluate: all layers at once.
+    q = _as_q(preact)
+    finite = torch.isfinite(q)
+    act_var = torch.full_like(q, math.nan)
+    slopes = torch.full_like(q, math.nan)
+    if finite.any():
+        act_var[finite] = second_moment(act, q[finite]) - first_moment(act, q[finite]) ** 2
+        slopes[finite] = slope_moment(act, q[finite])
+    act_var, slopes = act_var.tolist(), slopes.tolist()
     grad = [output_grad_var]
     for (sw2, _), (fan_in, fan_out), slope in zip(sigmas[:0:-1], spec.fans[:0:-1], slopes[:0:-1]):
         grad.append(grad[-1] * sw2 * fan_out / fan_in * slope)

@@ -3,6 +3,7 @@
 Every chart is compiled with ``to_dict()``, which validates it against Altair's Vega-Lite schema.
 """
 
+import altair as alt
 import numpy as np
 import pandas as pd
 import pytest
@@ -160,3 +161,66 @@ def test_singular_value_histogram_uses_log_bins():
     chart = charts.singular_value_histogram(values, ["a", "b"], title="s")
     np.testing.assert_allclose(chart.data["log10_s"].tail(4), [-2, -1, 0, 1])
     assert chart.to_dict()["encoding"]["x"]["bin"] == {"maxbins": 40}
+
+
+def _every_chart(profiles):
+    prof = profiles["kaiming_normal"]
+    schemes = list(profiles)
+    grid = pd.DataFrame({"sigma_w2": [1.0, 2.0], "sigma_b2": [0.0, 0.0], "chi1": [0.5, 1.0]})
+    points = pd.DataFrame({"scheme": ["kaiming_normal"], "sigma_w2": [2.0], "sigma_b2": [0.0],
+                           "chi1": [1.0]})
+    return {
+        "by_layer": charts.by_layer(report.by_layer_frame(profiles, "act_std"), "a", schemes),
+        "weight_histogram": charts.weight_histogram(
+            report.histogram_of(prof, "weight", 2), report.weight_theory(prof, 2), title="w"),
+        "percentile_bands": charts.percentile_bands(report.percentiles_of(prof, "act"),
+                                                    value_title="a", title="p"),
+        "histogram_heatmap": charts.histogram_heatmap(report.histogram_of(prof, "act"),
+                                                      value_title="a", title="h"),
+        "fractions_by_layer": charts.fractions_by_layer(report.fractions_frame(profiles),
+                                                        schemes, title="f"),
+        "training_curves": charts.training_curves(_history(diverged_scheme="b"), ["a", "b"],
+                                                  metric="train_loss", title="t", log=True),
+        "phase_diagram": charts.phase_diagram(grid, grid.iloc[:1], points, schemes, title="p"),
+        "singular_value_histogram": charts.singular_value_histogram(
+            pd.DataFrame({"scheme": "a", "singular_value": [0.5, 1.0, 2.0]}), ["a"], title="s"),
+    }
+
+
+def _inline_data(spec: dict, rows_of) -> dict:
+    """``spec`` with each named dataset reference replaced by that dataset's rows."""
+    def walk(node):
+        if isinstance(node, dict):
+            if set(node) == {"name"} and node["name"] in spec.get("datasets", {}):
+                return rows_of(spec["datasets"][node["name"]])
+            return {key: walk(value) for key, value in node.items() if key != "datasets"}
+        if isinstance(node, list):
+            return [walk(item) for item in node]
+        return node
+    return walk(spec)
+
+
+def _rows(frame: pd.DataFrame) -> list[dict]:
+    return [{key: None if isinstance(value, float) and np.isnan(value) else value
+             for key, value in row.items()} for row in frame.to_dict(orient="records")]
+
+
+def test_the_page_spec_equals_altairs_validated_spec_with_tables_left_as_dataframes(profiles):
+    for name, chart in _every_chart(profiles).items():
+        fast = charts.vega_lite(chart)
+        assert all(isinstance(table, pd.DataFrame) for table in fast["datasets"].values()), name
+        # What the browser receives: each table's rows, nulls where a value is missing
+        records = _inline_data(fast, _rows)
+        reference = _inline_data(chart.to_dict(), lambda rows: rows)  # validates the schema
+        assert records == reference, name
+        assert isinstance(chart.data if chart.data is not alt.Undefined else chart.layer[0].data,
+                          pd.DataFrame), f"{name}: vega_lite() must leave the chart's data alone"
+
+
+def test_chart_builders_never_parse_shorthand_strings(profiles, monkeypatch):
+    """A bare string encoding costs ~10 ms on every draw: Altair hashes its whole schema to
+    parse it (``_FromDict``); channel objects (``alt.Y2("f:Q")``) skip that."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("a chart builder passed a bare shorthand string to Altair")
+    monkeypatch.setattr(alt.utils.schemapi._FromDict, "__init__", refuse)
+    assert len(_every_chart(profiles)) == 8

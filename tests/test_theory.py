@@ -194,6 +194,24 @@ def test_predict_runs_the_length_map_from_the_input_layer_by_layer():
     assert prediction.summary.sigma_b2 == pytest.approx(0.25)
 
 
+def test_act_var_of_every_layer_is_the_second_moment_minus_the_squared_mean():
+    spec = NetworkSpec(sizes=(64,) * 5, input_dim=8, activation="tanh", scheme="normal",
+                       scheme_params={"std": 0.3})
+    prediction = predict(spec)
+    for q, var in zip(prediction.preact_var, prediction.act_var):
+        expected = float(second_moment(TANH, q) - first_moment(TANH, q) ** 2)
+        assert var == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("scheme", ["kaiming_normal", "xavier_normal", "lecun_uniform"])
+def test_sigmas_do_not_depend_on_the_width_where_the_scheme_says_they_do_not(scheme):
+    """Kaiming's σ_w² is 2 at every width; fan_in·std² must not carry width-dependent rounding
+    (the summary keys the page's cached phase diagram)."""
+    summaries = {predict(NetworkSpec.stack(width, 3, scheme=scheme)).summary
+                 for width in range(250, 300)}
+    assert len(summaries) == 1
+
+
 @pytest.mark.parametrize("kwargs, words", [
     ({"norm": "batchnorm"}, "batchnorm"),
     ({"norm": "layernorm"}, "layernorm"),
