@@ -15,17 +15,17 @@ from dataclasses import replace
 import pandas as pd
 import streamlit as st
 
-from initviz import charts, report, training
+from initviz import charts, jacobian, probe, report, training
 from initviz.activations import ACTIVATIONS
 from initviz.cache import LRU, MemoryLedger
 from initviz.codegen import pytorch_code
 from initviz.datasets import DATASETS
 from initviz.devices import DEVICE_CHOICES, limit_threads, resolve_device
 from initviz.errors import InitvizError
-from initviz.jacobian import JacobianSpectrum, jacobian_spectrum
+from initviz.jacobian import JacobianSpectrum
 from initviz.network import MAX_INPUT_DIM, NORMS, NetworkSpec
 from initviz.presets import PRESETS
-from initviz.probe import Profile, profile
+from initviz.probe import Profile
 from initviz.schemes import BIAS_SCHEMES, SCHEMES, Param
 from initviz.theory import MeanField, PhaseDiagram, phase_map
 
@@ -60,9 +60,12 @@ _threads()
 # Cached computation (keyed by frozen specs)
 
 
-@st.cache_data(max_entries=96, show_spinner=False)
-def cached_profile(spec: NetworkSpec, batch: int, seed: int, device: str) -> Profile:
-    return profile(spec, batch=batch, seed=seed, device=device)
+@st.cache_data(max_entries=48, show_spinner=False)
+def cached_profiles(specs: tuple[NetworkSpec, ...], batch: int, seed: int, device: str
+                    ) -> dict[str, Profile]:
+    """Every compared scheme's profile, computed side by side, by scheme name."""
+    return {spec.scheme: result for spec, result in
+            zip(specs, probe.profiles(specs, batch=batch, seed=seed, device=device))}
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -72,10 +75,12 @@ def cached_phase_map(activation: str, summary: MeanField | None, depth: int,
     return phase_map(activation, summary, depth, note, n=PHASE_GRID_SIDE)
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
-def cached_jacobian(spec: NetworkSpec, seed: int, device: str) -> JacobianSpectrum:
-    """The spectrum of the square network: the input takes the first layer's width."""
-    return jacobian_spectrum(replace(spec, input_dim=spec.sizes[0]), seed=seed, device=device)
+@st.cache_data(max_entries=32, show_spinner=False)
+def cached_jacobians(specs: tuple[NetworkSpec, ...], seed: int, device: str
+                     ) -> dict[str, JacobianSpectrum]:
+    """Each (square) network's spectrum, computed side by side, by scheme name."""
+    return {spec.scheme: spectrum for spec, spectrum in
+            zip(specs, jacobian.jacobian_spectra(specs, seed=seed, device=device))}
 
 
 def draw(chart, key: str | None = None, width: str | None = None, where=st) -> None:
@@ -527,16 +532,19 @@ def phase_view(diagram: PhaseDiagram, profiles: dict[str, Profile], schemes: lis
 
 def jacobian_view(specs: dict[str, NetworkSpec], seed: int, device: str,
                   schemes: list[str]) -> None:
-    spectra, refused = {}, []
+    square, refused = [], []
     for name, spec in specs.items():
+        spec = replace(spec, input_dim=spec.sizes[0])  # square: the input takes the first width
         try:
-            spectra[name] = cached_jacobian(spec, seed, device)
+            jacobian.check(spec)
+            square.append(spec)
         except InitvizError as error:
             refused.append(f"{name}: {error}")
     for message in dict.fromkeys(refused):
         st.info(f"No Jacobian spectrum for {message}")
-    if not spectra:
+    if not square:
         return
+    spectra = cached_jacobians(tuple(square), seed, device)
     values = pd.concat([spectrum.frame().assign(scheme=name) for name, spectrum in
                         spectra.items()], ignore_index=True)
     side = specs[schemes[0]].sizes[0]
@@ -621,13 +629,13 @@ def main() -> None:
     specs = compare_specs(spec, choices["compare"])
     schemes = list(specs)
     try:
-        profiles = {name: cached_profile(s, state["batch"], state["seed"], device.name)
-                    for name, s in specs.items()}
+        profiles = cached_profiles(tuple(specs.values()), state["batch"], state["seed"],
+                                   device.name)
     except InitvizError as error:
         st.error(f"{error}. Showing the default network instead.")
         spec = NetworkSpec.stack(DEFAULTS["width"], DEFAULTS["depth"])
         specs, schemes = {spec.scheme: spec}, [spec.scheme]
-        profiles = {spec.scheme: cached_profile(spec, DEFAULTS["batch"], 0, device.name)}
+        profiles = cached_profiles((spec,), DEFAULTS["batch"], 0, device.name)
     main_profile = profiles[spec.scheme]
     train_specification = train_spec(specs, device.name, problems)
     for problem in problems[len(shown_problems):]:

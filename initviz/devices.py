@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 
@@ -76,4 +79,27 @@ def limit_threads() -> int:
     return threads
 
 
-__all__ = ["DEVICE_CHOICES", "DeviceChoice", "limit_threads", "resolve_device", "usable_cpus"]
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+def side_by_side(compute: Callable[[Item], Result], items: Sequence[Item], *,
+                 needed_bytes: int, budget: int) -> list[Result]:
+    """``[compute(item) for item in items]``, on one thread per usable CPU where they fit.
+
+    Torch releases the GIL inside its kernels, and at the page's sizes a network's computation is
+    hundreds of kernels each too short for torch's own threads to pay off: two of them on two
+    threads take about 0.7 of the time of one after the other on two cores. ``needed_bytes`` is
+    what all the items hold at once when run together; they run together only where it fits in
+    ``budget``, so a caller never holds more than its budget. An error is raised for the first
+    item (in order) that fails, as the one-by-one loop would raise it.
+    """
+    workers = min(len(items), usable_cpus())
+    if workers < 2 or needed_bytes > budget:
+        return [compute(item) for item in items]
+    with ThreadPoolExecutor(workers, thread_name_prefix="initviz") as pool:
+        return list(pool.map(compute, items))
+
+
+__all__ = ["DEVICE_CHOICES", "DeviceChoice", "limit_threads", "resolve_device", "side_by_side",
+           "usable_cpus"]

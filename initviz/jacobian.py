@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,9 +39,9 @@ import pandas as pd
 import torch
 from torch.func import jacrev
 
-from initviz.devices import resolve_device
+from initviz.devices import resolve_device, side_by_side
 from initviz.errors import InvalidSpec
-from initviz.network import NetworkSpec, build_model, check_memory
+from initviz.network import NetworkSpec, build_model, check_memory, memory_budget
 from initviz.probe import INPUT_STREAM
 
 MAX_JACOBIAN_SIDE = 2048
@@ -69,7 +70,8 @@ def jacobian_bytes(spec: NetworkSpec) -> int:
     return 4 * float32 + 8 * 3 * out * inp
 
 
-def _check(spec: NetworkSpec) -> None:
+def check(spec: NetworkSpec) -> None:
+    """Raise InvalidSpec or TooLarge where :func:`jacobian_spectrum` would refuse ``spec``."""
     if spec.norm == "batchnorm":
         raise InvalidSpec("norm", spec.norm, "none or layernorm for the Jacobian: batch norm "
                           "couples the inputs of a batch, so one input has no Jacobian of its own")
@@ -147,7 +149,7 @@ def jacobian_spectrum(spec: NetworkSpec, seed: int = 0, device: str = "auto") ->
     Raises InvalidSpec for batch norm or a side over :data:`MAX_JACOBIAN_SIDE`, TooLarge where
     :func:`jacobian_bytes` exceeds the memory budget.
     """
-    _check(spec)
+    check(spec)
     choice = resolve_device(device)
     start = time.perf_counter()
     model = build_model(spec, seed, device=choice.device)
@@ -160,8 +162,17 @@ def jacobian_spectrum(spec: NetworkSpec, seed: int = 0, device: str = "auto") ->
                             choice.name, choice.notice, seconds)
 
 
+def jacobian_spectra(specs: Sequence[NetworkSpec], seed: int = 0,
+                     device: str = "auto") -> list[JacobianSpectrum]:
+    """:func:`jacobian_spectrum` of each spec, computed side by side where their memory fits the
+    budget together (:func:`initviz.devices.side_by_side`)."""
+    return side_by_side(lambda spec: jacobian_spectrum(spec, seed=seed, device=device), specs,
+                        needed_bytes=sum(jacobian_bytes(spec) for spec in specs),
+                        budget=memory_budget())
+
+
 __all__ = [
     "ISOMETRY_SPREAD", "JacobianSpectrum", "MAX_JACOBIAN_SIDE", "WELL_CONDITIONED_SPREAD",
-    "input_output_jacobian",
-    "jacobian_bytes", "jacobian_spectrum", "probe_input",
+    "check", "input_output_jacobian", "jacobian_bytes", "jacobian_spectra", "jacobian_spectrum",
+    "probe_input",
 ]

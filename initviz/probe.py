@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -24,9 +25,10 @@ import pandas as pd
 import torch
 
 from initviz.activations import get_activation
-from initviz.devices import resolve_device
+from initviz.devices import resolve_device, side_by_side
 from initviz.errors import InvalidSpec
-from initviz.network import NetworkSpec, _check_int, build_model, check_memory, estimate_bytes
+from initviz.network import (NetworkSpec, _check_int, build_model, check_memory, estimate_bytes,
+                             memory_budget as memory_budget_bytes)
 from initviz.schemes import get_scheme
 from initviz.theory import MeanField, Prediction, predict, theory_unavailable_reason
 
@@ -273,6 +275,19 @@ def profile(spec: NetworkSpec, batch: int = 256, seed: int = 0, device: str = "a
     return _assemble(spec, batch, seed, choice, seconds, bins, host)
 
 
+def profiles(specs: Sequence[NetworkSpec], batch: int = 256, seed: int = 0,
+             device: str = "auto", bins: int = 60,
+             memory_budget: int | None = None) -> list[Profile]:
+    """:func:`profile` of each spec (the page's compared schemes), computed side by side where
+    their memory fits the budget together (:func:`initviz.devices.side_by_side`)."""
+    budget = memory_budget_bytes() if memory_budget is None else memory_budget
+    batch = _check_int("batch", batch, 1, MAX_BATCH)
+    return side_by_side(
+        lambda spec: profile(spec, batch=batch, seed=seed, device=device, bins=bins,
+                             memory_budget=budget),
+        specs, needed_bytes=sum(estimate_bytes(spec, batch) for spec in specs), budget=budget)
+
+
 def _assemble(spec, batch, seed, choice, seconds, bins, host) -> Profile:
     depth = spec.depth
     layers_idx = np.arange(1, depth + 1)
@@ -348,4 +363,4 @@ def _assemble(spec, batch, seed, choice, seconds, bins, host) -> Profile:
 
 
 __all__ = ["BASIS_POINTS", "KINDS", "LAYER_COLUMNS", "MAX_BATCH", "MAX_BINS", "MAX_SEED",
-           "Profile", "profile"]
+           "Profile", "profile", "profiles"]

@@ -131,36 +131,45 @@ _THEORY = {
 }
 
 
+def _long_table(label: str, parts: list[tuple[str, str, np.ndarray, np.ndarray]]
+                ) -> pd.DataFrame:
+    """``(scheme, label value, layers, values)`` parts stacked into one long table.
+
+    Built from whole columns at once: a DataFrame per part and a concat cost ~50× more (each
+    string column is its own Arrow array in pandas 3), several times on every rerun of the page.
+    """
+    counts = [len(layers) for _, _, layers, _ in parts]
+    return pd.DataFrame({
+        "layer": np.concatenate([layers for _, _, layers, _ in parts]),
+        "scheme": np.repeat([scheme for scheme, _, _, _ in parts], counts),
+        label: np.repeat([tag for _, tag, _, _ in parts], counts),
+        "value": np.concatenate([np.asarray(values, dtype=float) for *_, values in parts]),
+    })
+
+
 def by_layer_frame(profiles: Mapping[str, Profile], column: str) -> pd.DataFrame:
     """Long table (layer, scheme, source, value) of one per-layer column for several schemes.
 
     ``source`` is ``measured``, or ``theory`` for the mean-field prediction of that column
     (weights: the scheme's theoretical std) where the theory applies.
     """
-    frames = []
+    parts = []
     for scheme, prof in profiles.items():
-        layer = prof.layers["layer"]
-        frames.append(pd.DataFrame({"layer": layer, "scheme": scheme, "source": "measured",
-                                    "value": prof.layers[column]}))
+        layer = prof.layers["layer"].to_numpy()
+        parts.append((scheme, "measured", layer, prof.layers[column].to_numpy()))
         if column == "weight_std":
-            theory = prof.layers["weight_std_theory"]
+            parts.append((scheme, "theory", layer, prof.layers["weight_std_theory"].to_numpy()))
         elif column in _THEORY and prof.prediction is not None:
-            theory = _THEORY[column](prof.prediction)
-        else:
-            continue
-        frames.append(pd.DataFrame({"layer": layer, "scheme": scheme, "source": "theory",
-                                    "value": np.asarray(theory, dtype=float)}))
-    return pd.concat(frames, ignore_index=True)
+            parts.append((scheme, "theory", layer, _THEORY[column](prof.prediction)))
+    return _long_table("source", parts)
 
 
 def fractions_frame(profiles: Mapping[str, Profile]) -> pd.DataFrame:
     """Long table (layer, scheme, measure, value) of saturated and dead fractions."""
-    frames = [
-        pd.DataFrame({"layer": prof.layers["layer"], "scheme": scheme, "measure": measure,
-                      "value": prof.layers[f"{measure}_frac"]})
-        for scheme, prof in profiles.items() for measure in ("saturated", "dead")
-    ]
-    return pd.concat(frames, ignore_index=True)
+    return _long_table("measure", [
+        (scheme, measure, prof.layers["layer"].to_numpy(),
+         prof.layers[f"{measure}_frac"].to_numpy())
+        for scheme, prof in profiles.items() for measure in ("saturated", "dead")])
 
 
 def histogram_of(profile: Profile, kind: str, layer: int | None = None) -> pd.DataFrame:
