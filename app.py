@@ -117,13 +117,37 @@ def _on_preset_change() -> None:
 def _first_run_from_url() -> dict[str, list[str]] | None:
     """On a session's first run: the link's parameters, with its preset applied. Later: None."""
     if "url_read" in st.session_state:
+        st.session_state.pop("unreadable_in_url", None)
         return None
     st.session_state["url_read"] = True
     raw = {key: st.query_params.get_all(key) for key in st.query_params}
+    unreadable = {key for key, values in raw.items()
+                  if any(_non_finite_number(value) for value in values)}
+    for key in unreadable:
+        del st.query_params[key]  # no control takes inf or NaN: off the link, warned about below
+    st.session_state["unreadable_in_url"] = unreadable
     preset = raw.get("preset", ["none"])[-1]
     if preset in PRESETS:
         _apply_preset(preset, skip=set(raw))
     return raw
+
+
+def _number_binding(key: str) -> dict:
+    """Bound to the URL, except on the first run of a link that gave this input inf or NaN.
+
+    Streamlit (1.67) seeds a bound integer input from the link as the session opens and crashes
+    converting inf to an integer; deleting the parameter does not reach that first seeding, so
+    the input is left unbound for that one run (its identity is its key, so nothing else
+    changes) and takes its default.
+    """
+    return {} if key in st.session_state.get("unreadable_in_url", ()) else BOUND
+
+
+def _non_finite_number(text: str) -> bool:
+    try:
+        return not math.isfinite(float(text))
+    except ValueError:
+        return False
 
 
 def _matches(raw: list[str], value) -> bool:
@@ -160,9 +184,10 @@ def _param_widget(param: Param, key: str, label_prefix: str = ""):
                             key=key, help=param.doc or None, **BOUND)
     if param.integer:
         return st.number_input(label, int(param.low), int(param.high), int(param.default),
-                               step=1, key=key, help=param.doc or None, **BOUND)
+                               step=1, key=key, help=param.doc or None, **_number_binding(key))
     return st.number_input(label, float(param.low), float(param.high), float(param.default),
-                           format="%.6g", key=key, help=param.doc or None, **BOUND)
+                           format="%.6g", key=key, help=param.doc or None,
+                           **_number_binding(key))
 
 
 def sidebar() -> dict:
@@ -182,7 +207,7 @@ def sidebar() -> dict:
                       **BOUND)
         st.number_input("input_dim", 1, MAX_INPUT_DIM, DEFAULTS["input_dim"], key="input_dim",
                         help="Size of the input to layer 1 (probe inputs are N(0, 1)).",
-                        **BOUND)
+                        **_number_binding("input_dim"))
         st.selectbox("activation", list(ACTIVATIONS), key="activation",
                      index=list(ACTIVATIONS).index(DEFAULTS["activation"]), **BOUND)
         st.selectbox("norm", NORMS, key="norm", help="A normalization layer after each Linear.",
@@ -198,10 +223,11 @@ def sidebar() -> dict:
                        for p in BIAS_SCHEMES[bias].params}
         compare = st.multiselect("compare (drawn and trained side by side)", list(SCHEMES),
                                  default=DEFAULTS["compare"], key="compare", **BOUND)
-        st.number_input("seed", 0, 2**31 - 1, DEFAULTS["seed"], key="seed", **BOUND)
+        st.number_input("seed", 0, 2**31 - 1, DEFAULTS["seed"], key="seed",
+                        **_number_binding("seed"))
         st.number_input("batch", 1, MAX_PAGE_BATCH, DEFAULTS["batch"], key="batch",
                         help="Inputs per probe pass, and the mini-batch size for training.",
-                        **BOUND)
+                        **_number_binding("batch"))
         training_sidebar()
         st.header("Compute")
         st.selectbox("device", DEVICE_CHOICES, key="device", **BOUND)
@@ -217,7 +243,7 @@ def training_sidebar() -> None:
     st.selectbox("optimizer", training.OPTIMIZERS, key="optimizer",
                  help="sgd; momentum = SGD with momentum 0.9; adam", **BOUND)
     st.number_input("lr (learning rate)", 1e-5, training.MAX_LR, DEFAULTS["lr"], format="%.4g",
-                    key="lr", **BOUND)
+                    key="lr", **_number_binding("lr"))
     st.slider("steps", 10, 2000, DEFAULTS["steps"], step=10, key="steps", **BOUND)
     st.slider("seeds (runs per scheme)", 1, 5, DEFAULTS["seeds"], key="seeds", **BOUND)
 

@@ -84,7 +84,8 @@ class NetworkSpec:
         set_(self, "scheme_params",
              get_scheme(self.scheme).resolve(_as_pairs(self.scheme_params)))
         set_(self, "bias_params",
-             get_scheme(self.bias, bias=True).resolve(_as_pairs(self.bias_params)))
+             get_scheme(self.bias, bias=True).resolve(_as_pairs(self.bias_params),
+                                                      field=f"bias.{self.bias}"))
 
     @classmethod
     def stack(cls, width: int, depth: int, **kwargs) -> NetworkSpec:

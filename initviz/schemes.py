@@ -170,20 +170,23 @@ class Scheme:
     def defaults(self) -> dict[str, ParamValue]:
         return {p.name: p.default for p in self.params}
 
-    def resolve(self, given: Params | Sequence[tuple[str, ParamValue]] = ()) -> tuple:
+    def resolve(self, given: Params | Sequence[tuple[str, ParamValue]] = (),
+                field: str | None = None) -> tuple:
         """Validate ``given`` and fill in defaults: a sorted tuple of ``(name, value)`` pairs.
 
-        The tuple form keeps specs hashable, so they can serve as cache keys.
+        The tuple form keeps specs hashable, so they can serve as cache keys. Errors name each
+        parameter ``field.param`` (default: the scheme's name; ``bias.normal`` for a bias).
         """
         given = dict(given)
+        field = field or self.name
         known = {p.name: p for p in self.params}
         for name in given:
             if name not in known:
                 allowed = ", ".join(known) if known else "no parameters"
-                raise InvalidSpec(f"{self.name}.{name}", given[name], f"a parameter of "
-                                  f"{self.name}: {allowed}")
+                raise InvalidSpec(f"{field}.{name}", given[name], f"a parameter of "
+                                  f"{field}: {allowed}")
         values = {
-            name: param.coerce(given.get(name, param.default), self.name)
+            name: param.coerce(given.get(name, param.default), field)
             for name, param in known.items()
         }
         if self.check is not None:

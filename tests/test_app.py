@@ -163,6 +163,22 @@ def test_bad_link_values_fall_back_to_defaults_with_a_warning():
     assert at.multiselect(key="compare").value == ["xavier_normal"]
 
 
+def test_non_finite_numbers_in_a_link_fall_back_to_defaults_with_a_warning():
+    """Streamlit 1.67's bound integer inputs crash converting inf to an integer (found by the
+    random-link property test): the page drops such values before the widgets read them."""
+    at = _app(input_dim="1e999", seed="inf", batch="-inf", width="nan", lr="1e999")
+    _no_exception(at)
+    warnings = " ".join(_texts(at, "warning"))
+    for fragment in ("input_dim=1e999", "seed=inf", "batch=-inf", "width=nan", "lr=1e999"):
+        assert fragment in warnings
+    assert at.number_input(key="input_dim").value == 64
+    assert at.number_input(key="seed").value == 0
+    assert at.slider(key="width").value == 256
+    at.number_input(key="seed").set_value(7).run()  # bound to the link again from here on
+    _no_exception(at)
+    assert at.number_input(key="seed").value == 7
+
+
 def test_bad_sizes_warn_and_use_width_and_depth():
     at = _app(sizes="64,abc")
     _no_exception(at)

@@ -70,8 +70,11 @@ RANGE_WIDTH = f"a whole number in [1, {MAX_WIDTH}]"
      "one of none, batchnorm, layernorm"),
     (lambda: NetworkSpec(sizes=(8,), scheme="normal", scheme_params={"std": 101}),
      "normal.std", 101, "[0, 100]"),
+    # a bias parameter is named as the page's widget and the link name it: bias.<scheme>.<param>
     (lambda: NetworkSpec(sizes=(8,), bias="constant", bias_params={"value": 1}),
-     "constant.value", 1, "a parameter of constant: val"),
+     "bias.constant.value", 1, "a parameter of bias.constant: val"),
+    (lambda: NetworkSpec(sizes=(8,), bias="normal", bias_params={"std": -1}),
+     "bias.normal.std", -1, "[0, 100]"),
 ])
 def test_invalid_spec_names_the_field_the_value_and_the_allowed_range(build, field, value,
                                                                       allowed):

@@ -231,7 +231,8 @@ def test_a_bad_scheme_parameter_is_refused_naming_scheme_and_parameter(kind, tab
             lambda k: k not in {p.name for p in params}))
         value = 1.0
     params_field = "scheme_params" if kind == "scheme" else "bias_params"
-    _refused(f"{name}.{key}",
+    prefix = name if kind == "scheme" else f"bias.{name}"  # as the page's widget keys
+    _refused(f"{prefix}.{key}",
              lambda: NetworkSpec(**BASE, **{kind: name, params_field: {key: value}}))
 
 
