@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     threads, device = threads_and_device(args)
-    print(f"machine: {_cpu_name()}, {platform.machine()}, {os.cpu_count()} CPUs "
+    print(f"machine: {cpu_name()}, {platform.machine()}, {os.cpu_count()} CPUs "
           f"({usable_cpus()} usable, torch threads {threads}, load average "
           f"{os.getloadavg()[0]:.1f}), torch {torch.__version__}, python "
           f"{platform.python_version()}, device {device}"
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:

@@ -26,7 +26,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 import torch  # noqa: E402
-from bench_training import _cpu_name  # noqa: E402
+from bench_training import cpu_name  # noqa: E402
 
 from initviz.devices import limit_threads, usable_cpus  # noqa: E402
 
@@ -58,7 +58,7 @@ TIMEOUT_S = 900
 
 
 def machine(threads: int) -> str:
-    return (f"{_cpu_name()}, {platform.machine()}, {os.cpu_count()} CPUs ({usable_cpus()} usable), "
+    return (f"{cpu_name()}, {platform.machine()}, {os.cpu_count()} CPUs ({usable_cpus()} usable), "
             f"torch threads {threads}, torch {torch.__version__}, python "
             f"{platform.python_version()}, load average {os.getloadavg()[0]:.1f}")
 
