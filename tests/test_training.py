@@ -2,9 +2,12 @@
 divergence, stopping, devices, bad input, and the classic outcomes of initialization on digits.
 
 Tolerances. The batched model computes the same sums as separate models, but in batched kernels
-whose rounding order may differ: a few float32 ulps per step, compounded over a dozen updates.
-Measured over base seeds 0-2 at the sizes below: at most 6e-6 relative (exactly 0 without norm
-layers); RTOL allows 5 times that. The outcome tests were run on base seeds 0, 1 and 2 before
+whose rounding order differs: a few float32 ulps per step, compounded over a dozen updates.
+Measured over base seeds 0-2 at the sizes below: at most 4e-6 relative; RTOL allows 7 times that.
+That holds where training is stable. A run on the edge of divergence (N(0, 0.6²) weights at width
+32 and lr 0.3: validation loss 12 after 12 updates) amplifies any rounding difference step by
+step, and the two engines part by up to 3% there (measured), so equality is checked on stable runs
+and divergence on the step at which it happens. The outcome tests were run on base seeds 0, 1 and 2 before
 their thresholds were fixed; the measured ranges are stated next to each.
 """
 
@@ -118,12 +121,18 @@ def test_the_same_seed_gives_the_same_history_exactly():
     assert not np.allclose(first[0]["train_loss"], other["train_loss"])
 
 
-def _assert_same_runs(batched, one_by_one, metrics: list[str], rel: float) -> None:
+def _assert_same_runs(batched, one_by_one, metrics: list[str], rel: float,
+                      stable: tuple[str, ...] | None = None) -> None:
+    """Same steps and divergence everywhere; the same ``metrics`` on the runs of ``stable`` schemes
+    (default: all)."""
     assert [r.step for r in batched.records] == [r.step for r in one_by_one.records]
     assert [r.diverged_at for r in batched.records] == [r.diverged_at for r in one_by_one.records]
+    pairs = [(a, b) for a, b in zip(batched.records, one_by_one.records)
+             if stable is None or a.scheme in stable]
+    assert pairs
     for metric in metrics:
-        a = np.array([getattr(r, metric) for r in batched.records], dtype=float)
-        b = np.array([getattr(r, metric) for r in one_by_one.records], dtype=float)
+        a = np.array([getattr(ra, metric) for ra, _ in pairs], dtype=float)
+        b = np.array([getattr(rb, metric) for _, rb in pairs], dtype=float)
         np.testing.assert_allclose(a, b, rtol=rel, atol=rel * 1e-3, equal_nan=True,
                                    err_msg=metric)
 
@@ -135,7 +144,7 @@ def test_batched_runs_equal_runs_trained_one_by_one(optimizer, lr, norm):
     # their weights a gradient of rounding size; Adam scales every entry to a step of about lr,
     # so with a batch norm (which hides any larger signal) those steps follow the rounding noise
     # and the two sides part by ~1e-3 within a few updates.
-    spec = _spec(width=32, schemes=["kaiming_normal", "orthogonal", ("normal", {"std": 0.6})],
+    spec = _spec(width=32, schemes=["kaiming_normal", "orthogonal", ("normal", {"std": 0.3})],
                  seeds=2, optimizer=optimizer, lr=lr, norm=norm, dataset="spirals")
     metrics = METRICS
     if optimizer == "adam" and norm == "batchnorm":
@@ -150,12 +159,15 @@ def test_batched_runs_equal_runs_trained_one_by_one(optimizer, lr, norm):
 def test_a_diverged_run_leaves_the_batched_model_without_changing_the_others(optimizer):
     # At this lr normal(std=0.6) blows up after a few updates (diverged at steps 3-7 on base
     # seeds 0-2): the batched model drops it, with its momentum, and carries on with the others.
+    # Until it does, its values are on the edge (see the module docstring): they are compared
+    # through the step of divergence alone.
     spec = _spec(width=32, schemes=["kaiming_normal", "orthogonal", ("normal", {"std": 0.6})],
                  seeds=2, optimizer=optimizer, lr=0.3)
     batched = train(spec)
     assert any(run.diverged and run.final.diverged_at > 0 for run in batched.runs)
     assert not all(run.diverged for run in batched.runs)
-    _assert_same_runs(batched, train(spec, batched=False), METRICS, rel=RTOL)
+    _assert_same_runs(batched, train(spec, batched=False), METRICS, rel=RTOL,
+                      stable=("kaiming_normal", "orthogonal"))
 
 
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
