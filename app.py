@@ -11,6 +11,7 @@ import json
 import math
 import time
 from dataclasses import replace
+from functools import partial
 
 import pandas as pd
 import streamlit as st
@@ -83,13 +84,15 @@ def cached_jacobians(specs: tuple[NetworkSpec, ...], seed: int, device: str
             zip(specs, jacobian.jacobian_spectra(specs, seed=seed, device=device))}
 
 
-def draw(chart, key: str | None = None, width: str | None = None, where=st) -> None:
-    """Draw an Altair chart from its spec, unvalidated, its tables sent as Arrow.
+def draw(figure: charts.Figure, key: str | None = None, width: str | None = None,
+         where=st) -> None:
+    """Draw a chart from its Vega-Lite spec, built once per structure, its tables sent as Arrow.
 
     Every chart builder's spec is validated against the Vega-Lite schema in tests/test_charts.py;
-    validating again on every rerun (what ``st.altair_chart`` does) took most of drawing the page.
+    building and validating each chart again on every rerun (what ``st.altair_chart`` does) took
+    most of drawing the page.
     """
-    where.vega_lite_chart(spec=charts.vega_lite(chart), key=key, width=width)
+    where.vega_lite_chart(spec=figure.vega_lite(), key=key, width=width)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -493,17 +496,17 @@ def training_view(spec: training.TrainSpec, schemes: list[str], shown: dict) -> 
     if history.empty:
         return
     left, right = st.columns(2)
-    draw(where=left, chart=charts.training_curves(
+    draw(where=left, figure=charts.training_curves(
         history, schemes, metric="train_loss", log=True, total_steps=spec.steps,
         title="Training loss (mean over seeds; band: min to max)"), key="train_loss")
-    draw(where=right, chart=charts.training_curves(
+    draw(where=right, figure=charts.training_curves(
         history, schemes, metric="val_acc", total_steps=spec.steps,
         title=f"Validation accuracy (chance: {1 / DATASETS[spec.dataset].n_classes:.0%})"),
         key="val_acc")
     layers = training.layer_frame(shown["records"])
     latest = layers[layers["step"] == layers["step"].max()]
     ratio = latest.groupby(["scheme", "layer"], as_index=False)["update_ratio"].mean()
-    draw(where=left, chart=charts.by_layer(
+    draw(where=left, figure=charts.by_layer(
         ratio.assign(source="measured").rename(columns={"update_ratio": "value"}),
         "‖ΔW‖ / ‖W‖ per update (log)", schemes,
         title=f"Update-to-weight ratio at step {int(latest['step'].max())} (≈1e-3 is healthy)"),
@@ -611,12 +614,16 @@ def code_section(spec: NetworkSpec, seed: int, batch: int) -> None:
     st.code(pytorch_code(spec, seed=seed, batch=batch), language="python")
 
 
+def _statistics_csv(profiles: dict[str, Profile]) -> str:
+    return pd.concat([p.layers.assign(scheme=name) for name, p in profiles.items()],
+                     ignore_index=True).to_csv(index=False)
+
+
 def downloads_section(profiles: dict[str, Profile], config: dict) -> None:
     st.header("Downloads", divider="gray")
-    table = pd.concat([p.layers.assign(scheme=name) for name, p in profiles.items()],
-                      ignore_index=True)
     left, right = st.columns(2)
-    left.download_button("Per-layer statistics (CSV)", table.to_csv(index=False),
+    # The table is written when the button is pressed, not on every rerun.
+    left.download_button("Per-layer statistics (CSV)", partial(_statistics_csv, profiles),
                          file_name="initviz-statistics.csv", mime="text/csv",
                          on_click="ignore")
     right.download_button("Configuration (JSON)", json.dumps(config, indent=2),

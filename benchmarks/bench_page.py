@@ -34,6 +34,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
+import initviz  # noqa: E402, F401  (before torch, as in the app: OpenMP's idle threads sleep)
 import streamlit as st  # noqa: E402
 import torch  # noqa: E402
 from bench_profile import bare  # noqa: E402

@@ -1,4 +1,4 @@
-"""Altair chart builders: a tidy DataFrame in, an ``alt.Chart`` out. No Streamlit here.
+"""Altair chart builders: tidy DataFrames in, a :class:`Figure` out. No Streamlit here.
 
 Conventions shared by every chart, so a page reads as one: one colour per scheme everywhere (the
 Okabe–Ito palette, safe for the common colour-vision deficiencies, in the order the schemes are
@@ -7,12 +7,14 @@ every axis titled with what it measures; tooltips on every mark.
 
 Encodings are channel objects (``alt.X("f:Q")``), never bare shorthand strings: Altair turns each
 bare string into a channel through ``from_dict``, which hashes its whole schema first (~10 ms a
-string, a third of the page's drawing time).
+string, every time a chart is built).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import altair as alt
 import numpy as np
@@ -20,9 +22,6 @@ import pandas as pd
 
 # The data are bounded by initviz's own limits (depth, bins, grid), not by Altair's default guard.
 alt.data_transformers.disable_max_rows()
-# In its default debug mode Altair validates every schema object as it is built, about half the
-# time it takes to build a chart; tests/test_charts.py validates each chart's whole spec instead.
-alt.utils.schemapi.disable_debug_mode()
 
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442",
              "#000000")
@@ -31,30 +30,50 @@ HEIGHT = 260
 DIAMOND_SIZE = 320  # square pixels of the first scheme's point on the phase diagram
 
 
-def vega_lite(chart: alt.TopLevelMixin) -> dict:
-    """The chart's Vega-Lite spec, unvalidated, with its DataFrames left as DataFrames.
+Tables = Mapping[str, "pd.DataFrame | alt.NamedData"]
 
-    Each DataFrame becomes a named dataset in ``spec["datasets"]`` that is the DataFrame itself,
-    for a consumer that serializes tables on its own (Streamlit sends them as Arrow). Altair's
-    ``to_dict`` would turn every row into a dict and hash the whole table as JSON to name it: at
-    the page's sizes, most of the time it takes to draw a chart. The schema is checked by
-    ``to_dict()`` in the chart tests, not again on every draw.
+
+@dataclass(frozen=True, eq=False)
+class Figure:
+    """A chart: how it is built from its tables, its structure, and the tables themselves.
+
+    ``build(tables, *structure)`` returns the Altair chart. The structure (titles, schemes, scales,
+    which layers are drawn) is hashable and decides the whole Vega-Lite spec apart from the rows,
+    so :meth:`vega_lite` builds the spec once per structure, with a named reference in place of
+    each table, and only attaches the tables on later draws: building and serializing an Altair
+    chart is most of the time it takes to draw one, and a page draws ten on every rerun.
     """
-    frames: dict[str, pd.DataFrame] = {}
-    swapped = []
-    for part in (chart, *getattr(chart, "layer", ())):
-        if isinstance(part.data, pd.DataFrame):
-            name = f"data-{len(frames)}"
-            frames[name] = part.data
-            swapped.append((part, part.data))
-            part.data = alt.NamedData(name=name)
-    try:
-        spec = chart.to_dict(validate=False)
-    finally:
-        for part, data in swapped:
-            part.data = data
-    spec["datasets"] = frames
-    return spec
+
+    build: Callable[..., alt.TopLevelMixin]
+    structure: tuple
+    tables: Mapping[str, pd.DataFrame]
+
+    def chart(self) -> alt.TopLevelMixin:
+        """The Altair chart with its tables inline (for a notebook, or to save)."""
+        return self.build(self.tables, *self.structure)
+
+    def to_dict(self) -> dict:
+        """The whole Vega-Lite spec, rows inline, validated against the schema by Altair."""
+        return self.chart().to_dict()
+
+    def vega_lite(self) -> dict:
+        """The spec to draw, unvalidated, with each table as a named dataset in ``datasets``.
+
+        The datasets are the DataFrames themselves, for a consumer that serializes tables on its
+        own (Streamlit sends them as Arrow); Altair's ``to_dict`` would turn every row into a
+        dict and hash the table to name it. The top-level dict is the caller's; what it holds is
+        shared with every figure of the same structure and must not be changed. The schema is
+        checked by :meth:`to_dict` in the chart tests, not again on every draw.
+        """
+        template = _template(self.build, tuple(self.tables), self.structure)
+        return {**template, "datasets": dict(self.tables)}
+
+
+@functools.lru_cache(maxsize=256)
+def _template(build: Callable[..., alt.TopLevelMixin], names: tuple[str, ...],
+              structure: tuple) -> dict:
+    return build({name: alt.NamedData(name=name) for name in names},
+                 *structure).to_dict(validate=False)
 
 
 def scheme_scale(schemes: Sequence[str]) -> alt.Scale:
@@ -68,20 +87,11 @@ def _layer_x(depth: int | None = None) -> alt.X:
                  scale=alt.Scale(domain=[1, depth]) if depth else alt.Undefined)
 
 
-def by_layer(frame: pd.DataFrame, value_title: str, schemes: Sequence[str], *,
-             log: bool = True, title: str = "") -> alt.LayerChart:
-    """Per-layer lines, one colour per scheme: measured solid with points, theory dashed.
-
-    ``frame`` columns: ``layer``, ``scheme``, ``source`` (``measured`` or ``theory``), ``value``.
-    Non-positive values are dropped on a log scale (a dead layer has std 0: the line stops there).
-    """
-    data = frame.dropna(subset=["value"])
-    if log:
-        data = data[data["value"] > 0]
+def _by_layer(tables: Tables, value_title: str, schemes: tuple[str, ...], log: bool, title: str,
+              has_theory: bool) -> alt.LayerChart:
     y = alt.Y("value:Q", title=value_title,
               scale=alt.Scale(type="log") if log else alt.Scale(zero=False))
     color = alt.Color("scheme:N", scale=scheme_scale(schemes), title="scheme")
-    has_theory = (data["source"] == "theory").any()
     dash = alt.StrokeDash("source:N", title="", scale=alt.Scale(
         domain=["measured", "theory"], range=[[1, 0], [6, 4]]),
         legend=alt.Legend() if has_theory else None)
@@ -90,17 +100,26 @@ def by_layer(frame: pd.DataFrame, value_title: str, schemes: Sequence[str], *,
     base = alt.Chart().encode(x=_layer_x(), y=y, color=color, tooltip=tooltip)
     lines = base.mark_line().encode(strokeDash=dash, detail=alt.Detail("source:N"))
     points = base.transform_filter(alt.datum.source == "measured").mark_point(size=25, filled=True)
-    return alt.layer(lines, points, data=data, title=title, height=HEIGHT)
+    return alt.layer(lines, points, data=tables["data"], title=title, height=HEIGHT)
 
 
-def weight_histogram(bins: pd.DataFrame, theory: pd.DataFrame | None, *, title: str,
-                     colour: str = OKABE_ITO[0]) -> alt.LayerChart:
-    """Histogram of one layer's weights with the scheme's theoretical density drawn over it.
+def by_layer(frame: pd.DataFrame, value_title: str, schemes: Sequence[str], *,
+             log: bool = True, title: str = "") -> Figure:
+    """Per-layer lines, one colour per scheme: measured solid with points, theory dashed.
 
-    ``bins``: ``bin_lo``, ``bin_hi``, ``count``. ``theory``: ``value``, ``expected`` (the density
-    scaled to counts per bin), or a single row with ``point_mass`` for a constant scheme.
+    ``frame`` columns: ``layer``, ``scheme``, ``source`` (``measured`` or ``theory``), ``value``.
+    Non-positive values are dropped on a log scale (a dead layer has std 0: the line stops there).
     """
-    bars = alt.Chart(bins).mark_bar(color=colour, opacity=0.75).encode(
+    data = frame.dropna(subset=["value"])
+    if log:
+        data = data[data["value"] > 0]
+    has_theory = bool((data["source"] == "theory").any())
+    return Figure(_by_layer, (value_title, tuple(schemes), log, title, has_theory),
+                  {"data": data})
+
+
+def _weight_histogram(tables: Tables, title: str, colour: str) -> alt.LayerChart:
+    bars = alt.Chart(tables["bins"]).mark_bar(color=colour, opacity=0.75).encode(
         x=alt.X("bin_lo:Q", title="weight value", bin="binned"),
         x2=alt.X2("bin_hi:Q"),
         y=alt.Y("count:Q", title="count (entries per bin)"),
@@ -109,25 +128,37 @@ def weight_histogram(bins: pd.DataFrame, theory: pd.DataFrame | None, *, title: 
                  alt.Tooltip("count:Q")],
     )
     layers = [bars]
-    if theory is not None and "expected" in theory:
-        layers.append(alt.Chart(theory).mark_line(color="black", strokeDash=[6, 4]).encode(
+    if "density" in tables:
+        layers.append(alt.Chart(tables["density"]).mark_line(
+            color="black", strokeDash=[6, 4]).encode(
             x=alt.X("value:Q"), y=alt.Y("expected:Q"),
             tooltip=[alt.Tooltip("value:Q", format=".3g"),
                      alt.Tooltip("expected:Q", format=".1f", title="theory (count)")]))
-    elif theory is not None and "point_mass" in theory:
-        layers.append(alt.Chart(theory).mark_rule(color="black", strokeDash=[6, 4]).encode(
+    elif "point_mass" in tables:
+        layers.append(alt.Chart(tables["point_mass"]).mark_rule(
+            color="black", strokeDash=[6, 4]).encode(
             x=alt.X("point_mass:Q"),
             tooltip=[alt.Tooltip("point_mass:Q", title="theory: all at")]))
     return alt.layer(*layers, title=title, height=HEIGHT)
 
 
-def percentile_bands(percentiles: pd.DataFrame, *, value_title: str, title: str,
-                     colour: str = OKABE_ITO[0]) -> alt.LayerChart:
-    """TensorBoard's distribution view: nested percentile bands per layer and the median.
+def weight_histogram(bins: pd.DataFrame, theory: pd.DataFrame | None, *, title: str,
+                     colour: str = OKABE_ITO[0]) -> Figure:
+    """Histogram of one layer's weights with the scheme's theoretical density drawn over it.
 
-    ``percentiles`` columns: ``layer`` and ``p0 p668 p1587 p3085 p5000 p6915 p8413 p9332 p10000``
-    (basis points). Outer bands are lighter, as in TensorBoard.
+    ``bins``: ``bin_lo``, ``bin_hi``, ``count``. ``theory``: ``value``, ``expected`` (the density
+    scaled to counts per bin), or a single row with ``point_mass`` for a constant scheme.
     """
+    tables = {"bins": bins}
+    if theory is not None and "expected" in theory:
+        tables["density"] = theory
+    elif theory is not None and "point_mass" in theory:
+        tables["point_mass"] = theory
+    return Figure(_weight_histogram, (title, colour), tables)
+
+
+def _percentile_bands(tables: Tables, value_title: str, title: str,
+                      colour: str) -> alt.LayerChart:
     pairs = [("p0", "p10000", 0.15), ("p668", "p9332", 0.25), ("p1587", "p8413", 0.35),
              ("p3085", "p6915", 0.45)]
     base = alt.Chart().encode(x=_layer_x())
@@ -141,21 +172,21 @@ def percentile_bands(percentiles: pd.DataFrame, *, value_title: str, title: str,
     layers.append(base.mark_line(color=colour).encode(
         y=alt.Y("p5000:Q"), tooltip=[alt.Tooltip("layer:Q"),
                               alt.Tooltip("p5000:Q", title="median", format=".3g")]))
-    return alt.layer(*layers, data=percentiles, title=title, height=HEIGHT)
+    return alt.layer(*layers, data=tables["data"], title=title, height=HEIGHT)
 
 
-def histogram_heatmap(histograms: pd.DataFrame, *, value_title: str, title: str) -> alt.Chart:
-    """Layer × value heatmap of per-layer histograms (TensorBoard's offset histograms, from above).
+def percentile_bands(percentiles: pd.DataFrame, *, value_title: str, title: str,
+                     colour: str = OKABE_ITO[0]) -> Figure:
+    """TensorBoard's distribution view: nested percentile bands per layer and the median.
 
-    Each layer's bins sit at their true values, so a vanishing layer shows as a thin bright line
-    at zero and an exploding one as a wide faint band. Colour is the share of the layer's entries
-    in the bin (log scale: a few percent and 80% are both visible).
+    ``percentiles`` columns: ``layer`` and ``p0 p668 p1587 p3085 p5000 p6915 p8413 p9332 p10000``
+    (basis points). Outer bands are lighter, as in TensorBoard.
     """
-    data = histograms.copy()
-    totals = data.groupby("layer")["count"].transform("sum").clip(lower=1)
-    data["share"] = data["count"] / totals
-    data = data[data["share"] > 0]
-    return alt.Chart(data, title=title, height=HEIGHT).mark_rect().encode(
+    return Figure(_percentile_bands, (value_title, title, colour), {"data": percentiles})
+
+
+def _histogram_heatmap(tables: Tables, value_title: str, title: str) -> alt.Chart:
+    return alt.Chart(tables["data"], title=title, height=HEIGHT).mark_rect().encode(
         x=alt.X("bin_lo:Q", title=value_title),
         x2=alt.X2("bin_hi:Q"),
         y=alt.Y("layer:O", title="layer", sort="descending"),
@@ -167,11 +198,22 @@ def histogram_heatmap(histograms: pd.DataFrame, *, value_title: str, title: str)
     )
 
 
-def fractions_by_layer(frame: pd.DataFrame, schemes: Sequence[str], *,
-                       title: str) -> alt.Chart:
-    """Saturated and dead fractions per layer. ``frame``: layer, scheme, measure, value (0–1)."""
-    data = frame.dropna(subset=["value"])
-    return alt.Chart(data, title=title, height=HEIGHT).mark_line(point=True).encode(
+def histogram_heatmap(histograms: pd.DataFrame, *, value_title: str, title: str) -> Figure:
+    """Layer × value heatmap of per-layer histograms (TensorBoard's offset histograms, from above).
+
+    Each layer's bins sit at their true values, so a vanishing layer shows as a thin bright line
+    at zero and an exploding one as a wide faint band. Colour is the share of the layer's entries
+    in the bin (log scale: a few percent and 80% are both visible).
+    """
+    data = histograms.copy()
+    totals = data.groupby("layer")["count"].transform("sum").clip(lower=1)
+    data["share"] = data["count"] / totals
+    data = data[data["share"] > 0]
+    return Figure(_histogram_heatmap, (value_title, title), {"data": data})
+
+
+def _fractions_by_layer(tables: Tables, schemes: tuple[str, ...], title: str) -> alt.Chart:
+    return alt.Chart(tables["data"], title=title, height=HEIGHT).mark_line(point=True).encode(
         x=_layer_x(),
         y=alt.Y("value:Q", title="fraction of units", scale=alt.Scale(domain=[0, 1]),
                 axis=alt.Axis(format="%")),
@@ -182,23 +224,19 @@ def fractions_by_layer(frame: pd.DataFrame, schemes: Sequence[str], *,
     )
 
 
-def training_curves(history: pd.DataFrame, schemes: Sequence[str], *, metric: str,
-                    title: str, log: bool = False, total_steps: int | None = None
-                    ) -> alt.LayerChart:
-    """One curve per scheme (mean over seeds) with the seeds' range as a band.
+def fractions_by_layer(frame: pd.DataFrame, schemes: Sequence[str], *, title: str) -> Figure:
+    """Saturated and dead fractions per layer. ``frame``: layer, scheme, measure, value (0–1)."""
+    return Figure(_fractions_by_layer, (tuple(schemes), title),
+                  {"data": frame.dropna(subset=["value"])})
 
-    ``history`` columns: scheme, seed, step, ``metric``, diverged (bool). A diverged run's last
-    point is marked with a cross.
-    """
-    value_titles = {"train_loss": "training loss (cross-entropy, nats)",
-                    "val_loss": "validation loss (cross-entropy, nats)",
-                    "val_acc": "validation accuracy"}
-    data = history[["scheme", "seed", "step", metric]].rename(columns={metric: "value"})
-    data = data[np.isfinite(data["value"])]
-    if log:
-        data = data[data["value"] > 0]
-    summary = data.groupby(["scheme", "step"], as_index=False)["value"].agg(
-        mean="mean", low="min", high="max")
+
+_VALUE_TITLES = {"train_loss": "training loss (cross-entropy, nats)",
+                 "val_loss": "validation loss (cross-entropy, nats)",
+                 "val_acc": "validation accuracy"}
+
+
+def _training_curves(tables: Tables, schemes: tuple[str, ...], metric: str, title: str,
+                     log: bool, total_steps: int | None) -> alt.LayerChart:
     x = alt.X("step:Q", title="training step (mini-batches)",
               scale=alt.Scale(domain=[0, total_steps]) if total_steps else alt.Undefined)
     y_scale = alt.Scale(type="log") if log else alt.Scale(zero=False)
@@ -206,7 +244,7 @@ def training_curves(history: pd.DataFrame, schemes: Sequence[str], *, metric: st
     color = alt.Color("scheme:N", scale=scheme_scale(schemes), title="scheme")
     base = alt.Chart().encode(x=x, color=color)
     band = base.mark_area(opacity=0.2).encode(
-        y=alt.Y("low:Q", title=value_titles[metric], scale=y_scale, axis=axis),
+        y=alt.Y("low:Q", title=_VALUE_TITLES[metric], scale=y_scale, axis=axis),
         y2=alt.Y2("high:Q"))
     line = base.mark_line().encode(
         y=alt.Y("mean:Q", scale=y_scale),
@@ -215,15 +253,33 @@ def training_curves(history: pd.DataFrame, schemes: Sequence[str], *, metric: st
                  alt.Tooltip("low:Q", format=".3g", title="min over seeds"),
                  alt.Tooltip("high:Q", format=".3g", title="max over seeds")])
     layers = [band, line]
-    diverged = history[history["diverged"]].groupby(["scheme", "seed"], as_index=False).last()
-    if len(diverged):
-        diverged = diverged.assign(value=diverged[metric].where(np.isfinite(diverged[metric])))
-        layers.append(alt.Chart(diverged.dropna(subset=["value"])).mark_point(
+    if "diverged" in tables:
+        layers.append(alt.Chart(tables["diverged"]).mark_point(
             shape="cross", size=120, filled=True).encode(
             x=alt.X("step:Q"), y=alt.Y("value:Q"), color=color,
             tooltip=[alt.Tooltip("scheme:N"), alt.Tooltip("seed:Q"), alt.Tooltip("step:Q"),
                      alt.Tooltip("value:Q", format=".3g")]))
-    return alt.layer(*layers, data=summary, title=title, height=HEIGHT)
+    return alt.layer(*layers, data=tables["summary"], title=title, height=HEIGHT)
+
+
+def training_curves(history: pd.DataFrame, schemes: Sequence[str], *, metric: str,
+                    title: str, log: bool = False, total_steps: int | None = None) -> Figure:
+    """One curve per scheme (mean over seeds) with the seeds' range as a band.
+
+    ``history`` columns: scheme, seed, step, ``metric``, diverged (bool). A diverged run's last
+    point is marked with a cross.
+    """
+    data = history[["scheme", "seed", "step", metric]].rename(columns={metric: "value"})
+    data = data[np.isfinite(data["value"])]
+    if log:
+        data = data[data["value"] > 0]
+    tables = {"summary": data.groupby(["scheme", "step"], as_index=False)["value"].agg(
+        mean="mean", low="min", high="max")}
+    diverged = history[history["diverged"]].groupby(["scheme", "seed"], as_index=False).last()
+    if len(diverged):
+        diverged = diverged.assign(value=diverged[metric].where(np.isfinite(diverged[metric])))
+        tables["diverged"] = diverged.dropna(subset=["value"])
+    return Figure(_training_curves, (tuple(schemes), metric, title, log, total_steps), tables)
 
 
 def _cell(axis: pd.Series) -> float:
@@ -232,18 +288,8 @@ def _cell(axis: pd.Series) -> float:
     return float(steps.min()) if len(steps) else 0.1
 
 
-def phase_diagram(grid: pd.DataFrame, critical: pd.DataFrame, points: pd.DataFrame,
-                  schemes: Sequence[str], *, title: str) -> alt.LayerChart:
-    """χ₁ over (σ_w², σ_b²): diverging colours centred on 1, the critical line, and each scheme's
-    network as a diamond in that scheme's colour.
-
-    ``grid``: sigma_w2, sigma_b2, chi1; ``critical``: sigma_w2, sigma_b2; ``points``: scheme,
-    sigma_w2, sigma_b2, chi1 (no rows where theory does not apply).
-    """
-    data = grid[np.isfinite(grid["chi1"]) & (grid["chi1"] > 0)]
-    data = data.assign(w_hi=data["sigma_w2"] + _cell(data["sigma_w2"]),
-                       b_hi=data["sigma_b2"] + _cell(data["sigma_b2"]))
-    heat = alt.Chart(data).mark_rect().encode(
+def _phase_diagram(tables: Tables, schemes: tuple[str, ...], title: str) -> alt.LayerChart:
+    heat = alt.Chart(tables["grid"]).mark_rect().encode(
         x=alt.X("sigma_w2:Q", title="σ_w² = fan_in · Var(W)"), x2=alt.X2("w_hi:Q"),
         y=alt.Y("sigma_b2:Q", title="σ_b² = Var(b)"), y2=alt.Y2("b_hi:Q"),
         color=alt.Color("chi1:Q", title="χ₁ (log)", scale=alt.Scale(
@@ -252,16 +298,13 @@ def phase_diagram(grid: pd.DataFrame, critical: pd.DataFrame, points: pd.DataFra
                  alt.Tooltip("sigma_b2:Q", format=".3f", title="σ_b²"),
                  alt.Tooltip("chi1:Q", format=".3g", title="χ₁")],
     )
-    line = alt.Chart(critical).mark_line(color="black", strokeWidth=2).encode(
+    line = alt.Chart(tables["critical"]).mark_line(color="black", strokeWidth=2).encode(
         x=alt.X("sigma_w2:Q"), y=alt.Y("sigma_b2:Q"), order=alt.Order("sigma_b2:Q"),
         tooltip=[alt.Tooltip("sigma_w2:Q", format=".3f", title="critical σ_w²"),
                  alt.Tooltip("sigma_b2:Q", format=".3f", title="σ_b²")])
     layers = [heat, line]
-    if len(points):
-        # Schemes often share a point (Xavier and orthogonal both give σ_w² = 1): each later
-        # scheme's diamond is drawn smaller, on top, so every one stays visible.
-        nested = points.assign(size=[DIAMOND_SIZE / (1 + i) for i in range(len(points))])
-        layers.append(alt.Chart(nested).mark_point(
+    if "points" in tables:
+        layers.append(alt.Chart(tables["points"]).mark_point(
             shape="diamond", filled=True, opacity=1, stroke="black", strokeWidth=1).encode(
                 x=alt.X("sigma_w2:Q"), y=alt.Y("sigma_b2:Q"), size=alt.Size("size:Q", scale=None),
                 color=alt.Color("scheme:N", scale=scheme_scale(schemes), title="scheme"),
@@ -272,15 +315,28 @@ def phase_diagram(grid: pd.DataFrame, critical: pd.DataFrame, points: pd.DataFra
     return alt.layer(*layers, title=title, height=HEIGHT + 40).resolve_scale(color="independent")
 
 
-def singular_value_histogram(values: pd.DataFrame, schemes: Sequence[str], *,
-                             title: str) -> alt.Chart:
-    """Histogram of the input–output Jacobian's singular values, one colour per scheme.
+def phase_diagram(grid: pd.DataFrame, critical: pd.DataFrame, points: pd.DataFrame,
+                  schemes: Sequence[str], *, title: str) -> Figure:
+    """χ₁ over (σ_w², σ_b²): diverging colours centred on 1, the critical line, and each scheme's
+    network as a diamond in that scheme's colour.
 
-    ``values``: scheme, singular_value. Log-spaced bins: spectra span decades when they spread.
+    ``grid``: sigma_w2, sigma_b2, chi1; ``critical``: sigma_w2, sigma_b2; ``points``: scheme,
+    sigma_w2, sigma_b2, chi1 (no rows where theory does not apply).
     """
-    data = values[values["singular_value"] > 0].assign(
-        log10_s=lambda f: np.log10(f["singular_value"]))
-    return alt.Chart(data, title=title, height=HEIGHT).mark_bar(opacity=0.6, binSpacing=0).encode(
+    data = grid[np.isfinite(grid["chi1"]) & (grid["chi1"] > 0)]
+    tables = {"grid": data.assign(w_hi=data["sigma_w2"] + _cell(data["sigma_w2"]),
+                                  b_hi=data["sigma_b2"] + _cell(data["sigma_b2"])),
+              "critical": critical}
+    if len(points):
+        # Schemes often share a point (Xavier and orthogonal both give σ_w² = 1): each later
+        # scheme's diamond is drawn smaller, on top, so every one stays visible.
+        tables["points"] = points.assign(size=[DIAMOND_SIZE / (1 + i) for i in range(len(points))])
+    return Figure(_phase_diagram, (tuple(schemes), title), tables)
+
+
+def _singular_value_histogram(tables: Tables, schemes: tuple[str, ...], title: str) -> alt.Chart:
+    return alt.Chart(tables["data"], title=title, height=HEIGHT).mark_bar(
+        opacity=0.6, binSpacing=0).encode(
         x=alt.X("log10_s:Q", bin=alt.Bin(maxbins=40),
                 title="singular value s of the Jacobian (log10 s; 0 means s = 1)"),
         y=alt.Y("count():Q", title="count (singular values)", stack=None),
@@ -289,8 +345,19 @@ def singular_value_histogram(values: pd.DataFrame, schemes: Sequence[str], *,
     )
 
 
+def singular_value_histogram(values: pd.DataFrame, schemes: Sequence[str], *,
+                             title: str) -> Figure:
+    """Histogram of the input–output Jacobian's singular values, one colour per scheme.
+
+    ``values``: scheme, singular_value. Log-spaced bins: spectra span decades when they spread.
+    """
+    data = values[values["singular_value"] > 0].assign(
+        log10_s=lambda f: np.log10(f["singular_value"]))
+    return Figure(_singular_value_histogram, (tuple(schemes), title), {"data": data})
+
+
 __all__ = [
-    "LAYER_AXIS", "OKABE_ITO", "by_layer", "fractions_by_layer", "histogram_heatmap",
+    "Figure", "LAYER_AXIS", "OKABE_ITO", "by_layer", "fractions_by_layer", "histogram_heatmap",
     "percentile_bands", "phase_diagram", "scheme_scale", "singular_value_histogram",
     "training_curves", "weight_histogram",
 ]

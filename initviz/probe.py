@@ -109,12 +109,15 @@ class _TensorStats:
     histogram, the mean (a sum) and the std (a norm of the deviations from that mean). Positions
     lie in [0, bins], so neither the sum nor the squares overflow float32 even where the values
     approach 1e38; the second pass over deviations avoids cancellation. (``torch.std_mean`` and
-    ``torch.histc`` each cost several such passes on a CPU.)
+    ``torch.histc`` each cost several such passes on a CPU.) Per tensor only what needs the tensor
+    is done; turning those sums into means, stds and histograms happens in :meth:`summaries`, for
+    every tensor at once: at the page's sizes each small operation costs more to launch than to
+    run, and the probe records 4 × depth tensors.
     """
 
     def __init__(self, bins: int):
         self.bins = bins
-        self.records: dict[tuple[str, int], dict[str, torch.Tensor]] = {}
+        self.records: dict[tuple[str, int], tuple] = {}
         self._work: torch.Tensor | None = None
         self._index: torch.Tensor | None = None
 
@@ -128,24 +131,24 @@ class _TensorStats:
             self._index = torch.empty(n, device=x.device, dtype=index_dtype)
         return self._work[:n], self._index[:n]
 
-    def add(self, kind: str, layer: int, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def add(self, kind: str, layer: int, x: torch.Tensor) -> None:
         x = x.detach().reshape(-1).float()
-        n, bins = x.numel(), self.bins
+        bins = self.bins
         work, index = self._scratch(x)
         value, high = torch.aminmax(x)
         # A constant tensor (zeros, dead layer) gets a narrow range around its value; so does one
         # whose range is too narrow for bins/span to be a float32 (subnormal values): its std is
         # then reported as 0 rather than as NaN.
-        constant = high - value <= bins * _FLOAT32_TINY
-        pad = torch.clamp(value.abs(), min=1e-12) * 1e-3
-        low = torch.where(constant, value - pad / 2, value)
-        span = torch.where(constant, pad, high - value)
+        span = high - value
+        constant = span <= bins * _FLOAT32_TINY
+        pad = value.abs().clamp_(min=1e-12).mul_(1e-3)
+        low = torch.where(constant, value - pad * 0.5, value)
+        span = torch.where(constant, pad, span)
         position = torch.sub(x, low, out=work).mul_(bins / span)  # in [0, bins]
-        mean_position = position.sum() / n
-        # Histogram: the maximum sits at position `bins` and joins the last bin.
+        mean_position = position.sum() / x.numel()
         if index.dtype == torch.uint8:
             # A NaN converts to an arbitrary byte: the slice keeps the shape; such a record is
-            # marked non-finite below and never shown.
+            # marked non-finite in summaries() and never shown.
             index.copy_(position)
             counts = torch.bincount(index, minlength=bins + 1)[:bins + 1]
         else:  # clamped as integers: a non-finite x converts to an arbitrary integer
@@ -153,16 +156,28 @@ class _TensorStats:
             counts = torch.zeros(bins + 1, device=x.device, dtype=torch.int64)
             counts.index_add_(0, index, torch.ones((), device=x.device,
                                                    dtype=torch.int64).expand_as(index))
-        counts = torch.cat([counts[:bins - 1], counts[bins - 1:].sum(0, keepdim=True)])
+        deviation = torch.linalg.vector_norm(position.sub_(mean_position))
+        self.records[(kind, layer)] = (value, low, span, constant, mean_position, deviation,
+                                       counts, x.numel())
+
+    def summaries(self, order: Sequence[tuple[str, int]]) -> dict[str, torch.Tensor]:
+        """``mean std low span counts finite`` of the records in ``order``, stacked."""
+        value, low, span, constant, mean_position, deviation = (
+            torch.stack(column) for column in zip(*(self.records[o][:6] for o in order)))
+        counts = torch.stack([self.records[o][6] for o in order])
+        n = torch.tensor([self.records[o][7] for o in order], device=low.device)
+        bins = self.bins
         unit = span / bins
-        mean = torch.where(constant, value, low + unit * mean_position)  # exact if constant
-        spread = torch.linalg.vector_norm(position.sub_(mean_position)) * (unit / math.sqrt(n))
-        std = torch.where(constant, 0.0, spread)
-        record = {"mean": mean, "std": std, "low": low, "span": span, "counts": counts,
-                  # Finite values whose range overflows float32 (about ±2e38) count as an overflow.
-                  "finite": torch.isfinite(low) & torch.isfinite(span)}
-        self.records[(kind, layer)] = record
-        return record
+        return {
+            "mean": torch.where(constant, value, low + unit * mean_position),  # exact if constant
+            "std": torch.where(constant, 0.0, deviation * (unit / n.sqrt())),
+            "low": low, "span": span,
+            # The maximum sits at position `bins` and joins the last bin.
+            "counts": torch.cat([counts[:, :bins - 1], counts[:, bins - 1:].sum(1, keepdim=True)],
+                                dim=1),
+            # Finite values whose range overflows float32 (about ±2e38) count as an overflow.
+            "finite": torch.isfinite(low) & torch.isfinite(span),
+        }
 
 
 def _fraction_outside(z: torch.Tensor, low: float, high: float) -> torch.Tensor:
@@ -255,8 +270,7 @@ def profile(spec: NetworkSpec, batch: int = 256, seed: int = 0, device: str = "a
 
     # One transfer to the host for everything.
     order = [(kind, layer) for kind in KINDS for layer in range(1, spec.depth + 1)]
-    stacked = {key: torch.stack([stats.records[o][key] for o in order])
-               for key in ("mean", "std", "low", "span", "counts", "finite")}
+    stacked = stats.summaries(order)
     percentiles = _percentiles(stacked["counts"], stacked["low"], stacked["span"])
     host = {k: v.cpu().numpy() for k, v in {
         **stacked, "percentiles": percentiles, "saturated": torch.stack(saturated),

@@ -243,9 +243,9 @@ def _significant(value: float) -> float:
 class Prediction:
     """Mean-field predictions for one network, layer by layer (index 0 is layer 1)."""
 
-    preact_var: list[float]
-    act_var: list[float]
-    grad_var: list[float]
+    preact_var: tuple[float, ...]
+    act_var: tuple[float, ...]
+    grad_var: tuple[float, ...]
     summary: MeanField
 
 
@@ -259,7 +259,17 @@ def predict(spec: NetworkSpec, input_second_moment: float = 1.0,
     sigmas = layer_sigmas(spec)
     if sigmas is None:
         return None
-    act = get_activation(spec.activation)
+    # The network enters only through its σ's and how much each layer widens the signal, so a
+    # width change that keeps them (Kaiming, orthogonal on a uniform stack) costs nothing.
+    widening = tuple(fan_out / fan_in for fan_in, fan_out in spec.fans[1:])
+    return _predict(get_activation(spec.activation), tuple(sigmas), widening,
+                    input_second_moment, output_grad_var)
+
+
+@lru_cache(maxsize=256)
+def _predict(act: Activation, sigmas: tuple[tuple[float, float], ...],
+             widening: tuple[float, ...], input_second_moment: float,
+             output_grad_var: float) -> Prediction:
     preact: list[float] = []
     carried = input_second_moment  # E[h²] of the layer's input
     for sw2, sb2 in sigmas:
@@ -276,12 +286,12 @@ def predict(spec: NetworkSpec, input_second_moment: float = 1.0,
         slopes[finite] = slope_moment(act, q[finite])
     act_var, slopes = act_var.tolist(), slopes.tolist()
     grad = [output_grad_var]
-    for (sw2, _), (fan_in, fan_out), slope in zip(sigmas[:0:-1], spec.fans[:0:-1], slopes[:0:-1]):
-        grad.append(grad[-1] * sw2 * fan_out / fan_in * slope)
+    for (sw2, _), ratio, slope in zip(sigmas[:0:-1], widening[::-1], slopes[:0:-1]):
+        grad.append(grad[-1] * sw2 * ratio * slope)
     grad.reverse()
     sw2, sb2 = sigmas[-1]
     summary = mean_field(act, sw2, sb2, q_start=preact[0] if math.isfinite(preact[0]) else 1.0)
-    return Prediction(preact, act_var, grad, summary)
+    return Prediction(tuple(preact), tuple(act_var), tuple(grad), summary)
 
 
 __all__ = [

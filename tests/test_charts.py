@@ -50,8 +50,9 @@ def test_by_layer_draws_measured_and_theory_with_a_log_axis(profiles, column, lo
 def test_by_layer_drops_values_a_log_axis_cannot_show():
     frame = pd.DataFrame({"layer": [1, 2, 3], "scheme": "a", "source": "measured",
                           "value": [1.0, 0.0, np.nan]})
-    chart = charts.by_layer(frame, "std", ["a"])
-    assert list(chart.data["value"]) == [1.0]  # shared by the layers, so hoisted to the top
+    figure = charts.by_layer(frame, "std", ["a"])
+    assert list(figure.tables["data"]["value"]) == [1.0]
+    assert "data" in figure.vega_lite()  # shared by the layers, so held at the top
 
 
 def test_weight_histogram_overlays_the_theoretical_density(profiles):
@@ -85,7 +86,7 @@ def test_histogram_heatmap_colours_share_of_layer_on_a_log_scale(profiles):
     chart = charts.histogram_heatmap(hist, value_title="activation", title="h")
     color = chart.to_dict()["encoding"]["color"]
     assert color["scale"]["type"] == "log"
-    shares = chart.data.groupby("layer")["share"].sum()
+    shares = chart.tables["data"].groupby("layer")["share"].sum()
     np.testing.assert_allclose(shares, 1.0, rtol=1e-9)
 
 
@@ -112,7 +113,7 @@ def _history(diverged_scheme=None):
 def test_training_curves_draw_the_seed_range_as_a_band_around_the_mean():
     chart = charts.training_curves(_history(), ["a", "b"], metric="train_loss", title="t",
                                    log=True)
-    summary = chart.data.set_index(["scheme", "step"])
+    summary = chart.tables["summary"].set_index(["scheme", "step"])
     assert summary.loc[("a", 0), "low"] == pytest.approx(2.0)
     assert summary.loc[("a", 0), "high"] == pytest.approx(2.1)
     assert summary.loc[("a", 0), "mean"] == pytest.approx(2.05)
@@ -124,9 +125,9 @@ def test_training_curves_draw_the_seed_range_as_a_band_around_the_mean():
 def test_training_curves_mark_diverged_runs():
     chart = charts.training_curves(_history(diverged_scheme="b"), ["a", "b"],
                                    metric="val_acc", title="t")
-    assert len(chart.layer) == 3
+    assert len(chart.chart().layer) == 3
     assert chart.to_dict()["layer"][2]["mark"]["shape"] == "cross"
-    assert set(chart.layer[2].data["scheme"]) == {"b"}
+    assert set(chart.tables["diverged"]["scheme"]) == {"b"}
 
 
 def test_phase_diagram_centres_its_diverging_palette_on_chi1_equal_1():
@@ -159,7 +160,7 @@ def test_singular_value_histogram_uses_log_bins():
     values = pd.DataFrame({"scheme": ["a"] * 4 + ["b"] * 4,
                            "singular_value": [1, 1, 1, 1, 0.01, 0.1, 1, 10]})
     chart = charts.singular_value_histogram(values, ["a", "b"], title="s")
-    np.testing.assert_allclose(chart.data["log10_s"].tail(4), [-2, -1, 0, 1])
+    np.testing.assert_allclose(chart.tables["data"]["log10_s"].tail(4), [-2, -1, 0, 1])
     assert chart.to_dict()["encoding"]["x"]["bin"] == {"maxbins": 40}
 
 
@@ -206,21 +207,33 @@ def _rows(frame: pd.DataFrame) -> list[dict]:
 
 
 def test_the_page_spec_equals_altairs_validated_spec_with_tables_left_as_dataframes(profiles):
-    for name, chart in _every_chart(profiles).items():
-        fast = charts.vega_lite(chart)
+    for name, figure in _every_chart(profiles).items():
+        fast = figure.vega_lite()
         assert all(isinstance(table, pd.DataFrame) for table in fast["datasets"].values()), name
         # What the browser receives: each table's rows, nulls where a value is missing
         records = _inline_data(fast, _rows)
-        reference = _inline_data(chart.to_dict(), lambda rows: rows)  # validates the schema
+        reference = _inline_data(figure.to_dict(), lambda rows: rows)  # validates the schema
         assert records == reference, name
-        assert isinstance(chart.data if chart.data is not alt.Undefined else chart.layer[0].data,
-                          pd.DataFrame), f"{name}: vega_lite() must leave the chart's data alone"
+
+
+def test_a_spec_is_built_once_per_structure_and_drawing_cannot_change_it(profiles):
+    first = charts.by_layer(report.by_layer_frame(profiles, "act_std"), "a", list(profiles))
+    again = charts.by_layer(report.by_layer_frame(profiles, "grad_std"), "a", list(profiles))
+    spec = first.vega_lite()
+    assert spec["layer"] is again.vega_lite()["layer"]  # one structure, one spec, built once
+    spec.pop("datasets")
+    spec["title"] = "changed by a consumer"  # Streamlit edits the top level of what it is given
+    assert again.vega_lite()["title"] == ""
+    assert _inline_data(again.vega_lite(), _rows) == _inline_data(again.to_dict(), lambda r: r)
+    other = charts.by_layer(report.by_layer_frame(profiles, "act_std"), "b", list(profiles))
+    assert other.vega_lite()["layer"][0]["encoding"]["y"]["title"] == "b"
 
 
 def test_chart_builders_never_parse_shorthand_strings(profiles, monkeypatch):
-    """A bare string encoding costs ~10 ms on every draw: Altair hashes its whole schema to
-    parse it (``_FromDict``); channel objects (``alt.Y2("f:Q")``) skip that."""
+    """A bare string encoding costs ~10 ms each time a chart is built: Altair hashes its whole
+    schema to parse it (``_FromDict``); channel objects (``alt.Y2("f:Q")``) skip that."""
     def refuse(*args, **kwargs):
         raise AssertionError("a chart builder passed a bare shorthand string to Altair")
     monkeypatch.setattr(alt.utils.schemapi._FromDict, "__init__", refuse)
-    assert len(_every_chart(profiles)) == 8
+    built = [figure.chart() for figure in _every_chart(profiles).values()]
+    assert len(built) == 8

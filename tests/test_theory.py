@@ -185,10 +185,10 @@ def test_predict_runs_the_length_map_from_the_input_layer_by_layer():
                        scheme="kaiming_normal", bias="normal", bias_params={"std": 0.5})
     prediction = predict(spec, input_second_moment=3.0)
     # σ_w² = 2 (Kaiming, fan_in), σ_b² = 0.25: q¹ = 2·3 + 0.25, q^{l+1} = 2·q^l/2 + 0.25
-    assert prediction.preact_var == pytest.approx([6.25, 6.5, 6.75], rel=1e-10)
+    assert prediction.preact_var == pytest.approx((6.25, 6.5, 6.75), rel=1e-10)
     # Backward, per layer ×σ_w²·(fan_out/fan_in)·E[φ'²] (Schoenholz et al. 2017, eq. 12),
     # from 1 at the last layer: fans (10,100), (100,200), (200,50).
-    assert prediction.grad_var == pytest.approx([1 * (200 / 100) * (50 / 200), 50 / 200, 1.0],
+    assert prediction.grad_var == pytest.approx((1 * (200 / 100) * (50 / 200), 50 / 200, 1.0),
                                                 rel=1e-10)
     assert prediction.summary.sigma_w2 == pytest.approx(2.0)
     assert prediction.summary.sigma_b2 == pytest.approx(0.25)
@@ -235,3 +235,12 @@ def test_theory_applies_to_zero_mean_schemes(kwargs):
     spec = NetworkSpec(sizes=(8, 8), **kwargs)
     assert theory_unavailable_reason(spec) is None
     assert predict(spec) is not None
+
+
+def test_a_width_change_that_keeps_every_sigma_reuses_the_prediction():
+    # Kaiming keeps σ_w² = 2 at every width: the page's width slider must not redo the theory.
+    kaiming = [predict(NetworkSpec.stack(width, 20)) for width in (256, 300)]
+    assert kaiming[0] is kaiming[1]
+    xavier = [predict(NetworkSpec.stack(width, 20, scheme="xavier_normal")) for width in (256, 300)]
+    assert xavier[0] is not xavier[1]  # the first layer's σ_w² = 2·fan_in/(fan_in + width)
+    assert xavier[0].preact_var[0] != xavier[1].preact_var[0]

@@ -1,5 +1,6 @@
 """The page in a real browser: it loads and draws, a link opens its exact view, a control
-re-renders it, Train draws a live curve. Every state is saved as a screenshot in test-artifacts/.
+re-renders it, Train draws a live curve, the downloads hold the view's numbers. Every state is
+saved as a screenshot in test-artifacts/.
 
 Selectors are Streamlit's own: ``data-testid`` attributes, ``.st-key-<key>`` classes for the
 sidebar widgets (their keys are DESIGN.md contract), and ``data-test-script-state`` on the app root
@@ -9,10 +10,13 @@ condition, with a bounded timeout (generous: the machine is shared and the first
 
 from __future__ import annotations
 
+import io
+import json
 import re
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import pandas as pd
 import pytest
 
 try:
@@ -265,3 +269,26 @@ def test_train_draws_a_live_curve(page, artifacts):
     settle(page, TRAINING_MS)
     assert_no_errors(page)
     snap(page, artifacts, "04-training-finished")
+
+
+# --------------------------------------------------------------------------------------------------
+# 5. The downloads hold this view's numbers
+
+
+def _download(page: Page, label: str) -> str:
+    button = page.locator(f"{MAIN} [data-testid='stDownloadButton'] button").filter(has_text=label)
+    with page.expect_download(timeout=RERUN_MS) as download:
+        button.click()
+    return Path(download.value.path()).read_text()
+
+
+def test_downloads_hold_the_statistics_and_configuration_of_this_view(page):
+    open_view(page, "?depth=3&width=32&seed=5&compare=kaiming_normal&compare=orthogonal")
+    statistics = pd.read_csv(io.StringIO(_download(page, "Per-layer statistics (CSV)")))
+    assert sorted(zip(statistics["scheme"], statistics["layer"])) == [
+        (scheme, layer) for scheme in ("kaiming_normal", "orthogonal") for layer in (1, 2, 3)]
+    assert (statistics["fan_out"] == 32).all() and statistics["act_std"].gt(0).all()
+    config = json.loads(_download(page, "Configuration (JSON)"))
+    assert config["network"]["sizes"] == [32, 32, 32]
+    assert config["compare"] == ["kaiming_normal", "orthogonal"] and config["seed"] == 5
+    assert_no_errors(page)
