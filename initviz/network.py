@@ -154,6 +154,21 @@ def _norm_layer(kind: str, width: int) -> nn.Module | None:
     return None
 
 
+class Linear(nn.Linear):
+    """``nn.Linear`` built without an initialization, for :func:`build_model` to draw one.
+
+    ``nn.Linear`` draws a default initialization from torch's global RNG as it is built. Torch's
+    own way around that, ``nn.utils.skip_init``, builds the layer on the meta device (running that
+    default initialization there) and then moves it: about ten times the cost of the layer itself,
+    most of the time it took to build a network at the page's sizes. This layer's
+    ``reset_parameters`` does nothing: its parameters are uninitialized memory until the spec's
+    schemes fill them.
+    """
+
+    def reset_parameters(self) -> None:
+        pass
+
+
 def init_linear(linear: nn.Linear, spec: NetworkSpec, generator: torch.Generator) -> None:
     """Apply the spec's weight and bias schemes to one Linear layer, drawing from ``generator``."""
     fans = (linear.in_features, linear.out_features)
@@ -175,9 +190,7 @@ def build_model(spec: NetworkSpec, seed: int, *, out_features: int | None = None
     activation = get_activation(spec.activation)
     blocks: list[nn.Module] = []
     for fan_in, fan_out in spec.fans:
-        # skip_init: nn.Linear would otherwise draw a default init from the global RNG first.
-        parts: OrderedDict[str, nn.Module] = OrderedDict(
-            linear=nn.utils.skip_init(nn.Linear, fan_in, fan_out))
+        parts: OrderedDict[str, nn.Module] = OrderedDict(linear=Linear(fan_in, fan_out))
         norm = _norm_layer(spec.norm, fan_out)
         if norm is not None:
             parts["norm"] = norm
@@ -190,7 +203,7 @@ def build_model(spec: NetworkSpec, seed: int, *, out_features: int | None = None
         params = spec.params
         lsuv_rescale(blocks, calibration, params["tol"], params["max_iter"])
     if out_features is not None:
-        head = nn.utils.skip_init(nn.Linear, spec.sizes[-1], out_features)
+        head = Linear(spec.sizes[-1], out_features)
         init_linear(head, spec, generator)
         blocks.append(head)
     return nn.Sequential(*blocks).to(device)
