@@ -56,9 +56,9 @@ class MemoryLedger:
     """Admits long-lived computations while their estimated memory fits one shared budget.
 
     ``budget`` None reads :func:`server_memory_budget` at every reservation, so a long-running
-    server follows its environment. A reservation lasts until its release function is called or its ``owner`` is garbage
-    collected (a session that closes mid-training drops its stream, and with it the
-    reservation), whichever comes first; releasing twice is harmless.
+    server follows its environment. A reservation lasts until its release function is called or
+    its ``owner`` is garbage collected (a session that closes mid-training drops its stream, and
+    with it the reservation), whichever comes first; releasing twice is harmless.
     """
 
     def __init__(self, budget: int | None = None):

@@ -7,7 +7,8 @@ from initviz.presets import PRESETS
 from initviz.report import verdict
 
 PAGE_KEYS = {"preset", "input_dim", "width", "depth", "sizes", "activation", "scheme", "bias",
-             "norm", "seed", "batch", "dataset", "optimizer", "lr", "steps", "compare", "device"}
+             "norm", "seed", "batch", "dataset", "optimizer", "lr", "steps", "seeds", "compare",
+             "device"}
 
 
 def _spec(values: dict) -> NetworkSpec:
