@@ -359,10 +359,10 @@ class _Batched:
     Every ``Linear`` is one ``torch.baddbmm`` over the runs, its bias added inside the matmul. Its
     weight is stored transposed, ``(runs, in, out)``, because that is the layout in which the
     backward matmul produces the weight gradient: stored as ``(runs, out, in)``, autograd copied
-    every gradient into the parameter's layout, a tenth of a step at width 256 (profiled). Modules with
-    parameters or buffers of their own (the norms) run through ``vmap`` over ``functional_call``
-    with their slice of the stacked state; the activations are elementwise and stateless, so they
-    apply to the stacked tensor as they are.
+    every gradient into the parameter's layout, a tenth of a step at width 256 (profiled).
+    Modules with parameters or buffers of their own (the norms) run through ``vmap`` over
+    ``functional_call`` with their slice of the stacked state; the activations are elementwise
+    and stateless, so they apply to the stacked tensor as they are.
     """
 
     def __init__(self, models: list[nn.Module], make_optimizer, device: torch.device):
