@@ -307,7 +307,10 @@ def _phase_diagram(tables: Tables, schemes: tuple[str, ...], title: str) -> alt.
         layers.append(alt.Chart(tables["points"]).mark_point(
             shape="diamond", filled=True, opacity=1, stroke="black", strokeWidth=1).encode(
                 x=alt.X("sigma_w2:Q"), y=alt.Y("sigma_b2:Q"), size=alt.Size("size:Q", scale=None),
-                color=alt.Color("scheme:N", scale=scheme_scale(schemes), title="scheme"),
+                # below the map: at the right, under χ₁'s colour bar, it had no room
+                color=alt.Color("scheme:N", scale=scheme_scale(schemes), title="scheme",
+                                legend=alt.Legend(orient="bottom", symbolType="diamond",
+                                                  symbolSize=160, symbolStrokeWidth=0)),
                 tooltip=[alt.Tooltip("scheme:N"),
                          alt.Tooltip("sigma_w2:Q", format=".3f", title="σ_w²"),
                          alt.Tooltip("sigma_b2:Q", format=".3f", title="σ_b²"),

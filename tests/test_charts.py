@@ -144,6 +144,7 @@ def test_phase_diagram_centres_its_diverging_palette_on_chi1_equal_1():
     point = spec["layer"][2]
     assert point["encoding"]["color"]["scale"] == {"domain": ["a", "b"],
                                                    "range": list(charts.OKABE_ITO[:2])}
+    assert point["encoding"]["color"]["legend"]["orient"] == "bottom"  # apart from χ₁'s bar
     # two schemes at one point both stay visible: the later one is drawn smaller, on top
     sizes = [row["size"] for row in spec["datasets"][point["data"]["name"]]]
     assert sizes[0] > sizes[1]
