@@ -26,8 +26,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn import datasets as skd
-from sklearn.model_selection import train_test_split
 
 from initviz.errors import InvalidSpec
 
@@ -69,17 +67,24 @@ class DatasetInfo:
     draw: Callable[[int], tuple[np.ndarray, np.ndarray]]
 
 
+# scikit-learn is imported where a data set is drawn: importing it takes about 0.25 s, and the
+# command line's profile, theory and jacobian draw no data.
+
+
 def _digits(seed: int) -> tuple[np.ndarray, np.ndarray]:
-    bunch = skd.load_digits()
+    from sklearn.datasets import load_digits
+    bunch = load_digits()
     return bunch.data, bunch.target
 
 
 def _moons(seed: int) -> tuple[np.ndarray, np.ndarray]:
-    return skd.make_moons(SYNTHETIC_POINTS, noise=0.2, random_state=seed)
+    from sklearn.datasets import make_moons
+    return make_moons(SYNTHETIC_POINTS, noise=0.2, random_state=seed)
 
 
 def _circles(seed: int) -> tuple[np.ndarray, np.ndarray]:
-    return skd.make_circles(SYNTHETIC_POINTS, noise=0.1, factor=0.5, random_state=seed)
+    from sklearn.datasets import make_circles
+    return make_circles(SYNTHETIC_POINTS, noise=0.1, factor=0.5, random_state=seed)
 
 
 def _spirals(seed: int, arms: int = 3) -> tuple[np.ndarray, np.ndarray]:
@@ -99,7 +104,8 @@ def _xor(seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _gaussians(seed: int) -> tuple[np.ndarray, np.ndarray]:
     centers = [(-1.5, -1.5), (-1.5, 1.5), (1.5, -1.5), (1.5, 1.5)]
-    return skd.make_blobs(SYNTHETIC_POINTS, centers=centers, cluster_std=1.0, random_state=seed)
+    from sklearn.datasets import make_blobs
+    return make_blobs(SYNTHETIC_POINTS, centers=centers, cluster_std=1.0, random_state=seed)
 
 
 DATASETS: dict[str, DatasetInfo] = {
@@ -133,6 +139,7 @@ def load_dataset(name: str, seed: int = 0) -> Dataset:
 # Validated before the cache, so that a bad argument is an InvalidSpec, never lru_cache's TypeError.
 @functools.lru_cache(maxsize=32)
 def _load(info: DatasetInfo, seed: int) -> Dataset:
+    from sklearn.model_selection import train_test_split
     x, y = info.draw(seed)
     x_train, x_val, y_train, y_val = train_test_split(
         np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.int64),
