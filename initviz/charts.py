@@ -82,9 +82,8 @@ def scheme_scale(schemes: Sequence[str]) -> alt.Scale:
     return alt.Scale(domain=list(schemes), range=colours)
 
 
-def _layer_x(depth: int | None = None) -> alt.X:
-    return alt.X("layer:Q", title=LAYER_AXIS, axis=alt.Axis(tickMinStep=1, format="d"),
-                 scale=alt.Scale(domain=[1, depth]) if depth else alt.Undefined)
+def _layer_x() -> alt.X:
+    return alt.X("layer:Q", title=LAYER_AXIS, axis=alt.Axis(tickMinStep=1, format="d"))
 
 
 def _by_layer(tables: Tables, value_title: str, schemes: tuple[str, ...], log: bool, title: str,
