@@ -28,6 +28,9 @@ OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "
 LAYER_AXIS = "layer (1 = first hidden layer)"
 HEIGHT = 260
 DIAMOND_SIZE = 320  # square pixels of the first scheme's point on the phase diagram
+# Axes of raw values: a constant layer (all zeros) is binned over ~1e-15 around its value, which
+# the default number format writes out as "0.000000000000…"; "~g" writes 5e-16, and 0.5 as 0.5.
+VALUE_AXIS = alt.Axis(format="~g")
 
 
 Tables = Mapping[str, "pd.DataFrame | alt.NamedData"]
@@ -119,7 +122,7 @@ def by_layer(frame: pd.DataFrame, value_title: str, schemes: Sequence[str], *,
 
 def _weight_histogram(tables: Tables, title: str, colour: str) -> alt.LayerChart:
     bars = alt.Chart(tables["bins"]).mark_bar(color=colour, opacity=0.75).encode(
-        x=alt.X("bin_lo:Q", title="weight value", bin="binned"),
+        x=alt.X("bin_lo:Q", title="weight value", bin="binned", axis=VALUE_AXIS),
         x2=alt.X2("bin_hi:Q"),
         y=alt.Y("count:Q", title="count (entries per bin)"),
         tooltip=[alt.Tooltip("bin_lo:Q", format=".3g", title="from"),
@@ -163,7 +166,7 @@ def _percentile_bands(tables: Tables, value_title: str, title: str,
     base = alt.Chart().encode(x=_layer_x())
     layers = [
         base.mark_area(color=colour, opacity=opacity).encode(
-            y=alt.Y(f"{low}:Q", title=value_title), y2=alt.Y2(f"{high}:Q"),
+            y=alt.Y(f"{low}:Q", title=value_title, axis=VALUE_AXIS), y2=alt.Y2(f"{high}:Q"),
             tooltip=[alt.Tooltip("layer:Q"), alt.Tooltip(f"{low}:Q", format=".3g"),
                      alt.Tooltip(f"{high}:Q", format=".3g")])
         for low, high, opacity in pairs
@@ -186,7 +189,7 @@ def percentile_bands(percentiles: pd.DataFrame, *, value_title: str, title: str,
 
 def _histogram_heatmap(tables: Tables, value_title: str, title: str) -> alt.Chart:
     return alt.Chart(tables["data"], title=title, height=HEIGHT).mark_rect().encode(
-        x=alt.X("bin_lo:Q", title=value_title),
+        x=alt.X("bin_lo:Q", title=value_title, axis=VALUE_AXIS),
         x2=alt.X2("bin_hi:Q"),
         y=alt.Y("layer:O", title="layer", sort="descending"),
         color=alt.Color("share:Q", title="share of layer", scale=alt.Scale(
@@ -240,7 +243,9 @@ def _training_curves(tables: Tables, schemes: tuple[str, ...], metric: str, titl
               scale=alt.Scale(domain=[0, total_steps]) if total_steps else alt.Undefined)
     y_scale = alt.Scale(type="log") if log else alt.Scale(zero=False)
     axis = alt.Axis(format="%") if metric == "val_acc" else alt.Undefined
-    color = alt.Color("scheme:N", scale=scheme_scale(schemes), title="scheme")
+    # The band comes first, so the legend would take its 0.2 opacity: swatches too pale to read.
+    color = alt.Color("scheme:N", scale=scheme_scale(schemes), title="scheme",
+                      legend=alt.Legend(symbolOpacity=1))
     base = alt.Chart().encode(x=x, color=color)
     band = base.mark_area(opacity=0.2).encode(
         y=alt.Y("low:Q", title=_VALUE_TITLES[metric], scale=y_scale, axis=axis),

@@ -84,8 +84,10 @@ def test_percentile_bands_nest_four_bands_and_a_median(profiles):
 def test_histogram_heatmap_colours_share_of_layer_on_a_log_scale(profiles):
     hist = report.histogram_of(profiles["xavier_normal"], "act")
     chart = charts.histogram_heatmap(hist, value_title="activation", title="h")
-    color = chart.to_dict()["encoding"]["color"]
+    encoding = chart.to_dict()["encoding"]
+    color = encoding["color"]
     assert color["scale"]["type"] == "log"
+    assert encoding["x"]["axis"]["format"] == "~g"  # a constant layer's tiny range stays short
     shares = chart.tables["data"].groupby("layer")["share"].sum()
     np.testing.assert_allclose(shares, 1.0, rtol=1e-9)
 
@@ -120,6 +122,8 @@ def test_training_curves_draw_the_seed_range_as_a_band_around_the_mean():
     spec = chart.to_dict()
     assert [layer["mark"]["type"] for layer in spec["layer"]] == ["area", "line"]
     assert spec["layer"][1]["encoding"]["y"]["scale"]["type"] == "log"
+    # the legend's swatches are solid, not the band's 0.2 opacity
+    assert spec["layer"][0]["encoding"]["color"]["legend"]["symbolOpacity"] == 1
 
 
 def test_training_curves_mark_diverged_runs():
