@@ -511,17 +511,13 @@ def training_view(spec: training.TrainSpec, schemes: list[str], shown: dict) -> 
         "‖ΔW‖ / ‖W‖ per update (log)", schemes,
         title=f"Update-to-weight ratio at step {int(latest['step'].max())} (≈1e-3 is healthy)"),
         key="update_ratio")
-    right.dataframe(_final_table(history), hide_index=True)
-
-
-def _final_table(history: pd.DataFrame) -> pd.DataFrame:
-    last = history.sort_values("step").groupby(["scheme", "seed"]).last()
-    table = last.groupby("scheme").agg(
-        val_acc=("val_acc", "mean"), val_loss=("val_loss", "mean"),
-        diverged=("diverged", "sum"), runs=("diverged", "size")).reset_index()
-    return table.rename(columns={"val_acc": "final val. accuracy (mean)",
-                                 "val_loss": "final val. loss (mean)",
-                                 "diverged": "diverged runs"})
+    final = training.final_frame(shown["records"])
+    right.dataframe(final.rename(columns={
+        "val_acc": "final val. accuracy (mean)", "val_loss": "final val. loss (mean)",
+        "diverged": "diverged runs"}), hide_index=True)
+    if final["diverged"].any():
+        right.caption("Means over the runs that did not diverge; a diverged run has no final "
+                      "validation values.")
 
 
 def _mean_field_metrics(theory) -> None:

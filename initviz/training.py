@@ -322,6 +322,17 @@ def layer_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
         columns=_LAYER_COLUMNS)
 
 
+def final_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
+    """One row per scheme, from each run's last record: ``val_acc`` and ``val_loss``, the means
+    over the runs that did not diverge (NaN where every run did), ``diverged`` and ``runs``, how
+    many of its runs diverged and how many there were."""
+    history = history_frame(records)
+    last = history.sort_values("step", kind="stable").groupby("run").tail(1)
+    return last.groupby("scheme", sort=False).agg(
+        val_acc=("val_acc", "mean"), val_loss=("val_loss", "mean"),
+        diverged=("diverged", "sum"), runs=("run", "size")).reset_index()
+
+
 # --------------------------------------------------------------------------------------------------
 # Data order
 
@@ -696,6 +707,6 @@ def train(spec: TrainSpec, *, stop: Callable[[], bool] | None = None,
 __all__ = [
     "Checkpoint", "DIVERGENCE_LOSS", "MAX_BATCH", "MAX_LR", "MAX_RUNS", "MAX_SCHEMES",
     "MAX_SEEDS", "MAX_STEPS", "MOMENTUM", "OPTIMIZERS", "RunRecord", "RunResult", "TrainResult",
-    "TrainSpec", "TrainingStream", "batch_indices", "history_frame", "layer_frame",
+    "TrainSpec", "TrainingStream", "batch_indices", "final_frame", "history_frame", "layer_frame",
     "scheme_label", "stream", "train",
 ]

@@ -285,3 +285,8 @@ def test_a_race_where_every_run_diverges_says_so_instead_of_finished():
     at = _app(preset="selu", steps="20", seeds="1", lr="0.05")  # too fast for 50 SELU layers
     seen = _train(at)
     assert seen[-1].startswith("ended early, every run diverged: step"), seen[-1]
+    # what a run measured before it diverged is not passed off as its final result
+    table = at.dataframe[-1].value
+    assert (table["diverged runs"] == table["runs"]).all()
+    assert table["final val. accuracy (mean)"].isna().all()
+    assert any("did not diverge" in text for text in _texts(at, "caption"))

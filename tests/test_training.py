@@ -23,9 +23,9 @@ from initviz.datasets import load_dataset
 from initviz.errors import InvalidSpec, TooLarge
 from initviz.network import NetworkSpec, build_model, memory_budget
 from initviz.training import (DIVERGENCE_LOSS, MAX_BATCH, MAX_LR, MAX_SEEDS, MAX_STEPS,
-                              NARROW_LINEAR, OPTIMIZERS, TrainingStream, TrainSpec, _Batched,
-                              _make_optimizer, _OneByOne, _run_losses, batch_indices,
-                              history_frame, layer_frame, stream, train)
+                              NARROW_LINEAR, OPTIMIZERS, RunRecord, TrainingStream, TrainSpec,
+                              _Batched, _make_optimizer, _OneByOne, _run_losses, batch_indices,
+                              final_frame, history_frame, layer_frame, stream, train)
 
 from single_thread import one_thread  # noqa: F401  (autouse: one torch thread)
 
@@ -278,6 +278,29 @@ def test_a_diverged_run_is_marked_and_stops_while_the_others_finish():
     json.dumps(document, allow_nan=False)  # strict JSON: the non-finite values became null
     diverged = [run for run in document["runs"] if run["diverged"]]
     assert len(diverged) == 2 and all(run["final"]["val_loss"] is None for run in diverged)
+
+
+def _record(run: int, scheme: str, step: int, val_acc: float, diverged_at: int | None = None):
+    return RunRecord(run=run, scheme=scheme, scheme_params=(), seed=run, step=step,
+                     train_loss=1.0, val_loss=1 - val_acc, val_acc=val_acc,
+                     diverged_at=diverged_at, grad_norm=(), update_ratio=())
+
+
+def test_the_final_table_leaves_out_what_a_diverged_run_measured_before_it_diverged():
+    # Run 1 reached 30% before diverging at step 3; its last record has no validation values, and
+    # its 30% must not pass for a final result (pandas' groupby().last() skips NaN and takes it).
+    records = [_record(0, "kaiming_normal", 0, 0.1), _record(1, "kaiming_normal", 0, 0.1),
+               _record(2, "normal", 0, 0.1),
+               _record(1, "kaiming_normal", 2, 0.3), _record(0, "kaiming_normal", 2, 0.5),
+               _record(2, "normal", 2, 0.2), _record(0, "kaiming_normal", 4, 0.9),
+               _record(1, "kaiming_normal", 4, math.nan, diverged_at=3),
+               _record(2, "normal", 4, math.nan, diverged_at=4)]
+    table = final_frame(records).set_index("scheme")
+    assert list(table.index) == ["kaiming_normal", "normal"]
+    assert table.loc["kaiming_normal", "val_acc"] == pytest.approx(0.9)
+    assert table.loc["kaiming_normal", "val_loss"] == pytest.approx(0.1)
+    assert (table.loc["kaiming_normal", "diverged"], table.loc["kaiming_normal", "runs"]) == (1, 2)
+    assert math.isnan(table.loc["normal", "val_acc"]) and table.loc["normal", "diverged"] == 1
 
 
 def test_a_stream_ends_early_when_every_run_has_diverged():
