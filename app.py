@@ -512,15 +512,20 @@ def training_view(spec: training.TrainSpec, schemes: list[str], shown: dict) -> 
         title=f"Update-to-weight ratio at step {int(latest['step'].max())} (≈1e-3 is healthy)"),
         key="update_ratio")
     final = training.final_frame(shown["records"])
-    right.dataframe(final.rename(columns={
-        "val_acc": "final val. accuracy (mean)", "val_loss": "final val. loss (mean)",
-        "diverged": "diverged runs"}), hide_index=True)
-    if final["diverged"].any():
-        right.caption("Means over the runs that did not diverge; a diverged run has no final "
-                      "validation values.")
+    right.dataframe(final.assign(val_acc=_or_dash(final["val_acc"], "{:.1%}"),
+                                 val_loss=_or_dash(final["val_loss"], "{:.3g}")).rename(
+        columns={"val_acc": "final val. accuracy", "val_loss": "final val. loss"}),
+        hide_index=True)
+    right.caption("Final values: the means over each scheme's runs that did not diverge"
+                  + ("; — where every run diverged." if final["diverged"].any() else "."))
 
 
-def _mean_field_metrics(theory) -> None:
+def _or_dash(values: pd.Series, template: str) -> pd.Series:
+    # the data grid writes "None" for a missing number whatever a Styler says
+    return values.map(template.format).where(values.notna(), "—")
+
+
+def _mean_field_metrics(theory, reach) -> None:
     cols = st.columns(4)
     cols[0].metric("σ_w² · σ_b²", f"{theory.sigma_w2:.3g} · {theory.sigma_b2:.3g}",
                    help="σ_w² = fan_in · Var(W) and σ_b² = Var(b), from the scheme and the bias")
@@ -528,9 +533,14 @@ def _mean_field_metrics(theory) -> None:
                    f"{theory.q_star:.3g}", help="the pre-activation variance deep layers settle at")
     cols[2].metric("χ₁", f"{theory.chi1:.3g}", help="σ_w² E[φ'(√q* z)²]: < 1 ordered "
                    "(gradients vanish), > 1 chaotic (gradients explode)")
-    cols[3].metric("depth scale ξ_c", "∞" if theory.depth_scale is None else
-                   f"{theory.depth_scale:.3g} layers",
-                   help="−1/ln χ₁: correlations between inputs fade over about ξ_c layers")
+    # the ξ_c of the sentence below the metrics: on the chaotic side it comes from c*, not χ₁
+    xi = reach.depth_scale
+    cols[3].metric("depth scale ξ_c", f"{xi:.3g} layers" if xi is not None else
+                   "∞" if theory.phase == "critical" else "none",
+                   help="Ordered phase: −1/ln χ₁, over which correlations between inputs fade. "
+                        "Chaotic phase: −1/ln χ_c, the slope of the correlation map at its fixed "
+                        "point c* < 1, over which nearby inputs come apart. About 6 ξ_c layers "
+                        "can be trained (Schoenholz et al. 2017).")
 
 
 def _phase_points(profiles: dict[str, Profile]) -> pd.DataFrame:
@@ -594,7 +604,7 @@ def theory_section(specs: dict[str, NetworkSpec], profiles: dict[str, Profile],
         st.info(f"Mean-field theory does not describe this network: {diagram.note}. The map "
                 f"shows {main_spec.activation} without normalization.")
     else:
-        _mean_field_metrics(diagram.summary)
+        _mean_field_metrics(diagram.summary, diagram.reach)
         st.markdown(diagram.reach.sentence)
     left, right = st.columns(2)
     with left:

@@ -125,6 +125,13 @@ def test_theory_places_the_network_on_the_phase_diagram_with_its_depth_reach(def
     assert "This network is" in _markdown(ordered) and "deeper than signals can travel" in \
         _markdown(ordered)
     assert {m.label: m.value for m in ordered.metric}["χ₁"] == "0.5"
+    # SELU with LeCun normal is slightly chaotic (χ₁ ≈ 1.07): its ξ_c comes from the correlation
+    # fixed point c*, and the metric shows the same ξ_c as the sentence, not χ₁'s "∞"
+    chaotic = _app(preset="selu")
+    metrics = {m.label: m.value for m in chaotic.metric}
+    xi = metrics["depth scale ξ_c"]
+    assert float(metrics["χ₁"]) > 1 and xi.endswith(" layers")
+    assert f"ξ_c = {xi.removesuffix(' layers')}, chaotic phase" in _markdown(chaotic)
 
 
 def test_the_isometry_preset_shows_a_narrow_orthogonal_and_a_wide_gaussian_spectrum():
@@ -287,6 +294,6 @@ def test_a_race_where_every_run_diverges_says_so_instead_of_finished():
     assert seen[-1].startswith("ended early, every run diverged: step"), seen[-1]
     # what a run measured before it diverged is not passed off as its final result
     table = at.dataframe[-1].value
-    assert (table["diverged runs"] == table["runs"]).all()
-    assert table["final val. accuracy (mean)"].isna().all()
-    assert any("did not diverge" in text for text in _texts(at, "caption"))
+    assert (table["diverged"] == table["runs"]).all()
+    assert (table["final val. accuracy"] == "—").all()
+    assert any("— where every run diverged" in text for text in _texts(at, "caption"))
