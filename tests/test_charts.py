@@ -42,6 +42,7 @@ def test_by_layer_draws_measured_and_theory_with_a_log_axis(profiles, column, lo
     line = _encodings(spec)[0]
     assert line["y"]["scale"]["type"] == "log"
     assert line["x"]["title"] == charts.LAYER_AXIS
+    assert line["x"]["scale"]["nice"] is False  # the axis ends at the last layer
     assert line["color"]["scale"]["domain"] == list(profiles)
     assert line["strokeDash"]["scale"]["domain"] == ["measured", "theory"]
     assert all(enc.get("tooltip") for enc in _encodings(spec))
