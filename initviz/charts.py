@@ -29,8 +29,9 @@ LAYER_AXIS = "layer (1 = first hidden layer)"
 HEIGHT = 260
 DIAMOND_SIZE = 320  # square pixels of the first scheme's point on the phase diagram
 # Axes of raw values: a constant layer (all zeros) is binned over ~1e-15 around its value, which
-# the default number format writes out as "0.000000000000…"; "~g" writes 5e-16, and 0.5 as 0.5.
-VALUE_AXIS = alt.Axis(format="~g")
+# the default number format writes out as "0.000000000000…"; ".3~g" writes 5e-16, and 0.5 as 0.5.
+# The precision is explicit: left to the tick step, "~g" wrote both -0.12 and -0.1 as "-0.1".
+VALUE_AXIS = alt.Axis(format=".3~g")
 
 
 Tables = Mapping[str, "pd.DataFrame | alt.NamedData"]

@@ -88,7 +88,7 @@ def test_histogram_heatmap_colours_share_of_layer_on_a_log_scale(profiles):
     encoding = chart.to_dict()["encoding"]
     color = encoding["color"]
     assert color["scale"]["type"] == "log"
-    assert encoding["x"]["axis"]["format"] == "~g"  # a constant layer's tiny range stays short
+    assert encoding["x"]["axis"]["format"] == ".3~g"  # a constant layer's tiny range stays short
     shares = chart.tables["data"].groupby("layer")["share"].sum()
     np.testing.assert_allclose(shares, 1.0, rtol=1e-9)
 
