@@ -50,6 +50,11 @@ _PAIR_RULE = (14, 10)  # coarser in 2-D: 300² nodes, the map to 1e-9 and χ_c t
 _TINY_Q = 1e-30  # where the fixed point is 0, slopes are taken at this q (the limit q → 0)
 _HUGE_Q = 1e12   # beyond this the length map is treated as diverging
 _CRITICAL_TOL = 1e-9
+_UNRESOLVED_Q = 1e-12
+"""A fixed point below this is reported as 0. For φ(0) = 0, φ'(0) = 1 at σ_w² = 1, σ_b² = 0 (tanh
+at criticality) the length map's gap to the diagonal is about −2q², under float64's resolution of
+q itself once q < 1e-16: the root search then found "fixed points" like 9e-17 that are rounding,
+where the true one is 0."""
 
 
 @lru_cache(maxsize=None)
@@ -148,9 +153,11 @@ def fixed_point(activation: Activation, sigma_w2: float, sigma_b2: float,
         return None if start_gap > 0 else 0.0
     i = crossings[0]
     if values[i + 1] == 0.0:
-        return float(grid[i + 1])
-    return float(optimize.brentq(gap, min(grid[i], grid[i + 1]), max(grid[i], grid[i + 1]),
-                                 xtol=1e-300, rtol=1e-12))
+        root = float(grid[i + 1])
+    else:
+        root = float(optimize.brentq(gap, min(grid[i], grid[i + 1]), max(grid[i], grid[i + 1]),
+                                     xtol=1e-300, rtol=1e-12))
+    return 0.0 if root < _UNRESOLVED_Q else root
 
 
 def chi1(activation: Activation, sigma_w2: float, q: float | None) -> float:
@@ -393,6 +400,7 @@ def fixed_points(activation: str | Activation, sigma_w2, sigma_b2,
         up = w * table.second_spline(mid) + b - np.exp(mid) > 0
         hi, lo = np.where(up, mid, hi), np.where(up, lo, mid)
     q[idx] = np.exp((hi + lo) / 2)
+    q[q < _UNRESOLVED_Q] = 0.0
     return q.reshape(shape)
 
 

@@ -15,8 +15,9 @@ from scipy import optimize
 
 from initviz.activations import get_activation
 from initviz.network import NetworkSpec
-from initviz.theory import (chi1, depth_scale, first_moment, fixed_point, mean_field, phase,
-                            predict, second_moment, slope_moment, theory_unavailable_reason)
+from initviz.theory import (chi1, depth_scale, first_moment, fixed_point, fixed_points,
+                            mean_field, phase, predict, second_moment, slope_moment,
+                            theory_unavailable_reason)
 
 RELU, TANH = get_activation("relu"), get_activation("tanh")
 QS = [1e-6, 1e-2, 0.5, 1.0, 7.0, 1e4]
@@ -104,7 +105,9 @@ def test_tanh_is_critical_at_unit_weight_variance_and_zero_bias():
     # Poole et al. / Schoenholz et al.: for tanh with σ_b² = 0 the order–chaos transition is at
     # σ_w² = 1, where q* = 0 and χ₁ = φ'(0)² σ_w² = 1.
     critical = mean_field("tanh", 1.0, 0.0)
-    assert critical.q_star == pytest.approx(0.0, abs=1e-6)
+    # exactly 0: the root search used to stop at q ≈ 1e-16, where the map's gap to the diagonal
+    # (−2q²) rounds to zero, and the page showed q* = 8.87e-17
+    assert critical.q_star == 0.0 and fixed_points("tanh", 1.0, 0.0) == 0.0
     assert critical.chi1 == pytest.approx(1.0, abs=1e-6)
     assert (critical.phase, critical.depth_scale) == ("critical", None)
     ordered = mean_field("tanh", 0.8, 0.0)
