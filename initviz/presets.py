@@ -48,9 +48,11 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset(
         "pytorch_default", "PyTorch's default nn.Linear init in a deep ReLU stack",
         "nn.Linear initializes itself with kaiming_uniform(a=√5) = U(±1/√fan_in): variance "
-        "1/(3·fan_in), a third of what ReLU needs. Each layer scales E[x²] by 1/6, so a 20-layer "
-        "stack shrinks the signal by 6²⁰ ≈ 4·10¹⁵ in variance. (torch.nn.Linear.reset_parameters; "
-        "He et al. 2015.)",
+        "1/(3·fan_in), a third of what ReLU needs, so each layer scales E[x²] by 1/6. Its bias, "
+        "also U(±1/√fan_in), puts a floor under the forward signal: the activations settle at a "
+        "std of about 0.02 within five layers. The gradients have no such floor: they shrink by "
+        "6 per layer in variance, 6¹⁹ ≈ 6·10¹⁴ from layer 20 back to layer 1, a std of 4·10⁻⁸. "
+        "(torch.nn.Linear.reset_parameters; He et al. 2015.)",
         {"width": 256, "depth": 20, "activation": "relu", "scheme": "pytorch_default",
          "compare": ["pytorch_default", "kaiming_uniform"], "bias": "pytorch_default",
          "norm": "none"},
