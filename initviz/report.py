@@ -49,6 +49,16 @@ def _g(value: float) -> str:
     return f"{value:.2g}" if 1e-3 <= abs(value) < 1e4 else f"{value:.1e}"
 
 
+def _span(low: float, high: float) -> str:
+    """"between low and high" with as few significant digits (2-4) as tell them apart."""
+    for digits in (2, 3, 4):
+        if f"{low:.{digits}g}" != f"{high:.{digits}g}":
+            if digits == 2:
+                return f"between {_g(low)} and {_g(high)}"
+            return f"between {low:.{digits}g} and {high:.{digits}g}"
+    return f"at {_g(low)}"
+
+
 def _last_finite(series: pd.Series) -> tuple[int, float] | None:
     finite = series.dropna()
     if finite.empty:
@@ -108,9 +118,9 @@ def verdict(profile: Profile) -> Verdict:
             kind, headline = "exploding", f"Exploding gradients: {trend}."
     if kind == "healthy":
         stds = layers["act_std"]
-        headline = (f"Healthy: activation std stays between {_g(stds.min())} and "
-                    f"{_g(stds.max())} over {depth} layers, and gradient std between "
-                    f"{_g(layers['grad_std'].min())} and {_g(layers['grad_std'].max())}.")
+        grads = layers["grad_std"]
+        headline = (f"Healthy: activation std stays {_span(stds.min(), stds.max())} over "
+                    f"{depth} layers, and gradient std {_span(grads.min(), grads.max())}.")
 
     recommended = activation.recommended_scheme
     if spec.scheme in _FAMILIES.get(recommended, {recommended}):

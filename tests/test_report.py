@@ -5,7 +5,7 @@ import math
 import pytest
 
 from initviz import NetworkSpec, profile
-from initviz.report import (by_layer_frame, fractions_frame, verdict, weight_table,
+from initviz.report import (_span, by_layer_frame, fractions_frame, verdict, weight_table,
                             weight_theory)
 
 
@@ -36,6 +36,16 @@ def test_classic_configurations_get_their_textbook_verdict(activation, scheme, p
 def test_the_vanishing_headline_quotes_first_and_last_layer():
     result = _verdict("relu", "xavier_normal")
     assert "(layer 1)" in result.headline and "(layer 20)" in result.headline
+
+
+@pytest.mark.parametrize("low, high, text", [
+    (0.47, 0.84, "between 0.47 and 0.84"),
+    (0.9953, 1.0042, "between 0.995 and 1"),  # two digits wrote "between 1 and 1"
+    (0.99991, 0.99994, "at 1"),
+    (1e-5, 3e-5, "between 1.0e-05 and 3.0e-05"),
+])
+def test_a_healthy_range_is_written_with_the_digits_that_tell_its_ends_apart(low, high, text):
+    assert _span(low, high) == text
 
 
 def test_constant_weights_explain_the_symmetry():
