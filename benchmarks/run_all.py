@@ -52,7 +52,10 @@ BENCHMARKS: list[tuple[str, list[str], list[tuple[str, str]]]] = [
     ("memory", ["bench_memory.py"],
      [(f"profile peak memory / estimate, {corner}", rf"ratio peak / estimate, {corner}: {NUMBER}")
       for corner in ("widest", "deepest", "largest batch")]
-     + [("profile peak memory / budget, widest", rf"ratio peak / budget, widest: {NUMBER}")]),
+     + [("profile peak memory / budget, widest", rf"ratio peak / budget, widest: {NUMBER}")]
+     + [(f"{corner} race: peak memory / estimate",
+         rf"ratio peak / estimate, {corner}: {NUMBER}")
+        for corner in ("training adam", "training most runs", "training layernorm")]),
 ]
 TIMEOUT_S = 900
 
