@@ -28,10 +28,16 @@ OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "
 LAYER_AXIS = "layer (1 = first hidden layer)"
 HEIGHT = 260
 DIAMOND_SIZE = 320  # square pixels of the first scheme's point on the phase diagram
-# Axes of raw values: a constant layer (all zeros) is binned over ~1e-15 around its value, which
-# the default number format writes out as "0.000000000000…"; ".3~g" writes 5e-16, and 0.5 as 0.5.
-# The precision is explicit: left to the tick step, "~g" wrote both -0.12 and -0.1 as "-0.1".
-VALUE_AXIS = alt.Axis(format=".3~g")
+# Axes of values that may sit far from 1 or span decades. Vega's default format writes a constant
+# layer's range (~1e-15 around its value) as "0.000000000000…" and a log axis as 0.1, 0.00001,
+# 1e-7 and 10,000,000,000 side by side, and any "g" format picks its style like JavaScript's
+# toPrecision (0.00001 but 1e-7). So: plain below 1e4 and from 1e-3 up (0.5, -0.12), else
+# exponents (1e-5, 5e-16, 1e+10). The precision is explicit, as Vega's own precision follows the
+# tick step: "~g" wrote both -0.12 and -0.1 as "-0.1". A label that Vega leaves out (the minor
+# ticks of a log axis) stays out.
+VALUE_AXIS = alt.Axis(labelExpr=(
+    "datum.label === '' ? '' : datum.value === 0 || abs(datum.value) >= 1e-3 && "
+    "abs(datum.value) < 1e4 ? format(datum.value, '.3~g') : format(datum.value, '.2~e')"))
 
 
 Tables = Mapping[str, "pd.DataFrame | alt.NamedData"]
@@ -94,7 +100,7 @@ def _layer_x() -> alt.X:
 
 def _by_layer(tables: Tables, value_title: str, schemes: tuple[str, ...], log: bool, title: str,
               has_theory: bool) -> alt.LayerChart:
-    y = alt.Y("value:Q", title=value_title,
+    y = alt.Y("value:Q", title=value_title, axis=VALUE_AXIS,
               scale=alt.Scale(type="log") if log else alt.Scale(zero=False))
     color = alt.Color("scheme:N", scale=scheme_scale(schemes), title="scheme")
     dash = alt.StrokeDash("source:N", title="", scale=alt.Scale(
@@ -245,7 +251,7 @@ def _training_curves(tables: Tables, schemes: tuple[str, ...], metric: str, titl
     x = alt.X("step:Q", title="training step (mini-batches)",
               scale=alt.Scale(domain=[0, total_steps]) if total_steps else alt.Undefined)
     y_scale = alt.Scale(type="log") if log else alt.Scale(zero=False)
-    axis = alt.Axis(format="%") if metric == "val_acc" else alt.Undefined
+    axis = alt.Axis(format="%") if metric == "val_acc" else VALUE_AXIS
     # The band comes first, so the legend would take its 0.2 opacity: swatches too pale to read.
     color = alt.Color("scheme:N", scale=scheme_scale(schemes), title="scheme",
                       legend=alt.Legend(symbolOpacity=1))
