@@ -99,7 +99,7 @@ def _layer_x() -> alt.X:
 
 
 def _by_layer(tables: Tables, value_title: str, schemes: tuple[str, ...], log: bool, title: str,
-              has_theory: bool) -> alt.LayerChart:
+              subtitle: str | None, has_theory: bool) -> alt.LayerChart:
     y = alt.Y("value:Q", title=value_title, axis=VALUE_AXIS,
               scale=alt.Scale(type="log") if log else alt.Scale(zero=False))
     color = alt.Color("scheme:N", scale=scheme_scale(schemes), title="scheme")
@@ -111,7 +111,8 @@ def _by_layer(tables: Tables, value_title: str, schemes: tuple[str, ...], log: b
     base = alt.Chart().encode(x=_layer_x(), y=y, color=color, tooltip=tooltip)
     lines = base.mark_line().encode(strokeDash=dash, detail=alt.Detail("source:N"))
     points = base.transform_filter(alt.datum.source == "measured").mark_point(size=25, filled=True)
-    return alt.layer(lines, points, data=tables["data"], title=title, height=HEIGHT)
+    return alt.layer(lines, points, data=tables["data"], height=HEIGHT,
+                     title=alt.TitleParams(title, subtitle=subtitle) if subtitle else title)
 
 
 def by_layer(frame: pd.DataFrame, value_title: str, schemes: Sequence[str], *,
@@ -119,13 +120,22 @@ def by_layer(frame: pd.DataFrame, value_title: str, schemes: Sequence[str], *,
     """Per-layer lines, one colour per scheme: measured solid with points, theory dashed.
 
     ``frame`` columns: ``layer``, ``scheme``, ``source`` (``measured`` or ``theory``), ``value``.
-    Non-positive values are dropped on a log scale (a dead layer has std 0: the line stops there).
+    Non-positive values are dropped on a log scale (a dead layer has std 0: the line stops there),
+    and a subtitle names the schemes whose measured line lost layers that way.
     """
     data = frame.dropna(subset=["value"])
+    subtitle = None
     if log:
+        zero = data[(data["value"] <= 0) & (data["source"] == "measured")]
         data = data[data["value"] > 0]
+        if len(zero):
+            layers = frame[frame["source"] == "measured"].groupby("scheme")["layer"].size()
+            hidden = zero.groupby("scheme", sort=False)["layer"].size()
+            subtitle = "Not drawn, 0 on a log axis: " + "; ".join(
+                f"{scheme} at {count} of {layers[scheme]} layers"
+                for scheme, count in hidden.items())
     has_theory = bool((data["source"] == "theory").any())
-    return Figure(_by_layer, (value_title, tuple(schemes), log, title, has_theory),
+    return Figure(_by_layer, (value_title, tuple(schemes), log, title, subtitle, has_theory),
                   {"data": data})
 
 

@@ -57,6 +57,19 @@ def test_by_layer_drops_values_a_log_axis_cannot_show():
     assert "data" in figure.vega_lite()  # shared by the layers, so held at the top
 
 
+def test_by_layer_names_the_lines_a_log_axis_left_out():
+    # all-zeros weights: std 0 at every layer, so that scheme's line is not drawn at all
+    frame = pd.DataFrame({"layer": [1, 2, 3] * 2, "scheme": ["zeros"] * 3 + ["kaiming"] * 3,
+                          "source": "measured", "value": [0.0, 0.0, 0.0, 1.0, 0.0, 1.0]})
+    title = charts.by_layer(frame, "std", ["zeros", "kaiming"], title="t").to_dict()["title"]
+    assert title == {"text": "t", "subtitle": "Not drawn, 0 on a log axis: zeros at 3 of 3 "
+                                              "layers; kaiming at 1 of 3 layers"}
+    drawn = frame.assign(value=frame["value"] + 1)
+    assert charts.by_layer(drawn, "std", ["zeros", "kaiming"], title="t").to_dict()["title"] == "t"
+    linear = charts.by_layer(frame, "std", ["zeros", "kaiming"], log=False, title="t")
+    assert linear.to_dict()["title"] == "t"
+
+
 def test_weight_histogram_overlays_the_theoretical_density(profiles):
     prof = profiles["kaiming_normal"]
     spec = charts.weight_histogram(report.histogram_of(prof, "weight", 2),
