@@ -74,6 +74,9 @@ _ELU_SATURATED_BELOW = math.log(SATURATION_MARGIN)  # exp(z) − 1 < −0.97
 
 _RELU_FAMILY_WHY = ("ReLU zeroes half of its inputs, so each layer halves E[x²]; Kaiming's gain √2 "
                     "makes up for exactly that (He et al. 2015).")
+_RELU_LIKE_WHY = ("{label} is close to ReLU away from 0, and Kaiming's gain √2 is ReLU's (He et "
+                  "al. 2015), exact for ReLU alone: E[relu(z)²] = 0.5 for z ~ N(0, 1). For "
+                  "{label} E[φ(z)²] = {moment:.3g}, so the gain that keeps E[x²] is {gain:.3g}.")
 _SIGMOID_FAMILY_WHY = ("Near 0 the function is close to linear with a bounded slope; Xavier keeps "
                        "the variance of forward and backward signals near 1 there, away from "
                        "saturation (Glorot & Bengio 2010).")
@@ -108,20 +111,21 @@ def _build() -> dict[str, Activation]:
                    "variance 1 by itself, layer after layer (Klambauer et al. 2017).",
                    saturated_outside=(_ELU_SATURATED_BELOW, math.inf), self_normalizing=True),
         Activation("elu", "ELU", nn.ELU, torch.nn.functional.elu, 0.0, "second moment",
-                   "kaiming_normal", _RELU_FAMILY_WHY,
+                   "kaiming_normal", _RELU_LIKE_WHY,
                    saturated_outside=(_ELU_SATURATED_BELOW, math.inf)),
         Activation("gelu", "GELU", nn.GELU, torch.nn.functional.gelu, 0.0, "second moment",
-                   "kaiming_normal", _RELU_FAMILY_WHY, dead_at_or_below=0.0),
+                   "kaiming_normal", _RELU_LIKE_WHY, dead_at_or_below=0.0),
         Activation("silu", "SiLU (swish)", nn.SiLU, torch.nn.functional.silu, 0.0,
-                   "second moment", "kaiming_normal", _RELU_FAMILY_WHY, dead_at_or_below=0.0),
+                   "second moment", "kaiming_normal", _RELU_LIKE_WHY, dead_at_or_below=0.0),
         Activation("softplus", "Softplus", nn.Softplus, torch.nn.functional.softplus, 0.0,
-                   "second moment", "kaiming_normal", _RELU_FAMILY_WHY, dead_at_or_below=0.0),
+                   "second moment", "kaiming_normal", _RELU_LIKE_WHY, dead_at_or_below=0.0),
     ]
     table = {}
     for act in entries:
         updates = {}
         if act.gain_source == "second moment":
-            updates["gain"] = _second_moment_gain(act.fn)
+            gain = updates["gain"] = _second_moment_gain(act.fn)
+            updates["why"] = act.why.format(label=act.label, moment=gain**-2, gain=gain)
         if act.dead_at_or_below is not None and act.name != "relu":
             updates["dead_at_or_below"] = _dead_threshold(act.fn)
         table[act.name] = replace(act, **updates)

@@ -60,6 +60,17 @@ def test_second_moment_gain_gives_unit_second_moment_by_monte_carlo(name):
     assert float(squared.mean()) == pytest.approx(1.0, abs=Z * standard_error)
 
 
+@pytest.mark.parametrize("name", SECOND_MOMENT)
+def test_a_relu_like_activation_explains_kaiming_with_its_own_numbers(name):
+    # It used to give ReLU's reason ("ReLU zeroes half of its inputs") for GELU and the rest,
+    # where Kaiming's √2 is not exact: the reason now quotes the activation's own E[φ²] and gain.
+    act = get_activation(name)
+    assert act.recommended_scheme == "kaiming_normal"
+    assert act.why.startswith(act.label) and "ReLU zeroes half" not in act.why
+    assert f"E[φ(z)²] = {act.gain ** -2:.3g}" in act.why
+    assert f"the gain that keeps E[x²] is {act.gain:.3g}." in act.why
+
+
 def test_relus_torch_gain_also_keeps_the_second_moment():
     """He et al.: E[(√2 · relu z)²] = 1 exactly, so both definitions agree for ReLU."""
     z = torch.randn(MC_SAMPLES, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
