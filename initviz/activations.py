@@ -76,7 +76,8 @@ _RELU_FAMILY_WHY = ("ReLU zeroes half of its inputs, so each layer halves E[x²]
                     "makes up for exactly that (He et al. 2015).")
 _RELU_LIKE_WHY = ("{label} is close to ReLU away from 0, and Kaiming's gain √2 is ReLU's (He et "
                   "al. 2015), exact for ReLU alone: E[relu(z)²] = 0.5 for z ~ N(0, 1). For "
-                  "{label} E[φ(z)²] = {moment:.3g}, so the gain that keeps E[x²] is {gain:.3g}.")
+                  "{label} E[φ(z)²] = {moment:.3g}, so the gain that keeps E[x²] is {gain:.3g}: "
+                  "xavier_normal with gain {gain:.3g} gives it on square layers.")
 _SIGMOID_FAMILY_WHY = ("Near 0 the function is close to linear with a bounded slope; Xavier keeps "
                        "the variance of forward and backward signals near 1 there, away from "
                        "saturation (Glorot & Bengio 2010).")

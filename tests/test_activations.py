@@ -68,7 +68,8 @@ def test_a_relu_like_activation_explains_kaiming_with_its_own_numbers(name):
     assert act.recommended_scheme == "kaiming_normal"
     assert act.why.startswith(act.label) and "ReLU zeroes half" not in act.why
     assert f"E[φ(z)²] = {act.gain ** -2:.3g}" in act.why
-    assert f"the gain that keeps E[x²] is {act.gain:.3g}." in act.why
+    assert f"the gain that keeps E[x²] is {act.gain:.3g}:" in act.why
+    assert f"xavier_normal with gain {act.gain:.3g}" in act.why
 
 
 def test_relus_torch_gain_also_keeps_the_second_moment():
