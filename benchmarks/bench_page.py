@@ -22,7 +22,6 @@ Jacobian, the charts), so the ratio says what a rerun costs in units of the bare
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import platform
 import statistics
@@ -33,9 +32,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
-
 import initviz  # noqa: E402, F401  (before torch, as in the app: OpenMP's idle threads sleep)
 import streamlit as st  # noqa: E402
+import streamlit.logger  # noqa: E402
+from streamlit import config  # noqa: E402
 import torch  # noqa: E402
 from bench_profile import bare  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
@@ -47,10 +47,14 @@ APP = str(HERE.parent / "app.py")
 TIMEOUT = 600
 DEFAULT_WIDTH, DEFAULT_DEPTH, DEFAULT_BATCH = 256, 20, 256  # the page's default view
 
-
 # Streamlit warns on every cache call outside a server ("No runtime found", "missing
-# ScriptRunContext"): expected here, and it would bury the figures.
-logging.getLogger("streamlit").setLevel(logging.ERROR)
+# ScriptRunContext"): expected here, and it would bury the figures. Each of its loggers carries
+# its own level (the parent logger's does not reach them), and AppTest sets them all again from
+# the logger.level option on every run: so both are set.
+config.set_option("logger.level", "error")
+streamlit.logger.set_log_level("error")
+
+
 
 
 def _run(at: AppTest) -> float:
