@@ -533,9 +533,15 @@ class TrainingStream:
         # update, and one layer's change (counted as a whole copy). Before these counted Adam's
         # moments alone, two runs of width 2048 peaked at 1.12 times the estimate (measured).
         optimizer_copies = {"sgd": 0, "momentum": 1, "adam": 4}[spec.optimizer]
+        # Activations per unit that autograd keeps for the backward pass: what each layer's
+        # Linear, activation and norm save, plus the gradients in flight. Measured (bench_memory):
+        # about 1 with ReLU or tanh, 2 with GELU or SELU (they save the Linear's output too), 3
+        # with a layer norm. The probe's count of 4 (it also holds every gradient) stays for norms.
+        activation_copies = 3 if spec.network.norm == "none" else 4
         needed = estimate_bytes(spec.network, spec.batch, models=len(spec.runs),
                                 out_features=self.data.n_classes,
-                                parameter_copies=4 + optimizer_copies)
+                                parameter_copies=4 + optimizer_copies,
+                                activation_copies=activation_copies)
         # Validation runs without autograd: two activations per run alive at a time.
         widest = max(*spec.network.sizes, spec.network.input_dim, self.data.n_classes)
         needed += 4 * len(spec.runs) * len(self.data.y_val) * 2 * widest
