@@ -514,7 +514,7 @@ def training_view(spec: training.TrainSpec, schemes: list[str], shown: dict) -> 
     left.caption("‖ΔW‖ / ‖W‖ of the last update, mean over seeds; the last layer is the output "
                  "layer. Much below 1e-3 a layer barely learns; much above, it is being "
                  "overwritten (Karpathy, CS231n).")
-    final = training.final_frame(shown["records"])
+    final = training.final_frame(history)
     right.dataframe(final.assign(val_acc=_or_dash(final["val_acc"], "{:.1%}"),
                                  val_loss=_or_dash(final["val_loss"], "{:.3g}")).rename(
         columns={"val_acc": "final val. accuracy", "val_loss": "final val. loss"}),

@@ -55,8 +55,6 @@ config.set_option("logger.level", "error")
 streamlit.logger.set_log_level("error")
 
 
-
-
 def _run(at: AppTest) -> float:
     start = time.perf_counter()
     at.run()

@@ -322,11 +322,10 @@ def layer_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
         columns=_LAYER_COLUMNS)
 
 
-def final_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
-    """One row per scheme, from each run's last record: ``val_acc`` and ``val_loss``, the means
-    over the runs that did not diverge (NaN where every run did), ``diverged`` and ``runs``, how
-    many of its runs diverged and how many there were."""
-    history = history_frame(records)
+def final_frame(history: pd.DataFrame) -> pd.DataFrame:
+    """One row per scheme of a :func:`history_frame`, from each run's last record: ``val_acc``
+    and ``val_loss``, the means over the runs that did not diverge (NaN where every run did),
+    ``diverged`` and ``runs``, how many of its runs diverged and how many there were."""
     last = history.sort_values("step", kind="stable").groupby("run").tail(1)
     return last.groupby("scheme", sort=False).agg(
         val_acc=("val_acc", "mean"), val_loss=("val_loss", "mean"),

@@ -295,7 +295,7 @@ def test_the_final_table_leaves_out_what_a_diverged_run_measured_before_it_diver
                _record(2, "normal", 2, 0.2), _record(0, "kaiming_normal", 4, 0.9),
                _record(1, "kaiming_normal", 4, math.nan, diverged_at=3),
                _record(2, "normal", 4, math.nan, diverged_at=4)]
-    table = final_frame(records).set_index("scheme")
+    table = final_frame(history_frame(records)).set_index("scheme")
     assert list(table.index) == ["kaiming_normal", "normal"]
     assert table.loc["kaiming_normal", "val_acc"] == pytest.approx(0.9)
     assert table.loc["kaiming_normal", "val_loss"] == pytest.approx(0.1)
