@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from dataclasses import replace
 from functools import partial
 
@@ -18,7 +17,6 @@ import streamlit as st
 
 from initviz import charts, jacobian, probe, report, training
 from initviz.activations import ACTIVATIONS
-from initviz.cache import LRU, MemoryLedger
 from initviz.codegen import pytorch_code
 from initviz.datasets import DATASETS
 from initviz.devices import DEVICE_CHOICES, limit_threads, resolve_device
@@ -27,6 +25,7 @@ from initviz.jacobian import JacobianSpectrum
 from initviz.network import MAX_INPUT_DIM, NORMS, NetworkSpec
 from initviz.presets import PRESETS
 from initviz.probe import Profile
+from initviz.race import RaceView, TrainingJob, server_board
 from initviz.schemes import BIAS_SCHEMES, SCHEMES, Param
 from initviz.theory import MeanField, PhaseDiagram, phase_map
 
@@ -40,7 +39,6 @@ DEFAULTS = {
     "dataset": "digits", "optimizer": "sgd", "lr": 0.05, "steps": 200, "seeds": 2,
 }
 TRAIN_REDRAW_SECONDS = 0.5  # the live curve redraws at least twice a second
-TRAIN_SLICE_SECONDS = 0.3   # compute per redraw, so the page stays responsive
 CURVE_POINTS = 40           # evaluation steps per training run
 PHASE_GRID_SIDE = 50        # 2,500 cells: a smooth map that the browser still draws at once
 BOUND = {"bind": "query-params"}
@@ -364,12 +362,6 @@ def signal_section(profiles: dict[str, Profile], schemes: list[str]) -> None:
                  f"layer {main.first_nonfinite_layer}; layers from there on are not drawn.")
 
 
-@st.cache_resource
-def finished_trainings() -> LRU:
-    """Finished training results, shared by every session of this server, by their TrainSpec."""
-    return LRU(maxsize=32)
-
-
 def train_spec(specs: dict[str, NetworkSpec], device: str, problems: list[str]
                ) -> training.TrainSpec | None:
     state = st.session_state
@@ -386,50 +378,14 @@ def train_spec(specs: dict[str, NetworkSpec], device: str, problems: list[str]
         return None
 
 
-@st.cache_resource
-def training_ledger() -> MemoryLedger:
-    """The memory all sessions' running trainings hold at once (they keep models between
-    redraws), so a room that presses Train together cannot exhaust the server."""
-    return MemoryLedger()
-
-
 def _start_training(spec: training.TrainSpec) -> None:
-    try:
-        stream = training.stream(spec)
-        release = training_ledger().reserve("this training run", stream.needed_bytes, stream)
-    except InitvizError as error:
-        st.session_state["train_job"] = {"spec": spec, "error": str(error)}
-        return
-    st.session_state["train_job"] = {
-        "spec": spec, "stream": iter(stream), "release": release, "device": stream.device,
-        "notice": stream.device_notice, "records": [], "step": 0, "seconds": 0.0,
-        "done": False, "stopped": False}
-
-
-def _end(job: dict, **outcome) -> None:
-    job["stream"].close()
-    job["release"]()
-    job.update(done=True, **outcome)
+    st.session_state["train_job"] = server_board().start(spec)
 
 
 def _stop_training() -> None:
-    job = st.session_state.get("train_job")
-    if job and not job.get("done", True):
-        _end(job, stopped=True)
-
-
-def _advance(job: dict) -> None:
-    """Train for one time slice; on the last checkpoint, publish the result to every session."""
-    started = time.perf_counter()
-    while not job["done"] and time.perf_counter() - started < TRAIN_SLICE_SECONDS:
-        checkpoint = next(job["stream"], None)
-        if checkpoint is None:
-            _end(job)
-            finished_trainings().put(job["spec"], {k: job[k] for k in (
-                "records", "device", "notice", "seconds", "step")})
-            break
-        job["records"].extend(checkpoint.records)
-        job["step"], job["seconds"] = checkpoint.step, checkpoint.seconds
+    job: TrainingJob | None = st.session_state.get("train_job")
+    if job is not None:
+        job.stop()  # safe at any moment: the race runs on the server's worker, not in this rerun
 
 
 def training_section(spec: training.TrainSpec | None, schemes: list[str]) -> None:
@@ -442,57 +398,48 @@ def training_section(spec: training.TrainSpec | None, schemes: list[str]) -> Non
                f"({info.description}; {info.n_classes} classes), {spec.optimizer}, lr "
                f"{spec.lr:g}, {spec.steps} steps of {spec.batch}. Every run sees the same "
                "batches in the same order; the band spans the seeds.")
-    job = st.session_state.get("train_job")
-    if job is not None and job["spec"] != spec:
-        _stop_training()
+    job: TrainingJob | None = st.session_state.get("train_job")
+    if job is not None and job.spec != spec:
+        job.stop()
+        del st.session_state["train_job"]
         job = None
-    cached = finished_trainings().get(spec)
-    running = job is not None and not job.get("done", True)
+    running = job is not None and job.running
     left, right, _ = st.columns([1, 1, 6])
     left.button("Train", type="primary", disabled=running, on_click=_start_training,
                 args=(spec,), key="train_button")
     right.button("Stop", disabled=not running, on_click=_stop_training, key="stop_button")
-    training_live(spec, schemes, cached)
+    training_live(spec, schemes, running)
 
 
-def _training_fragment_interval() -> float | None:
-    job = st.session_state.get("train_job")
-    return TRAIN_REDRAW_SECONDS if job is not None and not job.get("done", True) else None
-
-
-def training_live(spec: training.TrainSpec, schemes: list[str], cached: dict | None) -> None:
-    @st.fragment(run_every=_training_fragment_interval())
+def training_live(spec: training.TrainSpec, schemes: list[str], running: bool) -> None:
+    @st.fragment(run_every=TRAIN_REDRAW_SECONDS if running else None)
     def live() -> None:
-        job = st.session_state.get("train_job")
-        if job is not None and job["spec"] == spec and "error" in job:
-            st.error(job["error"])
-            return
-        mine = job is not None and job["spec"] == spec
-        shown = job if mine else cached
+        job: TrainingJob | None = st.session_state.get("train_job")
+        shown = job.view() if job is not None else server_board().finished(spec)
         if shown is None:
             st.info("Press **Train** to train every scheme on the same data, side by side.")
             return
+        if shown.error is not None:
+            st.error(shown.error)
+            return
         training_view(spec, schemes, shown)
-        # Train after drawing: the charts on screen stay current while the next slice runs.
-        if mine and not job["done"]:
-            _advance(job)
-            if job["done"]:
-                st.rerun()  # the whole page, to stop this fragment's timer and free the buttons
+        if running and not shown.running:
+            st.rerun()  # the whole page, to stop this fragment's timer and free the buttons
 
     live()
 
 
-def training_view(spec: training.TrainSpec, schemes: list[str], shown: dict) -> None:
-    if shown.get("notice"):
-        st.warning(shown["notice"])
-    status = ("stopped" if shown.get("stopped") else
-              "training" if not shown.get("done", True) else
-              "finished" if shown["step"] == spec.steps else
-              "ended early, every run diverged")
-    st.progress(shown["step"] / spec.steps,
-                text=f"{status}: step {shown['step']} of {spec.steps}, "
-                     f"{shown['seconds']:.1f} s on {shown['device']}")
-    history = training.history_frame(shown["records"])
+RACE_STATUS = {"training": "training", "finished": "finished", "stopped": "stopped",
+               "diverged": "ended early, every run diverged"}
+
+
+def training_view(spec: training.TrainSpec, schemes: list[str], shown: RaceView) -> None:
+    if shown.notice:
+        st.warning(shown.notice)
+    st.progress(shown.step / spec.steps,
+                text=f"{RACE_STATUS[shown.state]}: step {shown.step} of {spec.steps}, "
+                     f"{shown.seconds:.1f} s on {shown.device}")
+    history = training.history_frame(shown.records)
     if history.empty:
         return
     left, right = st.columns(2)
@@ -503,7 +450,7 @@ def training_view(spec: training.TrainSpec, schemes: list[str], shown: dict) -> 
         history, schemes, metric="val_acc", total_steps=spec.steps,
         title=f"Validation accuracy (chance: {1 / DATASETS[spec.dataset].n_classes:.0%})"),
         key="val_acc")
-    layers = training.layer_frame(shown["records"])
+    layers = training.layer_frame(shown.records)
     latest = layers[layers["step"] == layers["step"].max()]
     ratio = latest.groupby(["scheme", "layer"], as_index=False)["update_ratio"].mean()
     draw(where=left, figure=charts.by_layer(

@@ -89,4 +89,19 @@ class MemoryLedger:
             self._used -= nbytes
 
 
-__all__ = ["DEFAULT_SERVER_MEMORY", "LRU", "MemoryLedger", "server_memory_budget"]
+_server_ledger: MemoryLedger | None = None
+_server_ledger_lock = threading.Lock()
+
+
+def server_ledger() -> MemoryLedger:
+    """The one ledger of this process, created on first use. A module global, not a Streamlit
+    cache: any client may clear those, and a cleared ledger would forget what is held."""
+    global _server_ledger
+    with _server_ledger_lock:
+        if _server_ledger is None:
+            _server_ledger = MemoryLedger()
+        return _server_ledger
+
+
+__all__ = ["DEFAULT_SERVER_MEMORY", "LRU", "MemoryLedger", "server_ledger",
+           "server_memory_budget"]

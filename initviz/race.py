@@ -1,0 +1,294 @@
+"""Training races run by the server, shared by every session that asked for the same one.
+
+A page cannot train inside its own reruns: a Stop pressed while the live view is inside the
+training generator raced it ("generator already executing"), and a tab that stopped rerunning (a
+closed lid, a background tab) held its share of the server's memory forever. Here a race is
+owned by the server instead:
+
+* :class:`Race`: one :class:`~initviz.training.TrainSpec` trained to its end by a worker thread.
+  Only that thread touches the training stream; everyone else reads immutable snapshots
+  (:class:`RaceView`) published under a lock.
+* :class:`RaceBoard`: the process-wide registry. Identical specs in flight are trained once and
+  watched by every session that asked (single flight); finished races are kept (a bounded LRU)
+  and served again at once. Each watcher holds a *lease* that its page renews whenever it draws
+  the race; a race nobody watches any more (every watcher stopped, or let its lease run out) is
+  stopped between two steps and gives its memory back to the server's ledger.
+* :class:`TrainingJob`: one session's hold on one race, the only training state a page keeps.
+  ``stop()`` may be called from any thread at any moment, any number of times.
+
+Example::
+
+    board = RaceBoard(MemoryLedger())
+    job = board.start(TrainSpec(NetworkSpec.stack(32, 3), steps=40))
+    while job.view().running:
+        time.sleep(0.1)
+    print(job.view().state, job.view().step)
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from initviz import training
+from initviz.cache import LRU, MemoryLedger, server_ledger
+from initviz.errors import InitvizError
+from initviz.training import RunRecord, TrainSpec
+
+LEASE_SECONDS = 20.0
+"""A watcher that has not drawn its race for this long is gone (its tab closed or sleeps). The
+page renews its lease at every redraw, twice a second; browsers slow a background tab's timers to
+about once a second, well inside the lease."""
+STOP_WAIT_SECONDS = 5.0
+"""How long a stop waits for the worker to leave its current step and free its memory."""
+FINISHED_RACES = 32
+
+log = logging.getLogger(__name__)
+
+STATES = ("training", "finished", "diverged", "stopped", "failed", "refused")
+
+
+@dataclass(frozen=True)
+class RaceView:
+    """What a race looked like at one moment: safe to read from any thread.
+
+    ``state`` is one of :data:`STATES`: ``training`` while it runs; ``finished`` after its last
+    step; ``diverged`` when it ended early because every run diverged; ``stopped`` when the viewer
+    stopped it (or stopped watching it); ``failed`` when training raised (``error`` says why);
+    ``refused`` when it never started (``error``: too large, or the server is busy).
+    """
+
+    spec: TrainSpec
+    state: str
+    records: tuple[RunRecord, ...] = ()
+    step: int = 0
+    seconds: float = 0.0
+    device: str = ""
+    notice: str | None = None
+    error: str | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.state == "training"
+
+
+class Race:
+    """One spec trained by a worker thread; ``watch``/``unwatch`` tell it who still looks."""
+
+    def __init__(self, spec: TrainSpec, ledger: MemoryLedger, watcher: str,
+                 on_end: Callable[[Race], None], clock: Callable[[], float] = time.monotonic):
+        self._lock = threading.Lock()
+        self._clock = clock
+        self._watchers = {watcher: clock() + LEASE_SECONDS}  # token -> lease expiry
+        self._cancelled = False
+        self._on_end = on_end
+        self._stream = training.stream(spec, stop=self._abandoned)  # validates, checks memory
+        self._view = RaceView(spec=spec, state="training", device=self._stream.device,
+                              notice=self._stream.device_notice)
+        self._release = ledger.reserve("this training run", self._stream.needed_bytes, self)
+        self._thread = threading.Thread(target=self._run, name=f"initviz-race-{id(self):x}",
+                                        daemon=True)
+
+    @property
+    def spec(self) -> TrainSpec:
+        return self._view.spec
+
+    def view(self) -> RaceView:
+        with self._lock:
+            return self._view
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def watch(self, token: str) -> bool:
+        """Add or renew ``token``'s lease; False once the race ended or is stopping."""
+        with self._lock:
+            if self._view.state != "training" or self._no_watchers():
+                return False
+            self._watchers[token] = self._clock() + LEASE_SECONDS
+            return True
+
+    def unwatch(self, token: str) -> None:
+        """Drop ``token``; with nobody left, the race stops and this waits for its memory."""
+        with self._lock:
+            self._watchers.pop(token, None)
+            abandoned = self._no_watchers()
+        if abandoned and self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(STOP_WAIT_SECONDS)
+
+    def cancel(self) -> None:
+        """Stop whoever watches (the server shuts down) and wait for the worker to end."""
+        with self._lock:
+            self._cancelled = True
+        if self._thread.is_alive():
+            self._thread.join(STOP_WAIT_SECONDS)
+
+    def _no_watchers(self) -> bool:
+        """Drop the leases that ran out; True when none is left. Call with the lock held."""
+        now = self._clock()
+        for token in [t for t, expiry in self._watchers.items() if expiry <= now]:
+            del self._watchers[token]
+        return not self._watchers
+
+    def _abandoned(self) -> bool:
+        with self._lock:
+            return self._cancelled or self._no_watchers()
+
+    def _publish(self, **changes) -> None:
+        with self._lock:
+            self._view = replace(self._view, **changes)
+
+    def _run(self) -> None:
+        records: tuple[RunRecord, ...] = ()
+        try:
+            for checkpoint in self._stream:
+                records += checkpoint.records
+                self._publish(records=records, step=checkpoint.step, seconds=checkpoint.seconds)
+            view = self.view()
+            state = ("stopped" if self._stream.stopped else
+                     "finished" if view.step == view.spec.steps else "diverged")
+            self._publish(state=state)
+        except InitvizError as error:
+            self._publish(state="failed", error=str(error))
+        except Exception as error:  # a worker must always end its race and free its memory
+            log.exception("training race failed")
+            self._publish(state="failed", error=f"training failed ({type(error).__name__}); "
+                                                "try other settings")
+        finally:
+            self._stream = None  # the models and data go now, not when the race is forgotten
+            self._release()
+            self._on_end(self)
+
+
+class RaceBoard:
+    """The server's races: started once per spec, shared, leased, and kept when finished."""
+
+    def __init__(self, ledger: MemoryLedger, finished: int = FINISHED_RACES,
+                 clock: Callable[[], float] = time.monotonic):
+        self._ledger = ledger
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._running: dict[TrainSpec, Race] = {}
+        self._finished = LRU(finished)
+        self.started = 0
+        """How many races this board has started: single flight keeps it at one per spec."""
+
+    def start(self, spec: TrainSpec) -> TrainingJob:
+        """A job on ``spec``: a finished race, the race in flight, or a new one (or a refusal)."""
+        job = TrainingJob(self, spec)
+        return job._attach(self._join(spec, job.token))
+
+    def finished(self, spec: TrainSpec) -> RaceView | None:
+        """The finished race of ``spec``, if this server has one."""
+        return self._finished.get(spec)
+
+    def _join(self, spec: TrainSpec, token: str) -> Race | RaceView:
+        for _ in range(2):
+            with self._lock:
+                done = self._finished.get(spec)
+                if done is not None:
+                    return done
+                race = self._running.get(spec)
+                if race is None:
+                    try:
+                        race = Race(spec, self._ledger, token, self._ended, self._clock)
+                    except InitvizError as error:
+                        return RaceView(spec=spec, state="refused", error=str(error))
+                    self._running[spec] = race
+                    self.started += 1
+                    race.start()
+                    return race
+                if race.watch(token):
+                    return race
+            race.unwatch(token)  # it is stopping: wait for it to end, then start anew
+        return RaceView(spec=spec, state="refused",
+                        error="the same training is still stopping; press Train again")
+
+    def close(self) -> None:
+        """Stop every race in flight and wait for them: a worker thread still inside torch when
+        the interpreter exits aborts the process."""
+        with self._lock:
+            races = list(self._running.values())
+        for race in races:
+            race.cancel()
+
+    def _ended(self, race: Race) -> None:
+        view = race.view()
+        with self._lock:
+            if self._running.get(view.spec) is race:
+                del self._running[view.spec]
+            if view.state in ("finished", "diverged"):
+                self._finished.put(view.spec, view)
+
+
+class TrainingJob:
+    """One session's hold on a race: what its page shows, and its Stop button."""
+
+    def __init__(self, board: RaceBoard, spec: TrainSpec):
+        self.spec = spec
+        self.token = uuid.uuid4().hex
+        self._board = board
+        self._lock = threading.Lock()
+        self._race: Race | None = None
+        self._final: RaceView | None = None
+
+    def _attach(self, target: Race | RaceView) -> TrainingJob:
+        if isinstance(target, Race):
+            self._race = target
+        else:
+            self._final = target
+        return self
+
+    def view(self) -> RaceView:
+        """The race as this session sees it now; renews this session's lease while it runs."""
+        with self._lock:
+            if self._final is not None:
+                return self._final
+            race = self._race
+        view = race.view()
+        if view.running and not race.watch(self.token):
+            view = race.view()  # it ended between the two reads
+        if not view.running:
+            with self._lock:
+                if self._final is None:
+                    self._final = view
+                return self._final
+        return view
+
+    @property
+    def running(self) -> bool:
+        return self.view().running
+
+    def stop(self) -> None:
+        """Stop watching: the view stays where it was, marked stopped. Safe at any moment."""
+        with self._lock:
+            if self._final is not None:
+                return
+            race = self._race
+            view = race.view()
+            self._final = view if not view.running else replace(view, state="stopped")
+        race.unwatch(self.token)
+
+
+_board: RaceBoard | None = None
+_board_lock = threading.Lock()
+
+
+def server_board() -> RaceBoard:
+    """The process-wide board, on the server's memory ledger. Not in a Streamlit cache: a
+    client's ``clear_cache`` message must not forget the races that hold the server's memory."""
+    global _board
+    with _board_lock:
+        if _board is None:
+            _board = RaceBoard(server_ledger())
+            atexit.register(_board.close)
+        return _board
+
+
+__all__ = ["LEASE_SECONDS", "Race", "RaceBoard", "RaceView", "STATES", "TrainingJob",
+           "server_board"]
