@@ -397,7 +397,8 @@ def training_section(spec: training.TrainSpec | None, schemes: list[str]) -> Non
     st.caption(f"{len(spec.schemes)} schemes × {spec.seeds} seeds on **{spec.dataset}** "
                f"({info.description}; {info.n_classes} classes), {spec.optimizer}, lr "
                f"{spec.lr:g}, {spec.steps} steps of {spec.batch}. Every run sees the same "
-               "batches in the same order; the band spans the seeds.")
+               "batches in the same order; the band spans the seeds."
+               + _race_time(server_board().estimate(spec)))
     job: TrainingJob | None = st.session_state.get("train_job")
     if job is not None and job.spec != spec:
         job.stop()
@@ -429,6 +430,18 @@ def training_live(spec: training.TrainSpec, schemes: list[str], running: bool) -
     live()
 
 
+def _race_time(seconds: float | None) -> str:
+    if seconds is None:
+        return " The first race on this server also measures how fast it trains."
+    return f" It should take about {seconds:.0f} s here (fitted to this server's latest races)."
+
+
+def _time_left(shown: RaceView, steps: int) -> str:
+    if not shown.running or shown.step == 0:
+        return ""
+    return f", about {shown.seconds / shown.step * (steps - shown.step):.0f} s left"
+
+
 RACE_STATUS = {"training": "training", "finished": "finished", "stopped": "stopped",
                "diverged": "ended early, every run diverged"}
 
@@ -438,7 +451,7 @@ def training_view(spec: training.TrainSpec, schemes: list[str], shown: RaceView)
         st.warning(shown.notice)
     st.progress(shown.step / spec.steps,
                 text=f"{RACE_STATUS[shown.state]}: step {shown.step} of {spec.steps}, "
-                     f"{shown.seconds:.1f} s on {shown.device}")
+                     f"{shown.seconds:.1f} s on {shown.device}{_time_left(shown, spec.steps)}")
     history = training.history_frame(shown.records)
     if history.empty:
         return

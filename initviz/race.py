@@ -32,11 +32,16 @@ import logging
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+import numpy as np
+from scipy.optimize import nnls
+
 from initviz import training
 from initviz.cache import LRU, MemoryLedger, server_ledger
+from initviz.datasets import load_dataset
 from initviz.errors import InitvizError
 from initviz.training import RunRecord, TrainSpec
 
@@ -47,6 +52,8 @@ about once a second, well inside the lease."""
 STOP_WAIT_SECONDS = 5.0
 """How long a stop waits for the worker to leave its current step and free its memory."""
 FINISHED_RACES = 32
+TIMED_RACES = 16
+"""The time estimate is fitted to this many of the server's latest finished races."""
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +82,22 @@ class RaceView:
     @property
     def running(self) -> bool:
         return self.state == "training"
+
+
+def race_work(spec: TrainSpec) -> tuple[float, float]:
+    """What a race computes, as the two numbers its time is fitted on.
+
+    Returns:
+        ``(multiply_adds, layer_steps)``: the multiply-adds of every update (forward and two
+        backward products per weight, for every run) and evaluation, and the number of layer
+        calls, which costs the same whatever the width (dispatch, elementwise work).
+    """
+    data = load_dataset(spec.dataset, spec.seed)
+    evaluations = len(spec.eval_steps)
+    weights = spec.network.parameter_count(data.n_classes)
+    rows = 3 * spec.batch * spec.steps + len(data.y_val) * evaluations
+    layers = spec.network.depth + 1
+    return len(spec.runs) * weights * rows, layers * (spec.steps + evaluations)
 
 
 class Race:
@@ -175,6 +198,7 @@ class RaceBoard:
         self._lock = threading.Lock()
         self._running: dict[TrainSpec, Race] = {}
         self._finished = LRU(finished)
+        self._timings: deque[tuple[float, float, float]] = deque(maxlen=TIMED_RACES)
         self.started = 0
         """How many races this board has started: single flight keeps it at one per spec."""
 
@@ -182,6 +206,18 @@ class RaceBoard:
         """A job on ``spec``: a finished race, the race in flight, or a new one (or a refusal)."""
         job = TrainingJob(self, spec)
         return job._attach(self._join(spec, job.token))
+
+    def estimate(self, spec: TrainSpec) -> float | None:
+        """Seconds ``spec`` would take here, fitted (non-negative least squares on
+        :func:`race_work`) to this server's latest finished races; None before the first."""
+        with self._lock:
+            timings = list(self._timings)
+        if not timings:
+            return None
+        work = np.array([t[:2] for t in timings])
+        scale = work.max(axis=0)  # both columns near 1, so neither dominates the fit
+        rates, _ = nnls(work / scale, np.array([t[2] for t in timings]))
+        return float(np.dot(np.array(race_work(spec)) / scale, rates))
 
     def finished(self, spec: TrainSpec) -> RaceView | None:
         """The finished race of ``spec``, if this server has one."""
@@ -224,6 +260,8 @@ class RaceBoard:
                 del self._running[view.spec]
             if view.state in ("finished", "diverged"):
                 self._finished.put(view.spec, view)
+            if view.state == "finished":
+                self._timings.append((*race_work(view.spec), view.seconds))
 
 
 class TrainingJob:
@@ -291,4 +329,4 @@ def server_board() -> RaceBoard:
 
 
 __all__ = ["LEASE_SECONDS", "Race", "RaceBoard", "RaceView", "STATES", "TrainingJob",
-           "server_board"]
+           "race_work", "server_board"]

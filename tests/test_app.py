@@ -254,6 +254,9 @@ def test_a_finished_training_is_shared_by_its_spec():
     _train(at)
     again = _app(**SMALL_TRAINING)  # a new session, the same spec: no need to train
     assert _progress_text(again).startswith("finished")
+    # and the server, having timed a race, says how long one takes before it starts
+    longer = _app(**{**SMALL_TRAINING, "steps": "80"})
+    assert any("It should take about" in text for text in _texts(longer, "caption"))
 
 
 def test_stop_ends_training_between_steps():

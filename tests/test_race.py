@@ -4,6 +4,8 @@ import random
 import threading
 import time
 
+import pytest
+
 from initviz import race as race_module
 from initviz.cache import MemoryLedger
 from initviz.network import NetworkSpec
@@ -167,3 +169,18 @@ def test_a_spec_too_large_is_refused_with_the_number():
 
 def test_the_server_board_is_one_per_process():
     assert race_module.server_board() is race_module.server_board()
+
+
+def test_the_time_estimate_is_fitted_to_the_races_this_server_finished():
+    board = RaceBoard(MemoryLedger(budget=2**40))
+    assert board.estimate(spec(steps=100, seed=7)) is None  # nothing measured yet
+    for steps in (100, 300):
+        job = board.start(spec(steps=steps, seed=7))
+        wait_until(lambda: not job.running)
+    timed = {steps: board.finished(spec(steps=steps, seed=7)).seconds for steps in (100, 300)}
+    # the fit (time per multiply-add and per layer call, neither negative) meets both races
+    for steps, seconds in timed.items():
+        assert board.estimate(spec(steps=steps, seed=7)) == pytest.approx(seconds, rel=0.15)
+    # and a longer race of the same network takes longer, about in proportion
+    longer = board.estimate(spec(steps=600, seed=7))
+    assert 1.5 * timed[300] < longer < 2.5 * timed[300]
