@@ -174,10 +174,32 @@ def depth_scale(chi: float) -> float | None:
     return -1.0 / math.log(chi)
 
 
-def phase(chi: float) -> str:
+def phase(chi: float, homogeneous: bool = False, sigma_b2: float = 0.0) -> str:
+    """ordered / critical / chaotic by χ₁, the order-to-chaos transition (Poole et al. 2016).
+
+    A positively homogeneous φ (:func:`positively_homogeneous`) has no chaos to enter: above
+    critical the scale grows without bound ("growing") while correlations still rise to 1;
+    below it, without a bias to hold a fixed variance, only the scale shrinks ("shrinking").
+    """
     if abs(chi - 1.0) < 1e-6:
         return "critical"
+    if homogeneous and chi > 1.0:
+        return "growing"
+    if homogeneous and sigma_b2 == 0.0:
+        return "shrinking"
     return "ordered" if chi < 1.0 else "chaotic"
+
+
+@lru_cache(maxsize=None)
+def positively_homogeneous(activation: Activation) -> bool:
+    """Whether ``φ(a·u) = a·φ(u)`` for every ``a > 0`` (relu, leaky_relu, linear).
+
+    Then ``E[φ(√q z)²] = q·E[φ(z)²]``: σ_w² only multiplies the scale by the same factor at every
+    layer, and the correlation map does not depend on q or σ_w² at all. Checked on a grid.
+    """
+    u = torch.linspace(-20.0, 20.0, 401, dtype=torch.float64)
+    return all(torch.allclose(activation.fn(a * u), a * activation.fn(u), rtol=1e-12, atol=0.0)
+               for a in (1e-3, 0.5, 3.0, 1e3))
 
 
 @dataclass(frozen=True)
@@ -190,6 +212,9 @@ class MeanField:
     chi1: float
     depth_scale: float | None
     phase: str
+    scale_only: bool = False
+    """σ_b² = 0 and a positively homogeneous φ: σ_w² sets nothing but the scale, which every
+    layer multiplies by χ₁ (forward in variance, and backward), and no depth scale exists."""
 
     @property
     def trainable_depth(self) -> float | None:
@@ -206,7 +231,13 @@ def mean_field(activation: str | Activation, sigma_w2: float, sigma_b2: float,
     act = get_activation(activation) if isinstance(activation, str) else activation
     q_star = fixed_point(act, sigma_w2, sigma_b2, q_start)
     chi = chi1(act, sigma_w2, q_star)
-    return MeanField(sigma_w2, sigma_b2, q_star, chi, depth_scale(chi), phase(chi))
+    homogeneous = positively_homogeneous(act)
+    # ξ_c = −1/ln χ₁ is how fast correlations reach a fixed point c* = 1 held by a q* > 0; with
+    # a homogeneous φ and no bias q* is 0 (or every q) and correlations approach 1 polynomially
+    # whatever σ_w² is (He et al. 2015 train such a 22-layer ReLU net at χ₁ = 1/2).
+    scale_only = homogeneous and sigma_b2 == 0.0
+    return MeanField(sigma_w2, sigma_b2, q_star, chi, None if scale_only else depth_scale(chi),
+                     phase(chi, homogeneous, sigma_b2), scale_only)
 
 
 def theory_unavailable_reason(spec: NetworkSpec) -> str | None:
@@ -304,8 +335,8 @@ def _predict(act: Activation, sigmas: tuple[tuple[float, float], ...],
 __all__ = [
     "MeanField", "Prediction", "chi1", "depth_scale", "first_moment", "fixed_point",
     "layer_sigmas",
-    "length_map", "mean_field", "phase", "predict", "second_moment", "slope_moment",
-    "theory_unavailable_reason",
+    "length_map", "mean_field", "phase", "positively_homogeneous", "predict", "second_moment",
+    "slope_moment", "theory_unavailable_reason",
 ]
 
 
@@ -574,11 +605,73 @@ def _times(ratio: float) -> str:
     return f"{ratio:.0f}" if ratio >= 10 else f"{ratio:.1f}".removesuffix(".0")
 
 
+_SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
+
+
+def _near_one(value: float) -> str:
+    """``value`` with enough digits (3 to 8) not to read as 1 unless it is (leaky ReLU: 1.0001)."""
+    for digits in range(3, 9):
+        if float(f"{value:.{digits}g}") != 1.0 or value == 1.0:
+            break
+    return f"{value:.{digits}g}"
+
+
+def _power(base: float, exponent: int) -> str:
+    """``base^exponent`` written out and evaluated, as a power of 10 beyond float64's range."""
+    return f"{_near_one(base)}{str(exponent).translate(_SUPERSCRIPT)} = {_value(base, exponent)}"
+
+
+def _value(base: float, exponent: float) -> str:
+    log10 = exponent * math.log10(base)
+    if abs(log10) < 300:
+        return _near_one(base**exponent)
+    return f"10{str(round(log10)).translate(_SUPERSCRIPT)}"
+
+
+_FLOAT32_RANGE = (float(torch.finfo(torch.float32).tiny), float(torch.finfo(torch.float32).max))
+
+
+def _scale_only_sentence(act: Activation, summary: MeanField, depth: int) -> str:
+    """What holds for a positively homogeneous φ without bias, in place of a depth scale."""
+    chi = summary.chi1
+    if chi == 0.0:
+        return "σ_w² = 0: no signal passes even one layer."
+    keep = 1.0 / float(second_moment(act, 1.0))
+    one = torch.ones(1, dtype=torch.float64)
+    odd = bool(torch.allclose(act.fn(-one), -act.fn(one)))
+    shape = ("stay exactly as they are (the network is linear)" if odd else
+             "rise towards 1 only polynomially with depth, whatever σ_w² is")
+    sentence = (f"{act.name} with no bias is positively homogeneous (φ(a·u) = a·φ(u) for a > 0), "
+                f"so σ_w² = {summary.sigma_w2:.3g} sets only the scale: every layer multiplies the "
+                f"variance of the signal, and of the gradients going back, by χ₁ = σ_w²·E[φ(z)²] "
+                f"= {_near_one(chi)}")
+    if summary.phase == "critical":
+        sentence += ", which keeps it"
+    elif depth > 1:
+        sentence += (f", {_power(chi, depth - 1)} from layer 1 to layer {depth} "
+                     f"(std × {_value(math.sqrt(chi), depth - 1)})")
+        log_std = (depth - 1) * math.log10(chi) / 2
+        if log_std < math.log10(_FLOAT32_RANGE[0]):
+            sentence += ", below float32's smallest normal number (1.2e-38): the signal rounds to 0"
+        elif log_std > math.log10(_FLOAT32_RANGE[1]):
+            sentence += ", beyond float32's largest number (3.4e38): the signal overflows to inf"
+    sentence += (f". Correlations between inputs {shape}, so no depth scale ξ_c limits how deep "
+                 f"it trains")
+    if summary.phase == "critical":
+        return sentence + "."
+    if summary.phase == "shrinking":
+        sentence += " (He et al. 2015 train a 22-layer ReLU net at σ_w² = 1)"
+    return sentence + f". σ_w² = {keep:.5g} (χ₁ = 1) keeps the scale, as does a norm layer."
+
+
 def depth_reach(activation: str | Activation, summary: MeanField, depth: int) -> DepthReach:
     """Compare ``depth`` with the trainable depth 6 ξ_c, in numbers and in one sentence."""
     def reach(xi, trainable, ratio, sentence) -> DepthReach:
         return DepthReach(depth, summary.phase, xi, trainable, ratio, sentence)
 
+    if summary.scale_only:
+        return reach(None, None, None, _scale_only_sentence(_as_activation(activation), summary,
+                                                            depth))
     if summary.phase == "critical":
         return reach(None, None, None,
                      f"At the edge of chaos (χ₁ = {summary.chi1:.4g}) correlations decay slower "

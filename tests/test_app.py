@@ -120,11 +120,15 @@ def test_theory_places_the_network_on_the_phase_diagram_with_its_depth_reach(def
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["χ₁"] == "1" and metrics["depth scale ξ_c"] == "∞"  # Kaiming + ReLU: critical
     assert "At the edge of chaos" in _markdown(at)
-    ordered = _app(scheme="xavier_normal", depth="60")
+    # Xavier ReLU without bias only rescales (χ₁ = 1/2 per layer): no depth limit is claimed
+    scaled = _app(scheme="xavier_normal", depth="60")
+    _no_exception(scaled)
+    assert "sets only the scale" in _markdown(scaled)
+    assert "deeper than signals can travel" not in _markdown(scaled)
+    assert {m.label: m.value for m in scaled.metric}["χ₁"] == "0.5"
+    ordered = _app(preset="small_weights")  # tanh, σ_w² = 0.01: ξ_c = 0.22 against 10 layers
     _no_exception(ordered)
-    assert "This network is" in _markdown(ordered) and "deeper than signals can travel" in \
-        _markdown(ordered)
-    assert {m.label: m.value for m in ordered.metric}["χ₁"] == "0.5"
+    assert "deeper than signals can travel" in _markdown(ordered)
     # SELU with LeCun normal is slightly chaotic (χ₁ ≈ 1.07): its ξ_c comes from the correlation
     # fixed point c*, and the metric shows the same ξ_c as the sentence, not χ₁'s "∞"
     chaotic = _app(preset="selu")
