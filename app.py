@@ -563,9 +563,7 @@ def phase_view(diagram: PhaseDiagram, profiles: dict[str, Profile], schemes: lis
         width="stretch")
     outside = ", ".join(f"{row.scheme} (σ_w² = {row.sigma_w2:.3g}, σ_b² = {row.sigma_b2:.3g})"
                         for row in points[~in_view].itertuples())
-    st.caption("Blue: ordered (χ₁ < 1, signals and gradients fade); orange: chaotic (χ₁ > 1, "
-               "nearby inputs fly apart, gradients explode)."
-               + (f" Off the map: {outside}." if outside else ""))
+    st.caption(diagram.caption + (f" Off the map: {outside}." if outside else ""))
 
 
 def jacobian_view(specs: dict[str, NetworkSpec], seed: int, device: str,

@@ -631,15 +631,19 @@ def _value(base: float, exponent: float) -> str:
 _FLOAT32_RANGE = (float(torch.finfo(torch.float32).tiny), float(torch.finfo(torch.float32).max))
 
 
+def _linear(act: Activation) -> bool:
+    """A positively homogeneous φ that is also odd is the identity up to a factor."""
+    one = torch.ones(1, dtype=torch.float64)
+    return positively_homogeneous(act) and bool(torch.allclose(act.fn(-one), -act.fn(one)))
+
+
 def _scale_only_sentence(act: Activation, summary: MeanField, depth: int) -> str:
     """What holds for a positively homogeneous φ without bias, in place of a depth scale."""
     chi = summary.chi1
     if chi == 0.0:
         return "σ_w² = 0: no signal passes even one layer."
     keep = 1.0 / float(second_moment(act, 1.0))
-    one = torch.ones(1, dtype=torch.float64)
-    odd = bool(torch.allclose(act.fn(-one), -act.fn(one)))
-    shape = ("stay exactly as they are (the network is linear)" if odd else
+    shape = ("stay exactly as they are (the network is linear)" if _linear(act) else
              "rise towards 1 only polynomially with depth, whatever σ_w² is")
     sentence = (f"{act.name} with no bias is positively homogeneous (φ(a·u) = a·φ(u) for a > 0), "
                 f"so σ_w² = {summary.sigma_w2:.3g} sets only the scale: every layer multiplies the "
@@ -750,6 +754,31 @@ class PhaseDiagram:
         row = self.point.iloc[0]
         return bool(row.sigma_w2 <= self.grid.sigma_w2.max()
                     and row.sigma_b2 <= self.grid.sigma_b2.max())
+
+    @property
+    def caption(self) -> str:
+        """What the two colours of the map mean for this activation, read off its grid."""
+        act = get_activation(self.activation)
+        ordered = ("Blue: ordered (χ₁ < 1): with a bias, deep layers settle at one variance q* "
+                   "and forget how inputs differ; gradients fade.")
+        if positively_homogeneous(act):
+            kept = "stays as it is" if _linear(act) else "still rises to 1"
+            return (f"{ordered} Along the bottom edge (σ_b² = 0) only the scale shrinks, by χ₁ "
+                    f"per layer. Orange (χ₁ > 1) is not chaos for {act.name}: it is positively "
+                    f"homogeneous (φ(a·u) = a·φ(u) for a > 0), so a σ_w² above the black line "
+                    f"only makes the scale grow by about χ₁ per layer, without bound, while the "
+                    f"correlation of two inputs {kept}.")
+        chaotic = self.grid["chi1"] > 1.0
+        diverging = (chaotic & self.grid["q_star"].isna()).sum() / max(chaotic.sum(), 1)
+        explodes = (f"the variance grows without bound ({act.name} is close to linear for large "
+                    "inputs): the scale explodes, as for ReLU above σ_w² = 2")
+        if diverging == 1.0:
+            return f"{ordered} Orange (χ₁ > 1): everywhere on this map {explodes}."
+        text = (f"{ordered} Orange: chaotic (χ₁ > 1): nearby inputs fly apart layer by layer, "
+                "and gradients explode.")
+        if diverging > 0.0:
+            text += f" In {diverging:.0%} of the orange area, though, {explodes}."
+        return text
 
     def to_json_dict(self) -> dict:
         """The ``theory --json`` document (DESIGN.md); ``depth_scale`` is null unless ordered."""

@@ -302,3 +302,29 @@ def test_the_map_from_a_summary_is_the_diagram_of_every_network_with_that_summar
         assert alone.reach == shared.reach
     with pytest.raises(InvalidSpec, match="grid"):
         T.phase_map("relu", None, 12, n=1)
+
+
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "linear"])
+def test_the_caption_of_a_homogeneous_activation_says_orange_is_growth_not_chaos(activation):
+    diagram = T.phase_map(activation, None, 10, n=24)
+    grid = diagram.grid
+    # what the caption says, on the map's own numbers: above χ₁ = 1 the variance diverges
+    assert grid.loc[grid.chi1 > 1 + 1e-6, "q_star"].isna().all()
+    assert "fly apart" not in diagram.caption and "is not chaos" in diagram.caption
+    assert ("stays as it is" in diagram.caption) == (activation == "linear")
+
+
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid", "selu", "gelu"])
+def test_the_caption_of_other_activations_matches_where_the_variance_diverges(activation):
+    diagram = T.phase_map(activation, None, 10, n=24)
+    grid = diagram.grid
+    chaotic = grid.chi1 > 1
+    share = (chaotic & grid.q_star.isna()).sum() / chaotic.sum()
+    caption = diagram.caption
+    if share == 0:  # bounded φ: a finite q* everywhere, true chaos
+        assert "fly apart" in caption and "without bound" not in caption
+    elif share == 1:
+        assert "fly apart" not in caption and "everywhere on this map" in caption
+    else:
+        assert "fly apart" in caption and f"In {share:.0%} of the orange area" in caption
+    assert activation not in ("tanh", "sigmoid") or share == 0
