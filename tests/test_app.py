@@ -102,7 +102,7 @@ def test_every_preset_sets_its_controls_and_tells_its_story(name):
 
 @pytest.mark.parametrize("name,words", [
     ("he2015", "Healthy"), ("pytorch_default", "Vanishing"), ("zeros", "Dead units"),
-    ("large_weights", "Saturated"), ("selu", "Healthy"),
+    ("large_weights", "Exploding gradients"), ("selu", "Healthy"),
 ])
 def test_a_preset_link_opens_that_view(name, words):
     at = _app(preset=name)
