@@ -119,13 +119,19 @@ def test_theory_places_the_network_on_the_phase_diagram_with_its_depth_reach(def
     at = default_page
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["χ₁"] == "1" and metrics["depth scale ξ_c"] == "∞"  # Kaiming + ReLU: critical
-    assert "At the edge of chaos" in _markdown(at)
+    # two values, not "σ_w² · σ_b² = 2 · 0", which read as a product; each term explained
+    assert (metrics["σ_w²"], metrics["σ_b²"]) == ("2", "0")
+    assert all(m.help for m in at.metric if m.label in {"σ_w²", "σ_b²", "fixed point q*", "χ₁",
+                                                       "depth scale ξ_c"})
+    assert any(c.startswith("Mean field: the theory of very wide") for c in _texts(at, "caption"))
+    assert "sets only the scale" in _markdown(at) and "which keeps it" in _markdown(at)
     # Xavier ReLU without bias only rescales (χ₁ = 1/2 per layer): no depth limit is claimed
     scaled = _app(scheme="xavier_normal", depth="60")
     _no_exception(scaled)
     assert "sets only the scale" in _markdown(scaled)
     assert "deeper than signals can travel" not in _markdown(scaled)
-    assert {m.label: m.value for m in scaled.metric}["χ₁"] == "0.5"
+    metrics = {m.label: m.value for m in scaled.metric}
+    assert metrics["χ₁"] == "0.5" and metrics["depth scale ξ_c"] == "none: scale only"
     ordered = _app(preset="small_weights")  # tanh, σ_w² = 0.01: ξ_c = 0.22 against 10 layers
     _no_exception(ordered)
     assert "deeper than signals can travel" in _markdown(ordered)
