@@ -100,6 +100,11 @@ def verdict(profile: Profile) -> Verdict:
                     f"{activation.name} (pre-activation outside [{low:.2f}, {high:.2f}]), where "
                     f"its slope is nearly 0.")
         kind = "saturated"
+        if grad_out > 0 and grad_in / grad_out > SIGNAL_FACTOR:
+            # weights large enough to saturate most units multiply the gradient through the rest
+            headline += (f" The gradients still grow going backward, from {_g(grad_out)} (layer "
+                         f"{depth}) to {_g(grad_in)} (layer 1): the weights are large enough that "
+                         f"the units left on the slope amplify them.")
     elif act_last is not None and act_first > 0:
         ratio = act_last[1] / act_first
         trend = (f"activation std {'falls' if ratio < 1 else 'grows'} from {_g(act_first)} "

@@ -37,6 +37,15 @@ def test_classic_configurations_get_their_textbook_verdict(activation, scheme, p
     assert words in result.headline
 
 
+def test_a_saturated_net_whose_gradients_grow_says_so():
+    # tanh with N(0, 1) weights on 256 units (σ_w² = 256): most units sit on a flat tail, and
+    # "slope nearly 0" alone suggested vanishing gradients, while they grow layer after layer
+    result = _verdict("tanh", "normal", {"std": 1.0}, depth=10)
+    assert result.kind == "saturated"
+    assert "The gradients still grow going backward, from 1 (layer 10) to" in result.headline
+    assert "gradients still grow" not in _verdict("tanh", "xavier_normal", depth=10).headline
+
+
 def test_the_vanishing_headline_quotes_first_and_last_layer():
     result = _verdict("relu", "xavier_normal")
     assert "(layer 1)" in result.headline and "(layer 20)" in result.headline
