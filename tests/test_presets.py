@@ -1,15 +1,16 @@
 """Every preset is a valid configuration of the page's controls and tells its story."""
 
+import json
 import math
 
 import numpy as np
 import pytest
-
 from scipy import stats
 
 from initviz import NetworkSpec, SCHEMES, profile
 from initviz import theory as T
 from initviz.activations import get_activation
+from initviz.cli import main
 from initviz.presets import PRESETS
 from initviz.report import verdict
 
@@ -185,3 +186,17 @@ def test_selu_story_numbers():
     layers = profile(kaiming, batch=256).layers
     assert layers["act_std"].iloc[-1] == pytest.approx(34, rel=0.1)
     assert layers["grad_std"].iloc[0] / layers["grad_std"].iloc[-1] == pytest.approx(150, rel=0.1)
+
+
+def test_selu_kaiming_run_blows_up_as_soon_as_it_trains(capsys):
+    # the story's last claim, at the preset's own learning rate: LeCun's loss falls within 10
+    # steps, Kaiming's (initial loss ~50) diverges
+    values = PRESETS["selu"].values
+    assert main(["train", "--activation", "selu", "--width", "256", "--depth", "50",
+                 "--schemes", "lecun_normal,kaiming_normal", "--dataset", values["dataset"],
+                 "--optimizer", values["optimizer"], "--lr", str(values["lr"]), "--steps", "10",
+                 "--seeds", "1", "--json"]) == 0
+    runs = {run["scheme"]: run for run in json.loads(capsys.readouterr().out)["runs"]}
+    lecun = runs["lecun_normal"]["history"]
+    assert not runs["lecun_normal"]["diverged"] and lecun[-1]["train_loss"] < lecun[0]["train_loss"]
+    assert runs["kaiming_normal"]["diverged"]
