@@ -13,7 +13,9 @@ starting from ``q^1 = σ_{w,1}² · E[x²] + σ_{b,1}²`` for the input ``x``. I
 decide the phase: χ₁ < 1 ordered (correlations converge to 1, gradients vanish), χ₁ > 1 chaotic
 (gradients explode). Correlations approach their fixed point as ``exp(−l/ξ_c)`` with the depth
 scale ``ξ_c = −1/ln χ₁`` on the ordered side (Schoenholz et al. 2017, eq. 9), and networks train
-only up to a depth of about 6ξ_c. Backwards, the variance of ``dL/dh`` is multiplied per layer by
+only up to a depth of about 6ξ_c. A positively homogeneous φ (relu, leaky_relu, linear) without
+bias is the exception: there σ_w² only rescales every layer by χ₁ and the correlation map does
+not depend on it, so there is no depth scale (and above χ₁ = 1 no chaos, only growth). Backwards, the variance of ``dL/dh`` is multiplied per layer by
 ``σ_w² · (fan_out/fan_in) · E[φ'(√q z)²]`` (Schoenholz et al. 2017, eq. 12).
 
 Expectations over ``z`` use composite Gauss–Legendre quadrature against the Gaussian density on
