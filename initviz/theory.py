@@ -15,7 +15,8 @@ decide the phase: χ₁ < 1 ordered (correlations converge to 1, gradients vanis
 scale ``ξ_c = −1/ln χ₁`` on the ordered side (Schoenholz et al. 2017, eq. 9), and networks train
 only up to a depth of about 6ξ_c. A positively homogeneous φ (relu, leaky_relu, linear) without
 bias is the exception: there σ_w² only rescales every layer by χ₁ and the correlation map does
-not depend on it, so there is no depth scale (and above χ₁ = 1 no chaos, only growth). Backwards, the variance of ``dL/dh`` is multiplied per layer by
+not depend on it, so there is no depth scale (and above χ₁ = 1 no chaos, only growth).
+Backwards, the variance of ``dL/dh`` is multiplied per layer by
 ``σ_w² · (fan_out/fan_in) · E[φ'(√q z)²]`` (Schoenholz et al. 2017, eq. 12).
 
 Expectations over ``z`` use composite Gauss–Legendre quadrature against the Gaussian density on
@@ -651,6 +652,7 @@ def _scale_only_sentence(act: Activation, summary: MeanField, depth: int) -> str
                 f"so σ_w² = {summary.sigma_w2:.3g} sets only the scale: every layer multiplies the "
                 f"variance of the signal, and of the gradients going back, by χ₁ = σ_w²·E[φ(z)²] "
                 f"= {_near_one(chi)}")
+    limit = "no depth scale ξ_c limits how deep it trains"
     if summary.phase == "critical":
         sentence += ", which keeps it"
     elif depth > 1:
@@ -659,10 +661,11 @@ def _scale_only_sentence(act: Activation, summary: MeanField, depth: int) -> str
         log_std = (depth - 1) * math.log10(chi) / 2
         if log_std < math.log10(_FLOAT32_RANGE[0]):
             sentence += ", below float32's smallest normal number (1.2e-38): the signal rounds to 0"
+            limit = "float32's range, not a depth scale ξ_c, limits how deep it trains"
         elif log_std > math.log10(_FLOAT32_RANGE[1]):
             sentence += ", beyond float32's largest number (3.4e38): the signal overflows to inf"
-    sentence += (f". Correlations between inputs {shape}, so no depth scale ξ_c limits how deep "
-                 f"it trains")
+            limit = "float32's range, not a depth scale ξ_c, limits how deep it trains"
+    sentence += f". Correlations between inputs {shape}, so {limit}"
     if summary.phase == "critical":
         return sentence + "."
     if summary.phase == "shrinking":
@@ -783,7 +786,8 @@ class PhaseDiagram:
         return text
 
     def to_json_dict(self) -> dict:
-        """The ``theory --json`` document (DESIGN.md); ``depth_scale`` is null unless ordered."""
+        """The ``theory --json`` document (DESIGN.md); ``depth_scale`` is null unless ordered, and
+        for a positively homogeneous activation without bias."""
         summary, reach = self.summary, self.reach
         return {
             "activation": self.activation,

@@ -240,6 +240,7 @@ def test_a_zero_bias_relu_net_off_critical_is_told_its_scale_not_a_depth_limit()
     assert "2⁴ = 16" in linear and "stay exactly as they are" in linear
     tiny = T.depth_reach("relu", T.mean_field("relu", 0.01, 0.0), 400).sentence
     assert "0.005³⁹⁹ = 10⁻⁹¹⁸" in tiny and "rounds to 0" in tiny
+    assert "float32's range, not a depth scale ξ_c, limits how deep it trains" in tiny
 
 
 def test_the_scale_the_zero_bias_relu_sentence_quotes_is_the_measured_one():
