@@ -96,7 +96,9 @@ def test_every_number_a_recommendation_quotes_is_the_mean_field_one():
     q = T.mean_field("sigmoid", critical, 0.0).q_star
     limit = get_activation("sigmoid").saturated_outside[1]
     assert f"{2 * stats.norm.sf(limit / math.sqrt(q)):.0%} of the units" in why["sigmoid"]
-    # tanh and ReLU at their schemes are critical; leaky ReLU within 0.01%; SELU at 1.07
+    # tanh, ReLU and linear (orthogonal, gain 1) at their schemes are critical; leaky ReLU
+    # within 0.01%; SELU at 1.07
+    assert T.mean_field("linear", 1.0, 0.0).phase == "critical"
     assert T.mean_field("tanh", 1.0, 0.0).phase == "critical"
     assert T.mean_field("relu", 2.0, 0.0).phase == "critical"
     assert T.mean_field("leaky_relu", 2.0, 0.0).chi1 == pytest.approx(1.0001, abs=1e-6)
