@@ -489,21 +489,36 @@ def _or_dash(values: pd.Series, template: str) -> pd.Series:
 
 
 def _mean_field_metrics(theory, reach) -> None:
-    cols = st.columns(4)
-    cols[0].metric("σ_w² · σ_b²", f"{theory.sigma_w2:.3g} · {theory.sigma_b2:.3g}",
-                   help="σ_w² = fan_in · Var(W) and σ_b² = Var(b), from the scheme and the bias")
-    cols[1].metric("fixed point q*", "diverges" if theory.q_star is None else
-                   f"{theory.q_star:.3g}", help="the pre-activation variance deep layers settle at")
-    cols[2].metric("χ₁", f"{theory.chi1:.3g}", help="σ_w² E[φ'(√q* z)²]: < 1 ordered "
-                   "(gradients vanish), > 1 chaotic (gradients explode)")
+    cols = st.columns(5)
+    cols[0].metric("σ_w²", f"{theory.sigma_w2:.3g}",
+                   help="Weight scale: fan_in · Var(W), from the scheme. Each layer multiplies "
+                        "the variance of what enters it by about this much, before the "
+                        "activation.")
+    cols[1].metric("σ_b²", f"{theory.sigma_b2:.3g}",
+                   help="Bias variance Var(b), from the bias scheme: what every layer adds to "
+                        "the variance of its pre-activations.")
+    cols[2].metric("fixed point q*", "diverges" if theory.q_star is None else
+                   f"{theory.q_star:.3g}",
+                   help="The variance that deep layers' pre-activations settle at (0: the "
+                        "signal dies out; diverges: it grows without bound).")
+    cols[3].metric("χ₁", f"{theory.chi1:.3g}",
+                   help="How much each layer multiplies a small change of its input, and a "
+                        "gradient going back, in variance: σ_w² E[φ'(√q* z)²]. Below 1 they "
+                        "fade (ordered), above 1 they grow (chaotic), at 1 they keep their size "
+                        "(critical).")
     # the ξ_c of the sentence below the metrics: on the chaotic side it comes from c*, not χ₁
     xi = reach.depth_scale
-    cols[3].metric("depth scale ξ_c", f"{xi:.3g} layers" if xi is not None else
-                   "∞" if theory.phase == "critical" else "none",
-                   help="Ordered phase: −1/ln χ₁, over which correlations between inputs fade. "
-                        "Chaotic phase: −1/ln χ_c, the slope of the correlation map at its fixed "
-                        "point c* < 1, over which nearby inputs come apart. About 6 ξ_c layers "
-                        "can be trained (Schoenholz et al. 2017).")
+    cols[4].metric("depth scale ξ_c", f"{xi:.3g} layers" if xi is not None else
+                   "∞" if theory.phase == "critical" else
+                   "none: scale only" if theory.scale_only else "none",
+                   help="How many layers it takes the network to forget how two inputs "
+                        "differed (ordered: −1/ln χ₁) or how alike they were (chaotic: −1/ln χ_c "
+                        "at the correlation's fixed point c* < 1). Schoenholz et al. 2017 train "
+                        "nets up to about 6 ξ_c deep. None where only the scale changes.")
+    st.caption("Mean field: the theory of very wide random networks, where each layer's "
+               "pre-activations are Gaussian, so two numbers per layer (σ_w², σ_b²) predict the "
+               "whole stack. Ordered: deep layers map every input alike and gradients fade; "
+               "chaotic: nearby inputs are pulled apart and gradients grow.")
 
 
 def _phase_points(profiles: dict[str, Profile]) -> pd.DataFrame:
@@ -523,9 +538,7 @@ def phase_view(diagram: PhaseDiagram, profiles: dict[str, Profile], schemes: lis
         width="stretch")
     outside = ", ".join(f"{row.scheme} (σ_w² = {row.sigma_w2:.3g}, σ_b² = {row.sigma_b2:.3g})"
                         for row in points[~in_view].itertuples())
-    st.caption("Blue: ordered (χ₁ < 1, signals and gradients fade); orange: chaotic (χ₁ > 1, "
-               "nearby inputs fly apart, gradients explode)."
-               + (f" Off the map: {outside}." if outside else ""))
+    st.caption(diagram.caption + (f" Off the map: {outside}." if outside else ""))
 
 
 def jacobian_view(specs: dict[str, NetworkSpec], seed: int, device: str,

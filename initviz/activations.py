@@ -53,6 +53,10 @@ class Activation:
     saturated_outside: tuple[float, float] | None = None
     dead_at_or_below: float | None = None
     self_normalizing: bool = False
+    recommended_params: tuple[tuple[str, float], ...] = ()
+    instead: str | None = None
+    """An activation to use in its place, where no initialization makes a deep stack of this one
+    trainable (sigmoid)."""
 
 
 def _second_moment_gain(fn: Callable[[torch.Tensor], torch.Tensor]) -> float:
@@ -72,17 +76,27 @@ def _dead_threshold(fn: Callable[[torch.Tensor], torch.Tensor]) -> float:
 
 _ELU_SATURATED_BELOW = math.log(SATURATION_MARGIN)  # exp(z) − 1 < −0.97
 
-_RELU_FAMILY_WHY = ("ReLU zeroes half of its inputs, so each layer halves E[x²]; Kaiming's gain √2 "
-                    "makes up for exactly that (He et al. 2015).")
-_RELU_LIKE_WHY = ("{label} is close to ReLU away from 0, and Kaiming's gain √2 is ReLU's (He et "
-                  "al. 2015), exact for ReLU alone: E[relu(z)²] = 0.5 for z ~ N(0, 1). For "
-                  "{label} E[φ(z)²] = {moment:.3g}, so the gain that keeps E[x²] is {gain:.3g}: "
-                  "xavier_normal with gain {gain:.3g} gives it on square layers.")
-_SIGMOID_FAMILY_WHY = ("Near 0 the function is close to linear with a bounded slope; Xavier keeps "
-                       "the variance of forward and backward signals near 1 there, away from "
-                       "saturation (Glorot & Bengio 2010).")
-
-
+_RELU_WHY = ("ReLU zeroes half of its inputs, so each layer halves E[x²]; Kaiming's gain √2 "
+             "makes up for exactly that (He et al. 2015).")
+_LEAKY_RELU_WHY = ("Leaky ReLU keeps 1% of its negative inputs, so E[φ(z)²] = (1 + 0.01²)/2 and "
+                   "Kaiming's gain √2, ReLU's, keeps E[x²] to within 0.01%; kaiming_normal with "
+                   "a = 0.01 makes it exact (He et al. 2015).")
+_SMOOTH_RECTIFIER_WHY = (
+    "{label} is close to ReLU away from 0 but not at it: E[φ(z)²] = {moment:.3g} for z ~ N(0, 1), "
+    "so the gain that keeps E[x²] at 1 is {gain:.3g}, not Kaiming's √2, which lets the signal "
+    "{kaiming}. xavier_normal with gain {gain:.3g} gives it on square layers{drift}.")
+_UNSTABLE = ("; that fixed point is unstable for {label} (a larger variance grows, a smaller one "
+             "fades), so over many layers the signal still drifts off, which a norm layer stops")
+_TANH_WHY = ("tanh'(0) = 1, so on square layers Xavier's σ_w² = 1 puts tanh at the edge of chaos "
+             "(χ₁ = 1): gradients neither vanish nor explode by a factor per layer. The signal "
+             "still shrinks slowly, as tanh flattens away from 0: its variance falls about as "
+             "1/(2·layer) (Glorot & Bengio 2010; Schoenholz et al. 2017).")
+_SIGMOID_WHY = ("Glorot's argument for Xavier needs φ'(0) = 1; sigmoid's slope is at most 1/4 and "
+                "its outputs have mean 1/2, so at Xavier's σ_w² = 1 each layer multiplies the "
+                "gradient variance by χ₁ = 0.056. Larger weights do not rescue it: χ₁ reaches 1 "
+                "only at σ_w² ≈ 103 (gain ≈ 10), where 61% of the units sit on a flat tail. "
+                "tanh(z) = 2·sigmoid(2z) − 1 is the same curve centred, with slope 1 at 0, and "
+                "xavier_normal puts it at χ₁ = 1.")
 def _build() -> dict[str, Activation]:
     tanh_limit = math.atanh(1 - SATURATION_MARGIN)
     sigmoid_limit = math.log((1 - SATURATION_MARGIN) / SATURATION_MARGIN)
@@ -96,30 +110,42 @@ def _build() -> dict[str, Activation]:
                    "A deep linear network is a product of matrices; orthogonal ones keep every "
                    "singular value at 1, so signals neither shrink nor grow (Saxe et al. 2013)."),
         Activation("relu", "ReLU", nn.ReLU, torch.relu, torch_gain("relu"), "torch",
-                   "kaiming_normal", _RELU_FAMILY_WHY, dead_at_or_below=0.0),
+                   "kaiming_normal", _RELU_WHY, dead_at_or_below=0.0),
         Activation("leaky_relu", "Leaky ReLU (slope 0.01)", nn.LeakyReLU,
                    lambda z: torch.nn.functional.leaky_relu(z, 0.01),
-                   torch_gain("leaky_relu", 0.01), "torch", "kaiming_normal", _RELU_FAMILY_WHY),
+                   torch_gain("leaky_relu", 0.01), "torch", "kaiming_normal", _LEAKY_RELU_WHY),
         Activation("tanh", "tanh", nn.Tanh, torch.tanh, torch_gain("tanh"), "torch",
-                   "xavier_normal", _SIGMOID_FAMILY_WHY,
-                   saturated_outside=(-tanh_limit, tanh_limit)),
+                   "xavier_normal", _TANH_WHY, saturated_outside=(-tanh_limit, tanh_limit)),
         Activation("sigmoid", "Sigmoid", nn.Sigmoid, torch.sigmoid, torch_gain("sigmoid"),
-                   "torch", "xavier_normal", _SIGMOID_FAMILY_WHY,
-                   saturated_outside=(-sigmoid_limit, sigmoid_limit)),
+                   "torch", "xavier_normal", _SIGMOID_WHY,
+                   saturated_outside=(-sigmoid_limit, sigmoid_limit), instead="tanh"),
         Activation("selu", "SELU", nn.SELU, torch.selu, torch_gain("selu"), "torch",
                    "lecun_normal",
                    "With weights of variance 1/fan_in, SELU pulls activations to mean 0 and "
-                   "variance 1 by itself, layer after layer (Klambauer et al. 2017).",
+                   "variance 1 by itself, layer after layer (Klambauer et al. 2017). Its "
+                   "gradients still grow slowly: χ₁ = 1.07 per layer in variance (Philipp, Song "
+                   "& Carbonell 2018, The exploding gradient problem demystified).",
                    saturated_outside=(_ELU_SATURATED_BELOW, math.inf), self_normalizing=True),
+        # How Kaiming's √2 moves each smooth rectifier's signal: mean field, 20 square layers.
         Activation("elu", "ELU", nn.ELU, torch.nn.functional.elu, 0.0, "second moment",
-                   "kaiming_normal", _RELU_LIKE_WHY,
+                   "xavier_normal", _SMOOTH_RECTIFIER_WHY.replace(
+                       "{kaiming}", "grow (std ×2.5 over 20 layers)").replace("{drift}", ""),
                    saturated_outside=(_ELU_SATURATED_BELOW, math.inf)),
         Activation("gelu", "GELU", nn.GELU, torch.nn.functional.gelu, 0.0, "second moment",
-                   "kaiming_normal", _RELU_LIKE_WHY, dead_at_or_below=0.0),
+                   "xavier_normal", _SMOOTH_RECTIFIER_WHY.replace(
+                       "{kaiming}", "fade (std ×0.05 over 20 layers)").replace(
+                       "{drift}", _UNSTABLE), dead_at_or_below=0.0),
         Activation("silu", "SiLU (swish)", nn.SiLU, torch.nn.functional.silu, 0.0,
-                   "second moment", "kaiming_normal", _RELU_LIKE_WHY, dead_at_or_below=0.0),
+                   "second moment", "xavier_normal", _SMOOTH_RECTIFIER_WHY.replace(
+                       "{kaiming}", "fade (std ×0.005 over 20 layers)").replace(
+                       "{drift}", _UNSTABLE), dead_at_or_below=0.0),
         Activation("softplus", "Softplus", nn.Softplus, torch.nn.functional.softplus, 0.0,
-                   "second moment", "kaiming_normal", _RELU_LIKE_WHY, dead_at_or_below=0.0),
+                   "second moment", "kaiming_normal",
+                   "Softplus is close to ReLU away from 0, but all its outputs are positive "
+                   "(mean 0.81 at unit input), like sigmoid's: at the gain that keeps E[x²], "
+                   "{gain:.3g}, χ₁ is only 0.32. Kaiming's √2 brings χ₁ near 1 as the variance "
+                   "grows, yet over 20 layers the gradients still fade (std ×0.07): a norm layer "
+                   "suits it better than any scale.", dead_at_or_below=0.0),
     ]
     table = {}
     for act in entries:
@@ -127,6 +153,8 @@ def _build() -> dict[str, Activation]:
         if act.gain_source == "second moment":
             gain = updates["gain"] = _second_moment_gain(act.fn)
             updates["why"] = act.why.format(label=act.label, moment=gain**-2, gain=gain)
+            if act.recommended_scheme == "xavier_normal":
+                updates["recommended_params"] = (("gain", round(gain, 4)),)
         if act.dead_at_or_below is not None and act.name != "relu":
             updates["dead_at_or_below"] = _dead_threshold(act.fn)
         table[act.name] = replace(act, **updates)

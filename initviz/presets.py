@@ -27,21 +27,23 @@ def _normal_c(c: float, width: int = 256) -> float:
 PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset(
         "he2015", "He et al. 2015: a 30-layer ReLU net, Kaiming vs Xavier",
-        "ReLU zeroes half its inputs, so Xavier's variance 1/fan_avg halves the signal at every "
-        "layer: after 30 layers almost nothing is left and training stalls. Kaiming's 2/fan_in "
-        "makes up for the half exactly, and the same net trains. (He, Zhang, Ren & Sun 2015, "
-        "Delving Deep into Rectifiers, Fig. 3.)",
+        "ReLU zeroes half its inputs, so Xavier's variance 1/fan_avg halves E[x²] at every "
+        "layer: from layer 1 to layer 30 the signal's std falls by 2^−14.5 ≈ 4·10⁻⁵, the "
+        "gradients' by as much, and He et al.'s 30-layer Xavier net does not learn. Kaiming's "
+        "2/fan_in makes up for the half exactly (χ₁ = 1), and the same net trains. (He, Zhang, "
+        "Ren & Sun 2015, Delving Deep into Rectifiers, Fig. 3.)",
         {"width": 256, "depth": 30, "activation": "relu", "scheme": "kaiming_normal",
          "compare": ["kaiming_normal", "xavier_normal"], "bias": "zeros", "norm": "none",
          "dataset": "digits", "optimizer": "sgd", "lr": 0.02, "steps": 300},
     ),
     Preset(
         "glorot2010", "Glorot & Bengio 2010: tanh with U(±1/√n) vs normalized init",
-        "The then-standard U(−1/√n, 1/√n) has variance 1/(3n): with tanh the activations shrink "
-        "layer by layer and the back-propagated gradients shrink with them. The normalized "
-        "(Xavier) init, variance 2/(fan_in + fan_out), keeps both near constant. (Glorot & "
-        "Bengio 2010, Understanding the difficulty of training deep feedforward neural networks, "
-        "Figs. 6–7.)",
+        "The then-standard U(−1/√n, 1/√n) has variance 1/(3n): with tanh χ₁ = 1/3, so the "
+        "activations and the back-propagated gradients shrink by a factor at every layer, their "
+        "std to about 0.65% over these 10 layers. The normalized (Xavier) init, variance "
+        "2/(fan_in + fan_out), puts tanh at χ₁ = 1: both still shrink, but only about as "
+        "1/√layer, to about 45% over 10 layers. (Glorot & Bengio 2010, Understanding the "
+        "difficulty of training deep feedforward neural networks, Figs. 6–7.)",
         {"width": 256, "depth": 10, "activation": "tanh", "scheme": "xavier_uniform",
          "compare": ["xavier_uniform", "pytorch_default"], "bias": "zeros", "norm": "none"},
     ),
@@ -70,30 +72,37 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset(
         "small_weights", "Too small: N(0, 0.01/n) with tanh",
         "With Var(W) = c/n and c = 0.01, each tanh layer multiplies the variance by about c: the "
-        "signal vanishes within a few layers, and the gradients with it. Compare c = 1 "
-        "(LeCun normal, healthy) and c = 100 (saturated). (LeCun et al. 1998, Efficient "
-        "BackProp; Poole et al. 2016.)",
+        "signal's std falls by √c = 0.1 per layer, 10⁻⁹ over these 10 layers, and the gradients' "
+        "with it. Compare c = 1 (LeCun normal, healthy) and c = 10 (exploding gradients). "
+        "(LeCun et al. 1998, Efficient BackProp; Poole et al. 2016.)",
         {"width": 256, "depth": 10, "activation": "tanh", "scheme": "normal",
          "normal.mean": 0.0, "normal.std": _normal_c(0.01),
          "compare": ["normal", "lecun_normal"], "bias": "zeros", "norm": "none"},
     ),
     Preset(
-        "large_weights", "Too large: N(0, 100/n) with tanh",
-        "With c = 100 every pre-activation is about 10 times too wide: almost every tanh unit "
-        "sits on a flat tail (|tanh| > 0.97), where its slope is nearly 0, and the network is "
-        "deep in the chaotic phase (χ₁ ≫ 1). (Poole et al. 2016, Exponential expressivity in "
-        "deep neural networks through transient chaos.)",
+        "large_weights", "Too large: N(0, 10/n) with tanh",
+        "With c = 10 the pre-activations settle at a std of √q* ≈ 2.7, past tanh's bend: about "
+        "43% of the units sit on a flat tail (|tanh| > 0.97). The gradients still do not vanish: "
+        "the weights are large enough that the units on the slope amplify them, χ₁ = 1.94 per "
+        "layer in variance, about ×20 in std over these 10 layers. That is the chaotic phase: "
+        "two nearby inputs are pulled apart until they are uncorrelated (c* = 0), over about "
+        "ξ_c = 4.4 layers, and such a net trains to about 6 ξ_c ≈ 27 layers. (Poole et al. 2016, "
+        "Exponential expressivity in deep neural networks through transient chaos; Schoenholz "
+        "et al. 2017, Deep Information Propagation.)",
         {"width": 256, "depth": 10, "activation": "tanh", "scheme": "normal",
-         "normal.mean": 0.0, "normal.std": _normal_c(100.0),
+         "normal.mean": 0.0, "normal.std": _normal_c(10.0),
          "compare": ["normal", "lecun_normal"], "bias": "zeros", "norm": "none"},
     ),
     Preset(
         "selu", "SELU + LeCun normal: self-normalizing",
         "With weights of variance 1/fan_in, SELU's λ and α are chosen so that mean 0 and "
         "variance 1 is an attracting fixed point: activations settle there by themselves, layer "
-        "after layer, without batch norm; Kaiming's variance 2/fan_in pushes SELU into chaos, "
-        "and that run blows up as soon as it trains. (Klambauer, Unterthiner, Mayr & "
-        "Hochreiter 2017, Self-Normalizing Neural Networks.)",
+        "after layer, without batch norm. The gradients are not held: that point is slightly "
+        "chaotic (χ₁ = 1.07), so they grow by about 5× in std over these 50 layers. Kaiming's "
+        "variance 2/fan_in leaves SELU no fixed point at all: the variance grows ×1.10 per "
+        "layer, the activations' std to about 34 and the gradients' ×150, and that run blows up "
+        "as soon as it trains. (Klambauer, Unterthiner, Mayr & Hochreiter 2017, Self-Normalizing "
+        "Neural Networks; Philipp, Song & Carbonell 2018.)",
         {"width": 256, "depth": 50, "activation": "selu", "scheme": "lecun_normal",
          "compare": ["lecun_normal", "kaiming_normal"], "bias": "zeros", "norm": "none",
          # 50 layers: one seed per scheme keeps the race in the memory budget, and at the

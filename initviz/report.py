@@ -100,6 +100,11 @@ def verdict(profile: Profile) -> Verdict:
                     f"{activation.name} (pre-activation outside [{low:.2f}, {high:.2f}]), where "
                     f"its slope is nearly 0.")
         kind = "saturated"
+        if grad_out > 0 and grad_in / grad_out > SIGNAL_FACTOR:
+            # weights large enough to saturate most units multiply the gradient through the rest
+            headline += (f" The gradients still grow going backward, from {_g(grad_out)} (layer "
+                         f"{depth}) to {_g(grad_in)} (layer 1): the weights are large enough that "
+                         f"the units left on the slope amplify them.")
     elif act_last is not None and act_first > 0:
         ratio = act_last[1] / act_first
         trend = (f"activation std {'falls' if ratio < 1 else 'grows'} from {_g(act_first)} "
@@ -122,13 +127,50 @@ def verdict(profile: Profile) -> Verdict:
         headline = (f"Healthy: activation std stays {_span(stds.min(), stds.max())} over "
                     f"{depth} layers, and gradient std {_span(grads.min(), grads.max())}.")
 
+    return Verdict(kind, headline, tuple(details), activation.recommended_scheme,
+                   _recommendation(profile, kind))
+
+
+def _recommendation(profile: Profile, kind: str) -> str:
+    """The scheme the mean-field numbers support for the activation, and why; never the chosen
+    scheme as the fix for what the verdict found."""
+    spec = profile.spec
+    activation = get_activation(spec.activation)
     recommended = activation.recommended_scheme
-    if spec.scheme in _FAMILIES.get(recommended, {recommended}):
-        recommendation = (f"{spec.scheme} is the usual choice for {activation.name}: "
-                          f"{activation.why}")
-    else:
-        recommendation = f"For {activation.name}, the usual choice is {recommended}: {activation.why}"
-    return Verdict(kind, headline, tuple(details), recommended, recommendation)
+    wanted = dict(activation.recommended_params)
+    named = recommended + "".join(f" with {key} {value:.3g}" for key, value in wanted.items())
+    if spec.norm != "none":
+        return _with_norm(profile, kind)
+    if activation.instead is not None:
+        return (f"For {activation.name}, no initialization keeps a deep stack trainable; use "
+                f"{activation.instead} with {named}: {activation.why}")
+    chosen = spec.scheme in _FAMILIES.get(recommended, {recommended}) and all(
+        math.isclose(float(spec.params.get(key, math.nan)), value, rel_tol=0.01)
+        for key, value in wanted.items())
+    if not chosen:
+        return f"For {activation.name}, the usual choice is {named}: {activation.why}"
+    if kind == "healthy":
+        return f"{spec.scheme} is the usual choice for {activation.name}: {activation.why}"
+    return (f"{spec.scheme} is already the usual choice for {activation.name}, so another scheme "
+            f"is not the fix; look at the depth, the widths, the bias or the input. "
+            f"{activation.why}")
+
+
+def _with_norm(profile: Profile, kind: str) -> str:
+    """What a norm layer does to the statistics the verdict read, and what follows from it."""
+    spec = profile.spec
+    preact = profile.layers["preact_std"]
+    measured = _span(preact.min(), preact.max()).removeprefix("at ")
+    text = (f"With {spec.norm} after every Linear layer, each layer's pre-activations are rescaled "
+            f"to std 1 whatever the weights' scale (measured: {measured}, layer by layer): the "
+            f"scheme's scale divides out, so another scheme would not change these statistics.")
+    grads = profile.layers["grad_std"]
+    if spec.norm == "batchnorm" and kind == "exploding" and grads.iloc[0] > grads.iloc[-1]:
+        text += (" Batch norm itself makes gradients grow with depth at initialization (Yang, "
+                 "Pennington, Rao, Sohl-Dickstein & Schoenholz 2019, A Mean Field Theory of "
+                 "Batch Normalization): fewer layers, layer norm or residual connections help, "
+                 "not another initialization.")
+    return text
 
 
 # --------------------------------------------------------------------------------------------------

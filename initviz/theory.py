@@ -13,7 +13,10 @@ starting from ``q^1 = σ_{w,1}² · E[x²] + σ_{b,1}²`` for the input ``x``. I
 decide the phase: χ₁ < 1 ordered (correlations converge to 1, gradients vanish), χ₁ > 1 chaotic
 (gradients explode). Correlations approach their fixed point as ``exp(−l/ξ_c)`` with the depth
 scale ``ξ_c = −1/ln χ₁`` on the ordered side (Schoenholz et al. 2017, eq. 9), and networks train
-only up to a depth of about 6ξ_c. Backwards, the variance of ``dL/dh`` is multiplied per layer by
+only up to a depth of about 6ξ_c. A positively homogeneous φ (relu, leaky_relu, linear) without
+bias is the exception: there σ_w² only rescales every layer by χ₁ and the correlation map does
+not depend on it, so there is no depth scale (and above χ₁ = 1 no chaos, only growth).
+Backwards, the variance of ``dL/dh`` is multiplied per layer by
 ``σ_w² · (fan_out/fan_in) · E[φ'(√q z)²]`` (Schoenholz et al. 2017, eq. 12).
 
 Expectations over ``z`` use composite Gauss–Legendre quadrature against the Gaussian density on
@@ -174,10 +177,32 @@ def depth_scale(chi: float) -> float | None:
     return -1.0 / math.log(chi)
 
 
-def phase(chi: float) -> str:
+def phase(chi: float, homogeneous: bool = False, sigma_b2: float = 0.0) -> str:
+    """ordered / critical / chaotic by χ₁, the order-to-chaos transition (Poole et al. 2016).
+
+    A positively homogeneous φ (:func:`positively_homogeneous`) has no chaos to enter: above
+    critical the scale grows without bound ("growing") while correlations still rise to 1;
+    below it, without a bias to hold a fixed variance, only the scale shrinks ("shrinking").
+    """
     if abs(chi - 1.0) < 1e-6:
         return "critical"
+    if homogeneous and chi > 1.0:
+        return "growing"
+    if homogeneous and sigma_b2 == 0.0:
+        return "shrinking"
     return "ordered" if chi < 1.0 else "chaotic"
+
+
+@lru_cache(maxsize=None)
+def positively_homogeneous(activation: Activation) -> bool:
+    """Whether ``φ(a·u) = a·φ(u)`` for every ``a > 0`` (relu, leaky_relu, linear).
+
+    Then ``E[φ(√q z)²] = q·E[φ(z)²]``: σ_w² only multiplies the scale by the same factor at every
+    layer, and the correlation map does not depend on q or σ_w² at all. Checked on a grid.
+    """
+    u = torch.linspace(-20.0, 20.0, 401, dtype=torch.float64)
+    return all(torch.allclose(activation.fn(a * u), a * activation.fn(u), rtol=1e-12, atol=0.0)
+               for a in (1e-3, 0.5, 3.0, 1e3))
 
 
 @dataclass(frozen=True)
@@ -190,6 +215,9 @@ class MeanField:
     chi1: float
     depth_scale: float | None
     phase: str
+    scale_only: bool = False
+    """σ_b² = 0 and a positively homogeneous φ: σ_w² sets nothing but the scale, which every
+    layer multiplies by χ₁ (forward in variance, and backward), and no depth scale exists."""
 
     @property
     def trainable_depth(self) -> float | None:
@@ -206,7 +234,13 @@ def mean_field(activation: str | Activation, sigma_w2: float, sigma_b2: float,
     act = get_activation(activation) if isinstance(activation, str) else activation
     q_star = fixed_point(act, sigma_w2, sigma_b2, q_start)
     chi = chi1(act, sigma_w2, q_star)
-    return MeanField(sigma_w2, sigma_b2, q_star, chi, depth_scale(chi), phase(chi))
+    homogeneous = positively_homogeneous(act)
+    # ξ_c = −1/ln χ₁ is how fast correlations reach a fixed point c* = 1 held by a q* > 0; with
+    # a homogeneous φ and no bias q* is 0 (or every q) and correlations approach 1 polynomially
+    # whatever σ_w² is (He et al. 2015 train such a 22-layer ReLU net at χ₁ = 1/2).
+    scale_only = homogeneous and sigma_b2 == 0.0
+    return MeanField(sigma_w2, sigma_b2, q_star, chi, None if scale_only else depth_scale(chi),
+                     phase(chi, homogeneous, sigma_b2), scale_only)
 
 
 def theory_unavailable_reason(spec: NetworkSpec) -> str | None:
@@ -304,8 +338,8 @@ def _predict(act: Activation, sigmas: tuple[tuple[float, float], ...],
 __all__ = [
     "MeanField", "Prediction", "chi1", "depth_scale", "first_moment", "fixed_point",
     "layer_sigmas",
-    "length_map", "mean_field", "phase", "predict", "second_moment", "slope_moment",
-    "theory_unavailable_reason",
+    "length_map", "mean_field", "phase", "positively_homogeneous", "predict", "second_moment",
+    "slope_moment", "theory_unavailable_reason",
 ]
 
 
@@ -574,11 +608,79 @@ def _times(ratio: float) -> str:
     return f"{ratio:.0f}" if ratio >= 10 else f"{ratio:.1f}".removesuffix(".0")
 
 
+_SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
+
+
+def _near_one(value: float) -> str:
+    """``value`` with enough digits (3 to 8) not to read as 1 unless it is (leaky ReLU: 1.0001)."""
+    for digits in range(3, 9):
+        if float(f"{value:.{digits}g}") != 1.0 or value == 1.0:
+            break
+    return f"{value:.{digits}g}"
+
+
+def _power(base: float, exponent: int) -> str:
+    """``base^exponent`` written out and evaluated, as a power of 10 beyond float64's range."""
+    return f"{_near_one(base)}{str(exponent).translate(_SUPERSCRIPT)} = {_value(base, exponent)}"
+
+
+def _value(base: float, exponent: float) -> str:
+    log10 = exponent * math.log10(base)
+    if abs(log10) < 300:
+        return _near_one(base**exponent)
+    return f"10{str(round(log10)).translate(_SUPERSCRIPT)}"
+
+
+_FLOAT32_RANGE = (float(torch.finfo(torch.float32).tiny), float(torch.finfo(torch.float32).max))
+
+
+def _linear(act: Activation) -> bool:
+    """A positively homogeneous φ that is also odd is the identity up to a factor."""
+    one = torch.ones(1, dtype=torch.float64)
+    return positively_homogeneous(act) and bool(torch.allclose(act.fn(-one), -act.fn(one)))
+
+
+def _scale_only_sentence(act: Activation, summary: MeanField, depth: int) -> str:
+    """What holds for a positively homogeneous φ without bias, in place of a depth scale."""
+    chi = summary.chi1
+    if chi == 0.0:
+        return "σ_w² = 0: no signal passes even one layer."
+    keep = 1.0 / float(second_moment(act, 1.0))
+    shape = ("stay exactly as they are (the network is linear)" if _linear(act) else
+             "rise towards 1 only polynomially with depth, whatever σ_w² is")
+    sentence = (f"{act.name} with no bias is positively homogeneous (φ(a·u) = a·φ(u) for a > 0), "
+                f"so σ_w² = {summary.sigma_w2:.3g} sets only the scale: every layer multiplies the "
+                f"variance of the signal, and of the gradients going back, by χ₁ = σ_w²·E[φ(z)²] "
+                f"= {_near_one(chi)}")
+    limit = "no depth scale ξ_c limits how deep it trains"
+    if summary.phase == "critical":
+        sentence += ", which keeps it"
+    elif depth > 1:
+        sentence += (f", {_power(chi, depth - 1)} from layer 1 to layer {depth} "
+                     f"(std × {_value(math.sqrt(chi), depth - 1)})")
+        log_std = (depth - 1) * math.log10(chi) / 2
+        if log_std < math.log10(_FLOAT32_RANGE[0]):
+            sentence += ", below float32's smallest normal number (1.2e-38): the signal rounds to 0"
+            limit = "float32's range, not a depth scale ξ_c, limits how deep it trains"
+        elif log_std > math.log10(_FLOAT32_RANGE[1]):
+            sentence += ", beyond float32's largest number (3.4e38): the signal overflows to inf"
+            limit = "float32's range, not a depth scale ξ_c, limits how deep it trains"
+    sentence += f". Correlations between inputs {shape}, so {limit}"
+    if summary.phase == "critical":
+        return sentence + "."
+    if summary.phase == "shrinking":
+        sentence += " (He et al. 2015 train a 22-layer ReLU net at σ_w² = 1)"
+    return sentence + f". σ_w² = {keep:.5g} (χ₁ = 1) keeps the scale, as does a norm layer."
+
+
 def depth_reach(activation: str | Activation, summary: MeanField, depth: int) -> DepthReach:
     """Compare ``depth`` with the trainable depth 6 ξ_c, in numbers and in one sentence."""
     def reach(xi, trainable, ratio, sentence) -> DepthReach:
         return DepthReach(depth, summary.phase, xi, trainable, ratio, sentence)
 
+    if summary.scale_only:
+        return reach(None, None, None, _scale_only_sentence(_as_activation(activation), summary,
+                                                            depth))
     if summary.phase == "critical":
         return reach(None, None, None,
                      f"At the edge of chaos (χ₁ = {summary.chi1:.4g}) correlations decay slower "
@@ -658,8 +760,34 @@ class PhaseDiagram:
         return bool(row.sigma_w2 <= self.grid.sigma_w2.max()
                     and row.sigma_b2 <= self.grid.sigma_b2.max())
 
+    @property
+    def caption(self) -> str:
+        """What the two colours of the map mean for this activation, read off its grid."""
+        act = get_activation(self.activation)
+        ordered = ("Blue: ordered (χ₁ < 1): with a bias, deep layers settle at one variance q* "
+                   "and forget how inputs differ; gradients fade.")
+        if positively_homogeneous(act):
+            kept = "stays as it is" if _linear(act) else "still rises to 1"
+            return (f"{ordered} Along the bottom edge (σ_b² = 0) only the scale shrinks, by χ₁ "
+                    f"per layer. Orange (χ₁ > 1) is not chaos for {act.name}: it is positively "
+                    f"homogeneous (φ(a·u) = a·φ(u) for a > 0), so a σ_w² above the black line "
+                    f"only makes the scale grow by about χ₁ per layer, without bound, while the "
+                    f"correlation of two inputs {kept}.")
+        chaotic = self.grid["chi1"] > 1.0
+        diverging = (chaotic & self.grid["q_star"].isna()).sum() / max(chaotic.sum(), 1)
+        explodes = (f"the variance grows without bound ({act.name} is close to linear for large "
+                    "inputs): the scale explodes, as for ReLU above σ_w² = 2")
+        if diverging == 1.0:
+            return f"{ordered} Orange (χ₁ > 1): everywhere on this map {explodes}."
+        text = (f"{ordered} Orange: chaotic (χ₁ > 1): nearby inputs fly apart layer by layer, "
+                "and gradients explode.")
+        if diverging > 0.0:
+            text += f" In {diverging:.0%} of the orange area, though, {explodes}."
+        return text
+
     def to_json_dict(self) -> dict:
-        """The ``theory --json`` document (DESIGN.md); ``depth_scale`` is null unless ordered."""
+        """The ``theory --json`` document (DESIGN.md); ``depth_scale`` is null unless ordered, and
+        for a positively homogeneous activation without bias."""
         summary, reach = self.summary, self.reach
         return {
             "activation": self.activation,

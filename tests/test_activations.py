@@ -60,15 +60,17 @@ def test_second_moment_gain_gives_unit_second_moment_by_monte_carlo(name):
     assert float(squared.mean()) == pytest.approx(1.0, abs=Z * standard_error)
 
 
-@pytest.mark.parametrize("name", SECOND_MOMENT)
-def test_a_relu_like_activation_explains_kaiming_with_its_own_numbers(name):
-    # It used to give ReLU's reason ("ReLU zeroes half of its inputs") for GELU and the rest,
-    # where Kaiming's √2 is not exact: the reason now quotes the activation's own E[φ²] and gain.
+@pytest.mark.parametrize("name", ["elu", "gelu", "silu"])
+def test_a_smooth_rectifier_is_recommended_the_gain_that_keeps_its_own_second_moment(name):
+    # Kaiming's √2 is ReLU's: mean field takes GELU and SiLU to 0 with it, ELU upwards
+    # (tests/test_report.py checks the quoted factors); the reason quotes the activation's own
+    # E[φ²] and gain, and recommends xavier_normal with that gain.
     act = get_activation(name)
-    assert act.recommended_scheme == "kaiming_normal"
+    assert act.recommended_scheme == "xavier_normal"
+    assert act.recommended_params == (("gain", round(act.gain, 4)),)
     assert act.why.startswith(act.label) and "ReLU zeroes half" not in act.why
     assert f"E[φ(z)²] = {act.gain ** -2:.3g}" in act.why
-    assert f"the gain that keeps E[x²] is {act.gain:.3g}:" in act.why
+    assert f"the gain that keeps E[x²] at 1 is {act.gain:.3g}," in act.why
     assert f"xavier_normal with gain {act.gain:.3g}" in act.why
 
 

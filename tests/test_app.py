@@ -103,7 +103,7 @@ def test_every_preset_sets_its_controls_and_tells_its_story(name):
 
 @pytest.mark.parametrize("name,words", [
     ("he2015", "Healthy"), ("pytorch_default", "Vanishing"), ("zeros", "Dead units"),
-    ("large_weights", "Saturated"), ("selu", "Healthy"),
+    ("large_weights", "Exploding gradients"), ("selu", "Healthy"),
 ])
 def test_a_preset_link_opens_that_view(name, words):
     at = _app(preset=name)
@@ -120,12 +120,22 @@ def test_theory_places_the_network_on_the_phase_diagram_with_its_depth_reach(def
     at = default_page
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["χ₁"] == "1" and metrics["depth scale ξ_c"] == "∞"  # Kaiming + ReLU: critical
-    assert "At the edge of chaos" in _markdown(at)
-    ordered = _app(scheme="xavier_normal", depth="60")
+    # two values, not "σ_w² · σ_b² = 2 · 0", which read as a product; each term explained
+    assert (metrics["σ_w²"], metrics["σ_b²"]) == ("2", "0")
+    assert all(m.help for m in at.metric if m.label in {"σ_w²", "σ_b²", "fixed point q*", "χ₁",
+                                                       "depth scale ξ_c"})
+    assert any(c.startswith("Mean field: the theory of very wide") for c in _texts(at, "caption"))
+    assert "sets only the scale" in _markdown(at) and "which keeps it" in _markdown(at)
+    # Xavier ReLU without bias only rescales (χ₁ = 1/2 per layer): no depth limit is claimed
+    scaled = _app(scheme="xavier_normal", depth="60")
+    _no_exception(scaled)
+    assert "sets only the scale" in _markdown(scaled)
+    assert "deeper than signals can travel" not in _markdown(scaled)
+    metrics = {m.label: m.value for m in scaled.metric}
+    assert metrics["χ₁"] == "0.5" and metrics["depth scale ξ_c"] == "none: scale only"
+    ordered = _app(preset="small_weights")  # tanh, σ_w² = 0.01: ξ_c = 0.22 against 10 layers
     _no_exception(ordered)
-    assert "This network is" in _markdown(ordered) and "deeper than signals can travel" in \
-        _markdown(ordered)
-    assert {m.label: m.value for m in ordered.metric}["χ₁"] == "0.5"
+    assert "deeper than signals can travel" in _markdown(ordered)
     # SELU with LeCun normal is slightly chaotic (χ₁ ≈ 1.07): its ξ_c comes from the correlation
     # fixed point c*, and the metric shows the same ξ_c as the sentence, not χ₁'s "∞"
     chaotic = _app(preset="selu")

@@ -47,6 +47,17 @@ def test_theory_json_with_sigma_flags(capsys):
     assert chaotic["depth"] == 20 and "within reach" in chaotic["reach"]
 
 
+def test_theory_json_has_no_depth_scale_for_a_zero_bias_homogeneous_net(capsys):
+    doc, _ = run_json(capsys, "theory", "--activation", "relu", "--scheme", "xavier_normal",
+                      "--depth", "22", "--grid", "4")
+    assert doc["chi1"] == pytest.approx(0.5) and doc["depth_scale"] is None
+    assert doc["trainable_depth"] is None and doc["depth_ratio"] is None
+    assert "deeper than signals can travel" not in doc["reach"]
+    profiled, _ = run_json(capsys, "profile", "--activation", "leaky_relu", "--scheme",
+                           "xavier_normal", "--width", "16", "--depth", "3", "--batch", "8")
+    assert profiled["theory"]["chi1"] < 1 and profiled["theory"]["depth_scale"] is None
+
+
 def test_theory_grid_reproduces_the_critical_points(capsys):
     doc, _ = run_json(capsys, "theory", "--activation", "tanh", "--grid", "5")
     assert doc["critical_line"][0] == pytest.approx({"sigma_b2": 0.0, "sigma_w2": 1.0}, abs=1e-6)

@@ -226,9 +226,40 @@ def test_depth_reach_says_how_much_too_deep():
     assert shallow.ratio < 1 and "within reach" in shallow.sentence
 
 
+def test_a_zero_bias_relu_net_off_critical_is_told_its_scale_not_a_depth_limit():
+    # `theory --activation relu --scheme xavier_normal --depth 22` said "2.5× deeper than signals
+    # can travel"; He et al. 2015 train that net. χ₁ = 1/2 per layer, 21 steps from layer 1.
+    reach = T.depth_reach("relu", T.mean_field("relu", 1.0, 0.0), 22)
+    assert (reach.depth_scale, reach.trainable_depth, reach.ratio) == (None, None, None)
+    assert "deeper than signals can travel" not in reach.sentence
+    assert "χ₁ = σ_w²·E[φ(z)²] = 0.5, 0.5²¹ = 4.77e-07" in reach.sentence
+    assert f"std × {math.sqrt(0.5) ** 21:.3g}" in reach.sentence
+    assert "rise towards 1 only polynomially" in reach.sentence and "σ_w² = 2 (χ₁ = 1)" in (
+        reach.sentence)
+    linear = T.depth_reach("linear", T.mean_field("linear", 2.0, 0.0), 5).sentence
+    assert "2⁴ = 16" in linear and "stay exactly as they are" in linear
+    tiny = T.depth_reach("relu", T.mean_field("relu", 0.01, 0.0), 400).sentence
+    assert "0.005³⁹⁹ = 10⁻⁹¹⁸" in tiny and "rounds to 0" in tiny
+    assert "float32's range, not a depth scale ξ_c, limits how deep it trains" in tiny
+
+
+def test_the_scale_the_zero_bias_relu_sentence_quotes_is_the_measured_one():
+    # the claim against the probe: 22 Xavier ReLU layers of width 256, std × 0.5^10.5 = 6.9e-4.
+    # One network of width 256 lands within a factor 0.6-1.1 of it (each layer's gain
+    # fluctuates by ~6%); the mean over four seeds is the mean-field value.
+    from initviz import profile
+    spec = NetworkSpec.stack(256, 22, scheme="xavier_normal")
+    runs = [profile(spec, batch=256, seed=seed).layers for seed in range(4)]
+    forward = np.mean([layers["act_std"].iloc[-1] / layers["act_std"].iloc[0] for layers in runs])
+    backward = np.mean([layers["grad_std"].iloc[0] / layers["grad_std"].iloc[-1]
+                        for layers in runs])
+    assert forward == pytest.approx(math.sqrt(0.5) ** 21, rel=0.3)
+    assert backward == pytest.approx(math.sqrt(0.5) ** 21, rel=0.3)
+
+
 def test_depth_reach_at_criticality_and_when_q_diverges():
     assert T.depth_reach("relu", T.mean_field("relu", 2.0, 0.0), 50).trainable_depth is None
-    exploding = T.depth_reach("relu", T.mean_field("relu", 3.0, 0.0), 50)
+    exploding = T.depth_reach("relu", T.mean_field("relu", 3.0, 0.1), 50)
     assert exploding.depth_scale is None and "without bound" in exploding.sentence
     chaotic = T.depth_reach("tanh", T.mean_field("tanh", 4.0, 0.0), 50)
     assert chaotic.phase == "chaotic" and chaotic.trainable_depth == pytest.approx(
@@ -272,3 +303,29 @@ def test_the_map_from_a_summary_is_the_diagram_of_every_network_with_that_summar
         assert alone.reach == shared.reach
     with pytest.raises(InvalidSpec, match="grid"):
         T.phase_map("relu", None, 12, n=1)
+
+
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "linear"])
+def test_the_caption_of_a_homogeneous_activation_says_orange_is_growth_not_chaos(activation):
+    diagram = T.phase_map(activation, None, 10, n=24)
+    grid = diagram.grid
+    # what the caption says, on the map's own numbers: above χ₁ = 1 the variance diverges
+    assert grid.loc[grid.chi1 > 1 + 1e-6, "q_star"].isna().all()
+    assert "fly apart" not in diagram.caption and "is not chaos" in diagram.caption
+    assert ("stays as it is" in diagram.caption) == (activation == "linear")
+
+
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid", "selu", "gelu"])
+def test_the_caption_of_other_activations_matches_where_the_variance_diverges(activation):
+    diagram = T.phase_map(activation, None, 10, n=24)
+    grid = diagram.grid
+    chaotic = grid.chi1 > 1
+    share = (chaotic & grid.q_star.isna()).sum() / chaotic.sum()
+    caption = diagram.caption
+    if share == 0:  # bounded φ: a finite q* everywhere, true chaos
+        assert "fly apart" in caption and "without bound" not in caption
+    elif share == 1:
+        assert "fly apart" not in caption and "everywhere on this map" in caption
+    else:
+        assert "fly apart" in caption and f"In {share:.0%} of the orange area" in caption
+    assert activation not in ("tanh", "sigmoid") or share == 0

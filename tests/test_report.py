@@ -5,8 +5,12 @@ import math
 import pytest
 
 from initviz import NetworkSpec, profile
-from initviz.report import (_span, by_layer_frame, fractions_frame, verdict, weight_table,
-                            weight_theory)
+from scipy import stats
+
+from initviz import theory as T
+from initviz.activations import ACTIVATIONS, get_activation
+from initviz.report import (_recommendation, _span, by_layer_frame, fractions_frame, verdict,
+                            weight_table, weight_theory)
 
 
 def _verdict(activation, scheme, params=None, depth=20, width=256):
@@ -33,6 +37,15 @@ def test_classic_configurations_get_their_textbook_verdict(activation, scheme, p
     assert words in result.headline
 
 
+def test_a_saturated_net_whose_gradients_grow_says_so():
+    # tanh with N(0, 1) weights on 256 units (σ_w² = 256): most units sit on a flat tail, and
+    # "slope nearly 0" alone suggested vanishing gradients, while they grow layer after layer
+    result = _verdict("tanh", "normal", {"std": 1.0}, depth=10)
+    assert result.kind == "saturated"
+    assert "The gradients still grow going backward, from 1 (layer 10) to" in result.headline
+    assert "gradients still grow" not in _verdict("tanh", "xavier_normal", depth=10).headline
+
+
 def test_the_vanishing_headline_quotes_first_and_last_layer():
     result = _verdict("relu", "xavier_normal")
     assert "(layer 1)" in result.headline and "(layer 20)" in result.headline
@@ -54,14 +67,97 @@ def test_constant_weights_explain_the_symmetry():
 
 
 @pytest.mark.parametrize("activation,scheme,recommended", [
-    ("tanh", "kaiming_normal", "xavier_normal"), ("sigmoid", "normal", "xavier_normal"),
-    ("relu", "xavier_normal", "kaiming_normal"), ("selu", "kaiming_normal", "lecun_normal"),
-    ("linear", "xavier_normal", "orthogonal"),
+    ("tanh", "kaiming_normal", "xavier_normal"), ("relu", "xavier_normal", "kaiming_normal"),
+    ("selu", "kaiming_normal", "lecun_normal"), ("linear", "xavier_normal", "orthogonal"),
+    ("gelu", "kaiming_normal", "xavier_normal with gain 1.53"),
 ])
 def test_recommendation_follows_the_lore(activation, scheme, recommended):
     result = _verdict(activation, scheme, depth=3, width=32)
-    assert result.recommended_scheme == recommended
+    assert result.recommended_scheme == recommended.split()[0]
     assert result.recommendation.startswith(f"For {activation}, the usual choice is {recommended}")
+
+
+@pytest.mark.parametrize("scheme", ["xavier_normal", "normal"])
+def test_sigmoid_is_told_to_switch_to_tanh_not_that_xavier_keeps_its_signal(scheme):
+    # It said Xavier "keeps the variance of forward and backward signals near 1" for sigmoid,
+    # beside χ₁ = 0.056 and gradients vanishing 1e-6 over 10 layers.
+    result = _verdict("sigmoid", scheme, depth=10)
+    assert result.recommendation.startswith("For sigmoid, no initialization keeps a deep stack "
+                                            "trainable; use tanh with xavier_normal")
+    assert "near 1" not in result.recommendation and "usual choice" not in result.recommendation
+
+
+def test_every_number_a_recommendation_quotes_is_the_mean_field_one():
+    why = {name: get_activation(name).why for name in ACTIVATIONS}
+    # sigmoid: χ₁ at Xavier's σ_w² = 1; critical only at σ_w² ≈ 103, where 61% saturate
+    assert f"χ₁ = {T.mean_field('sigmoid', 1.0, 0.0).chi1:.2g}" in why["sigmoid"]
+    critical = T.critical_line("sigmoid", [0.0], 200.0, scan=400)["sigma_w2"].iloc[0]
+    assert f"σ_w² ≈ {critical:.0f} (gain ≈ {math.sqrt(critical):.0f})" in why["sigmoid"]
+    q = T.mean_field("sigmoid", critical, 0.0).q_star
+    limit = get_activation("sigmoid").saturated_outside[1]
+    assert f"{2 * stats.norm.sf(limit / math.sqrt(q)):.0%} of the units" in why["sigmoid"]
+    # tanh, ReLU and linear (orthogonal, gain 1) at their schemes are critical; leaky ReLU
+    # within 0.01%; SELU at 1.07
+    assert T.mean_field("linear", 1.0, 0.0).phase == "critical"
+    assert T.mean_field("tanh", 1.0, 0.0).phase == "critical"
+    assert T.mean_field("relu", 2.0, 0.0).phase == "critical"
+    assert T.mean_field("leaky_relu", 2.0, 0.0).chi1 == pytest.approx(1.0001, abs=1e-6)
+    assert f"χ₁ = {T.mean_field('selu', 1.0, 0.0).chi1:.3g}" in why["selu"]
+    # tanh at Xavier: the variance falls about as 1/(2·layer)
+    tanh = T.predict(NetworkSpec.stack(128, 50, input_dim=128, activation="tanh",
+                                       scheme="xavier_normal"))
+    assert tanh.preact_var[-1] * 2 * 50 == pytest.approx(1.0, rel=0.2)
+    # smooth rectifiers: what Kaiming's √2 does over 20 square layers, and the gain's fixed point
+    for name, factor in (("elu", "×2.5"), ("gelu", "×0.05"), ("silu", "×0.005")):
+        act = get_activation(name)
+        kaiming = T.predict(NetworkSpec.stack(256, 20, input_dim=256, activation=name))
+        drift = math.sqrt(kaiming.preact_var[-1] / kaiming.preact_var[0])
+        assert f"(std {factor} over 20 layers)" in why[name]
+        assert drift == pytest.approx(float(factor[1:]), rel=0.1), name
+        assert T.mean_field(act, act.gain**2, 0.0, q_start=1.0).q_star == pytest.approx(1.0,
+                                                                                 rel=1e-3)
+        above = T.mean_field(act, act.gain**2, 0.0, q_start=1.2).q_star
+        stable = above is not None and above == pytest.approx(1.0, rel=1e-3)
+        assert stable == ("unstable" not in why[name]), name
+    softplus = get_activation("softplus")
+    assert f"mean {float(T.first_moment(softplus, 1.0)):.2f} at unit input" in why["softplus"]
+    chi = T.mean_field(softplus, softplus.gain**2, 0.0).chi1
+    assert f"χ₁ is only {chi:.2f}" in why["softplus"]
+    kaiming = T.predict(NetworkSpec.stack(256, 20, input_dim=256, activation="softplus"))
+    fade = math.sqrt(kaiming.grad_var[0] / kaiming.grad_var[-1])
+    assert f"(std ×{fade:.1g})" in why["softplus"]
+
+
+@pytest.mark.parametrize("norm", ["batchnorm", "layernorm"])
+def test_a_norm_layer_verdict_says_the_scheme_divides_out_and_never_recommends_it(norm):
+    # Batch norm gave "Exploding gradients ... kaiming_normal is the usual choice" with Kaiming
+    # already chosen. The norm rescales every layer, so the statistics do not depend on the
+    # weights' scale: Kaiming and N(0, 0.5²) give the same gradients to 0.1%.
+    results = {}
+    for scheme, params in (("kaiming_normal", {}), ("normal", {"std": 0.5})):
+        spec = NetworkSpec.stack(256, 20, scheme=scheme, scheme_params=params, norm=norm)
+        results[scheme] = profile(spec, batch=256)
+    grads = [r.layers["grad_std"].to_numpy() for r in results.values()]
+    assert grads[0] == pytest.approx(grads[1], rel=1e-3)
+    assert results["kaiming_normal"].layers["preact_std"].to_numpy() == pytest.approx(1, rel=1e-3)
+    result = verdict(results["kaiming_normal"])
+    assert "usual choice" not in result.recommendation
+    assert "the scheme's scale divides out" in result.recommendation
+    assert "measured: 1, layer by layer" in result.recommendation
+    growth = grads[0][0] / grads[0][-1]
+    if norm == "batchnorm":  # batch norm's own gradient explosion (Yang et al. 2019): ×37
+        assert result.kind == "exploding" and growth > 10
+        assert "Batch norm itself makes gradients grow" in result.recommendation
+    else:
+        assert result.kind == "healthy" and growth < 10
+        assert "Batch norm itself" not in result.recommendation
+
+
+def test_the_chosen_scheme_is_never_the_fix_for_what_the_verdict_found():
+    prof = profile(NetworkSpec.stack(32, 3, scheme="kaiming_normal"), batch=32)
+    for kind in ("vanishing", "exploding", "saturated", "dead"):
+        text = _recommendation(prof, kind)
+        assert "already the usual choice" in text and "is not the fix" in text
 
 
 def test_a_scheme_of_the_recommended_family_is_acknowledged():

@@ -88,11 +88,38 @@ def test_relu_at_kaiming_is_critical_at_every_q():
                                                                              None)
 
 
-def test_relu_above_kaiming_diverges_and_is_chaotic():
+def test_relu_above_kaiming_diverges_and_only_its_scale_grows():
+    # ReLU is positively homogeneous: above σ_w² = 2 the variance grows by χ₁ per layer while
+    # correlations still rise to 1 -- no chaos, with or without a bias.
     summary = mean_field("relu", 2.5, 0.0)
     assert summary.q_star is None
     assert summary.chi1 == pytest.approx(1.25, rel=1e-9)
-    assert (summary.phase, summary.depth_scale) == ("chaotic", None)
+    assert (summary.phase, summary.depth_scale) == ("growing", None)
+    assert mean_field("relu", 2.5, 0.1).phase == "growing"
+
+
+@pytest.mark.parametrize("activation,homogeneous", [
+    ("relu", True), ("leaky_relu", True), ("linear", True), ("tanh", False), ("elu", False),
+    ("softplus", False), ("gelu", False), ("selu", False),
+])
+def test_positive_homogeneity_is_detected(activation, homogeneous):
+    from initviz.activations import get_activation
+    from initviz.theory import positively_homogeneous
+    assert positively_homogeneous(get_activation(activation)) is homogeneous
+
+
+@pytest.mark.parametrize("activation,sigma_w2", [("relu", 1.0), ("leaky_relu", 1.0),
+                                                 ("linear", 0.5), ("relu", 3.0)])
+def test_zero_bias_homogeneous_networks_have_no_depth_scale(activation, sigma_w2):
+    # Off critical, σ_w² only rescales: q* is 0 (or diverges) and correlations approach 1
+    # polynomially, so ξ_c = −1/ln χ₁ describes nothing (He et al. 2015 train Xavier ReLU nets).
+    summary = mean_field(activation, sigma_w2, 0.0)
+    assert summary.scale_only and summary.depth_scale is None
+    assert summary.trainable_depth is None
+    assert summary.phase == ("shrinking" if summary.chi1 < 1 else "growing")
+    with_bias = mean_field(activation, min(sigma_w2, 0.9), 0.1)  # q* > 0: ξ_c holds
+    assert not with_bias.scale_only and with_bias.depth_scale == pytest.approx(
+        -1 / math.log(with_bias.chi1), rel=1e-9)
 
 
 def test_linear_fixed_point():
