@@ -73,7 +73,7 @@ def test_theory_readable_output(capsys):
     (["theory", "--sigma-w2", "1", "--sigma-b2", "nan"], "sigma_b2=nan"),
     (["theory", "--grid", "1"], "grid=1"),
     (["theory", "--activation", "swish"], "activation='swish'"),
-    (["jacobian", "--norm", "batchnorm"], "norm='batchnorm'"),
+    (["jacobian", "--norm", "batchnorm"], "with batch norm has no Jacobian of one input"),
     (["jacobian", "--width", "4096", "--depth", "1"], "at most 2048"),
     (["jacobian", "--width", "abc"], "--width"),
 ])
