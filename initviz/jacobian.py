@@ -77,7 +77,7 @@ def jacobian_bytes(spec: NetworkSpec) -> int:
 
     float32 parameters as built and their float64 copy; ``jacrev``'s vmapped cotangents (a few
     ``out × width`` at once); ``J`` and LAPACK's copy of it for the SVD. Measured peaks (resident
-    memory) were 0.74-0.84 of it: widths 512-2048, depths 2-40.
+    memory) were 0.71-0.84 of it: widths 512-2048, depths 2-40.
     """
     out, inp = spec.sizes[-1], spec.input_dim
     widest = max(*spec.sizes, inp)
