@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from initviz.errors import InvalidSpec, TooLarge
+from initviz.errors import InitvizError, InvalidSpec, TooLarge
 from initviz.jacobian import (ISOMETRY_TOLERANCE, LARGEST_SINGULAR_VALUE, MAX_JACOBIAN_SIDE,
                               WELL_CONDITIONED, JacobianSpectrum, NonFiniteJacobian,
                               input_output_jacobian, jacobian_bytes, jacobian_spectrum,
@@ -106,7 +106,7 @@ def test_spectrum_is_reproducible_and_json_ready():
 
 
 def test_refuses_batch_norm_and_oversized_jacobians(monkeypatch):
-    with pytest.raises(InvalidSpec, match="batch"):
+    with pytest.raises(InitvizError, match="with batch norm has no Jacobian of one input"):
         jacobian_spectrum(_square(16, 2, norm="batchnorm"), device="cpu")
     with pytest.raises(InvalidSpec, match=str(MAX_JACOBIAN_SIDE)):
         jacobian_spectrum(NetworkSpec.stack(MAX_JACOBIAN_SIDE + 1, 1, input_dim=8),
