@@ -543,31 +543,39 @@ def phase_view(diagram: PhaseDiagram, profiles: dict[str, Profile], schemes: lis
 
 def jacobian_view(specs: dict[str, NetworkSpec], seed: int, device: str,
                   schemes: list[str]) -> None:
-    square, refused = [], []
+    square, refused = [], {}
     for name, spec in specs.items():
         spec = replace(spec, input_dim=spec.sizes[0])  # square: the input takes the first width
         try:
             jacobian.check(spec)
             square.append(spec)
         except InitvizError as error:
-            refused.append(f"{name}: {error}")
-    for message in dict.fromkeys(refused):
-        st.info(f"No Jacobian spectrum for {message}")
+            refused.setdefault(str(error), []).append(name)
+    for message, names in refused.items():  # the schemes share sizes and norm: usually one
+        which = "" if len(names) == len(specs) else " for " + ", ".join(names)
+        st.info(f"No Jacobian spectrum{which}: {message}.")
     if not square:
         return
     spectra = cached_jacobians(tuple(square), seed, device)
-    values = pd.concat([spectrum.frame().assign(scheme=name) for name, spectrum in
-                        spectra.items()], ignore_index=True)
+    drawn = {name: spectrum for name, spectrum in spectra.items() if spectrum.overflow is None}
     side = specs[schemes[0]].sizes[0]
-    draw(charts.singular_value_histogram(
-        values, schemes, title=f"Singular values of the input–output Jacobian ({side} × {side})"),
-        width="stretch")
+    if drawn:
+        values = pd.concat([spectrum.frame().assign(scheme=name) for name, spectrum in
+                            drawn.items()], ignore_index=True)
+        draw(charts.singular_value_histogram(
+            values, [name for name in schemes if name in drawn],
+            title=f"Singular values of the input–output Jacobian ({side} × {side})"),
+            width="stretch")
     for name, spectrum in spectra.items():
         st.markdown(f"**{name}**: {spectrum.reading}")
     st.caption("J = ∂(last hidden activation)/∂(input) at one N(0, I) input of a square network "
-               f"(input size = first width, {side}); all s ≈ 1 is dynamical isometry: signals "
-               "and gradients keep their size and shape through any depth (Saxe et al. 2014; "
-               "Pennington et al. 2017).")
+               f"(input size = first width, {side}), in float64; all s ≈ 1 is dynamical "
+               "isometry: signals and gradients keep their size and shape through any depth "
+               "(Saxe et al. 2014; Pennington et al. 2017). A singular value at most "
+               "s_max · size · 2.2e-16 (float64's precision) is zero: that input direction is "
+               "lost, e.g. through ReLU units that are off. Well conditioned means s_max / s_min "
+               f"≤ {jacobian.WELL_CONDITIONED:g} over the nonzero ones; isometric, every s within "
+               f"{jacobian.ISOMETRY_TOLERANCE:g} of 1.")
 
 
 def theory_section(specs: dict[str, NetworkSpec], profiles: dict[str, Profile],

@@ -360,9 +360,11 @@ def phase_diagram(grid: pd.DataFrame, critical: pd.DataFrame, points: pd.DataFra
     return Figure(_phase_diagram, (tuple(schemes), title), tables)
 
 
-def _singular_value_histogram(tables: Tables, schemes: tuple[str, ...], title: str) -> alt.Chart:
-    return alt.Chart(tables["data"], title=title, height=HEIGHT).mark_bar(
-        opacity=0.6, binSpacing=0).encode(
+def _singular_value_histogram(tables: Tables, schemes: tuple[str, ...], title: str,
+                              subtitle: str | None) -> alt.Chart:
+    return alt.Chart(tables["data"], height=HEIGHT,
+                     title=alt.TitleParams(title, subtitle=subtitle) if subtitle else title,
+                     ).mark_bar(opacity=0.6, binSpacing=0).encode(
         x=alt.X("log10_s:Q", bin=alt.Bin(maxbins=40),
                 title="singular value s of the Jacobian (log10 s; 0 means s = 1)"),
         y=alt.Y("count():Q", title="count (singular values)", stack=None),
@@ -375,11 +377,17 @@ def singular_value_histogram(values: pd.DataFrame, schemes: Sequence[str], *,
                              title: str) -> Figure:
     """Histogram of the input–output Jacobian's singular values, one colour per scheme.
 
-    ``values``: scheme, singular_value. Log-spaced bins: spectra span decades when they spread.
+    ``values``: scheme, singular_value, zero. Log-spaced bins: spectra span decades when they
+    spread. The zero ones (lost directions, ``zero`` true) have no place on a log axis: they are
+    not drawn, and a subtitle says how many each scheme has.
     """
-    data = values[values["singular_value"] > 0].assign(
-        log10_s=lambda f: np.log10(f["singular_value"]))
-    return Figure(_singular_value_histogram, (tuple(schemes), title), {"data": data})
+    zero = values["zero"].astype(bool)
+    data = values[~zero].assign(log10_s=lambda f: np.log10(f["singular_value"]))
+    counts = values.groupby("scheme", sort=False)["zero"].agg(["sum", "size"])
+    lost = [f"{name} {int(row['sum'])} of {int(row['size'])}" for name, row in counts.iterrows()
+            if row["sum"]]
+    subtitle = "Not drawn, zero (directions lost): " + "; ".join(lost) if lost else None
+    return Figure(_singular_value_histogram, (tuple(schemes), title, subtitle), {"data": data})
 
 
 __all__ = [

@@ -226,23 +226,29 @@ def _cmd_jacobian(args: argparse.Namespace) -> None:
     spec = network_spec(args, input_dim=width)
     result = jacobian_spectrum(spec, seed=args.seed, device=args.device)
     emit_notice(result.device_notice)
+    document = result.to_json_dict()  # NonFiniteJacobian (exit 2) where the network overflowed
     if args.json:
-        print_json(result.to_json_dict())
+        print_json(document)
         return
     rows, cols = result.shape
     print(f"Jacobian of layer {spec.depth}'s activation by the input: {rows} x {cols} at one "
-          f"N(0, I) input; {spec.activation}, {spec.scheme}; seed {args.seed}, device "
+          f"N(0, I) input, float64; {spec.activation}, {spec.scheme}; seed {args.seed}, device "
           f"{result.device}, {result.seconds:.3f} s")
     print(result.reading)
-    quantiles = [0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0]
-    print(format_table(pd.DataFrame({"quantile": quantiles, "singular_value":
-                                     np.quantile(result.singular_values, quantiles)})))
+    kept = result.nonzero
+    if len(kept):
+        quantiles = [0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0]
+        print(f"nonzero singular values by quantile ({len(kept)} of {len(kept) + result.zero_count}"
+              f"; {result.zero_count} are zero):")
+        print(format_table(pd.DataFrame({"quantile": quantiles, "singular_value":
+                                         np.quantile(kept, quantiles)})))
 
 
 def _add_jacobian(sub, common) -> None:
     cmd = sub.add_parser("jacobian", parents=[common],
-                         help="singular values of the input-output Jacobian (square net: the "
-                              "input has the first layer's width; --input-dim is not used)")
+                         help="singular values of the input-output Jacobian, in float64 (square "
+                              "net: the input has the first layer's width; --input-dim is not "
+                              "used); exit 2 where the network overflows")
     cmd.set_defaults(run=_cmd_jacobian)
 
 

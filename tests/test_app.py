@@ -146,12 +146,15 @@ def test_theory_places_the_network_on_the_phase_diagram_with_its_depth_reach(def
 
 
 def test_the_isometry_preset_shows_a_narrow_orthogonal_and_a_wide_gaussian_spectrum():
+    # what its story says (tests/test_presets_jacobian.py): orthogonal keeps std/mean of s² near
+    # 1.2 with every direction kept but is no isometry here; Gaussian loses directions
     at = _app(preset="isometry")
     _no_exception(at)
     readings = {line.split("**")[1]: line for line in _texts(at, "markdown")
                 if line.startswith("**") and "s²" in line}
-    assert readings["orthogonal"].split(": ")[1].startswith("Well conditioned")
-    assert readings["xavier_normal"].split(": ")[1].startswith("Spread")
+    assert readings["orthogonal"].split(": ")[1].startswith("Ill conditioned")
+    assert "spread std/mean 1.23" in readings["orthogonal"]
+    assert readings["xavier_normal"].split(": ")[1].startswith("Singular")
 
 
 def test_theory_explains_what_it_cannot_show_instead_of_failing():
@@ -159,7 +162,24 @@ def test_theory_explains_what_it_cannot_show_instead_of_failing():
     _no_exception(at)
     infos = " ".join(_texts(at, "info"))
     assert "Mean-field theory does not describe this network" in infos
-    assert "No Jacobian spectrum for kaiming_normal" in infos and "batch" in infos
+    # said once for all the compared schemes, not once per scheme
+    refusals = [text for text in _texts(at, "info") if "No Jacobian spectrum" in text]
+    assert refusals == ["No Jacobian spectrum: a network with batch norm has no Jacobian of one "
+                        "input: batch norm couples the inputs of a batch (choose norm none or "
+                        "layernorm)."]
+    assert len(at.multiselect(key="compare").value) > 1
+
+
+def test_an_overflowing_network_gets_a_sentence_in_place_of_its_spectrum():
+    # normal(std=1), ReLU, width 256: the Jacobian grows about √128 a layer and leaves float64's
+    # reach (s⁴ for the variance of s²) at layer 72; the other scheme is still drawn
+    at = _app(scheme="normal", depth="80", compare=["normal", "kaiming_normal"])
+    _no_exception(at)
+    readings = {line.split("**")[1]: line for line in _texts(at, "markdown")
+                if line.startswith("**") and ("s²" in line or "No spectrum" in line)}
+    assert "No spectrum: the Jacobian grows past" in readings["normal"]
+    assert "at layer 72 of 80" in readings["normal"]
+    assert "No spectrum" not in readings["kaiming_normal"]
 
 
 def test_a_link_with_parameters_opens_exactly_that_view():

@@ -179,10 +179,23 @@ def test_phase_diagram_without_a_point_draws_the_map_alone():
 
 def test_singular_value_histogram_uses_log_bins():
     values = pd.DataFrame({"scheme": ["a"] * 4 + ["b"] * 4,
-                           "singular_value": [1, 1, 1, 1, 0.01, 0.1, 1, 10]})
+                           "singular_value": [1, 1, 1, 1, 0.01, 0.1, 1, 10], "zero": False})
     chart = charts.singular_value_histogram(values, ["a", "b"], title="s")
     np.testing.assert_allclose(chart.tables["data"]["log10_s"].tail(4), [-2, -1, 0, 1])
     assert chart.to_dict()["encoding"]["x"]["bin"] == {"maxbins": 40}
+    assert chart.to_dict()["title"] == "s"  # nothing lost, nothing to say
+
+
+def test_singular_value_histogram_leaves_zero_values_out_and_counts_them():
+    # float64 rounding of a lost direction (1e-140) must not be drawn as a bar 140 decades down
+    values = pd.DataFrame({"scheme": ["a"] * 3 + ["b"] * 3,
+                           "singular_value": [2.0, 1.0, 1e-140, 1.0, 0.5, 0.25],
+                           "zero": [False, False, True, False, False, False]})
+    chart = charts.singular_value_histogram(values, ["a", "b"], title="s")
+    assert chart.tables["data"]["log10_s"].min() == pytest.approx(np.log10(0.25))
+    assert len(chart.tables["data"]) == 5
+    title = chart.to_dict()["title"]
+    assert title["text"] == "s" and title["subtitle"] == "Not drawn, zero (directions lost): a 1 of 3"
 
 
 def _every_chart(profiles):
@@ -205,7 +218,8 @@ def _every_chart(profiles):
                                                   metric="train_loss", title="t", log=True),
         "phase_diagram": charts.phase_diagram(grid, grid.iloc[:1], points, schemes, title="p"),
         "singular_value_histogram": charts.singular_value_histogram(
-            pd.DataFrame({"scheme": "a", "singular_value": [0.5, 1.0, 2.0]}), ["a"], title="s"),
+            pd.DataFrame({"scheme": "a", "singular_value": [0.5, 1.0, 2.0, 0.0],
+                          "zero": [False, False, False, True]}), ["a"], title="s"),
     }
 
 

@@ -84,7 +84,7 @@ def test_theory_readable_output(capsys):
     (["theory", "--sigma-w2", "1", "--sigma-b2", "nan"], "sigma_b2=nan"),
     (["theory", "--grid", "1"], "grid=1"),
     (["theory", "--activation", "swish"], "activation='swish'"),
-    (["jacobian", "--norm", "batchnorm"], "norm='batchnorm'"),
+    (["jacobian", "--norm", "batchnorm"], "with batch norm has no Jacobian of one input"),
     (["jacobian", "--width", "4096", "--depth", "1"], "at most 2048"),
     (["jacobian", "--width", "abc"], "--width"),
 ])
@@ -102,6 +102,28 @@ def test_jacobian_json_contract(capsys):
     assert doc["shape"] == [24, 24] and len(doc["singular_values"]) == 24
     assert doc["singular_values"] == pytest.approx([1.0] * 24, abs=1e-5)
     assert doc["mean_sq"] == pytest.approx(1.0, abs=1e-5) and doc["device"] == "cpu"
+    assert doc["zero_count"] == 0
+
+
+def test_jacobian_json_counts_zero_singular_values_as_matrix_rank_does(capsys):
+    # ones, linear: J is a multiple of the all-ones matrix, rank 1, s_max = width^depth
+    doc, _ = run_json(capsys, "jacobian", "--scheme", "ones", "--activation", "linear",
+                      "--width", "64", "--depth", "40", "--device", "cpu")
+    s = np.array(doc["singular_values"])
+    assert doc["zero_count"] == 63 == np.sum(s <= s[0] * 64 * np.finfo(np.float64).eps)
+    assert s[0] == pytest.approx(64.0**40, rel=1e-9)
+    assert doc["mean_sq"] == pytest.approx(64.0**80 / 64, rel=1e-9)
+
+
+@pytest.mark.parametrize("json_flag", [[], ["--json"]])
+def test_an_overflowing_network_exits_2_naming_its_layer(capsys, json_flag):
+    # normal(std=1) ReLU at width 256: the Jacobian grows by about √128 a layer and passes
+    # float64's reach for s⁴ long before layer 200; never a traceback or half a document
+    code, out, err = run(capsys, "jacobian", "--scheme", "normal", "--param", "std=1",
+                         "--activation", "relu", "--depth", "200", "--device", "cpu",
+                         *json_flag)
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert "no Jacobian spectrum" in err and "at layer " in err and "Traceback" not in err
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")

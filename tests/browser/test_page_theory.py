@@ -39,8 +39,8 @@ def test_isometry_link_draws_phase_diagram_and_both_spectra(page, artifacts):
     assert len(charts) == 2, f"the theory section should draw 2 charts, it has {charts}"
     assert all(chart["drawn"] for chart in charts), charts
     theory = page.locator(f"{MAIN} [data-testid='stMarkdownContainer']")
-    expect(theory.filter(has_text=re.compile(r"orthogonal: Well conditioned"))).to_have_count(1)
-    expect(theory.filter(has_text=re.compile(r"xavier_normal: Spread"))).to_have_count(1)
+    expect(theory.filter(has_text=re.compile(r"orthogonal: Ill conditioned"))).to_have_count(1)
+    expect(theory.filter(has_text=re.compile(r"xavier_normal: Singular"))).to_have_count(1)
     expect(page.locator(f"{MAIN} [data-testid='stMetric']").filter(has_text="χ₁").first) \
         .to_contain_text("1")
     expect(page.locator(CHART).filter(has_text="Singular values").first).to_be_visible()
