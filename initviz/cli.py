@@ -9,19 +9,22 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from initviz.devices import DEVICE_CHOICES, limit_threads
-from initviz.errors import InitvizError
+from initviz.errors import InitvizError, SettingIgnored, clip, quote
 from initviz.network import NORMS, NetworkSpec
 from initviz.schemes import BIAS_SCHEMES, SCHEMES, get_scheme
 from initviz.activations import ACTIVATIONS
 
 EXIT_USAGE = 2
+EXIT_BROKEN_PIPE = 1
 DEFAULT_WIDTH = 256
 DEFAULT_DEPTH = 20
 DEFAULT_EVAL_EVERY = 10
@@ -32,31 +35,81 @@ class UsageError(InitvizError):
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # argparse prints usage over several lines; we want one
-        raise UsageError(message)
+    commands = ""  # the subcommands' names, for the messages of the top-level parser
+
+    def error(self, message: str):
+        """One sentence instead of argparse's usage block, quoting the user's text in short."""
+        raise UsageError(_rephrase(message, self.prog, self.commands))
+
+
+def _rephrase(message: str, prog: str, commands: str) -> str:
+    head, _, rest = message.partition(": ")
+    if head == "unrecognized arguments":
+        return f"{prog} does not take {quote(rest)}; see {prog} COMMAND --help"
+    if head == "the following arguments are required" and rest == "command":
+        return f"give a command: {commands}; see {prog} --help"
+    if head == "argument command" and rest.startswith("invalid choice: "):
+        return f"there is no command {quote(_given_choice(rest))}: give one of {commands}"
+    if head.startswith("argument "):  # a flag's own sentence (its type function) or argparse's
+        return f"{head.removeprefix('argument ')}: {clip(rest, 200)}"
+    return clip(message, 200)
+
+
+def _given_choice(rest: str) -> str:
+    # argparse writes "invalid choice: 'VALUE' (choose from ...)".
+    return rest.removeprefix("invalid choice: ").rsplit(" (choose from", 1)[0].strip("'")
 
 
 def _key_value(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(
+            f"{quote(text)} is not of the form KEY=VALUE (for example std=0.5)")
     return key.strip(), value.strip()
 
 
 def _sizes(text: str) -> tuple[int, ...]:
     try:
-        return tuple(int(part) for part in text.split(",") if part.strip())
+        sizes = tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError:
+        sizes = ()
+    if not sizes:
         raise argparse.ArgumentTypeError(
-            f"expected comma-separated whole numbers, got {text!r}") from None
+            f"{quote(text)} is not a list of whole numbers separated by commas (for example "
+            "64,256,128)")
+    return sizes
+
+
+def _converter(convert: Callable[[str], object], noun: str) -> Callable[[str], object]:
+    """An argparse ``type`` that says "VALUE is not NOUN" instead of "invalid int value"."""
+    def parse(text: str):
+        try:
+            return convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{quote(text)} is not {noun}") from None
+
+    return parse
+
+
+_whole = _converter(int, "a whole number")
+_number = _converter(float, "a number")
+
+
+def _device(text: str) -> str:
+    # Checked here as well as where a device is used, so that `theory`, which computes with
+    # NumPy only, does not accept a device that does not exist.
+    if text not in DEVICE_CHOICES:
+        raise argparse.ArgumentTypeError(
+            f"{quote(text)} is not a device: give one of {', '.join(DEVICE_CHOICES)}")
+    return text
 
 
 def _network_flags() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     common.add_argument("--sizes", type=_sizes, help="one width per hidden layer, e.g. 64,256,128")
-    common.add_argument("--width", type=int, help=f"units per hidden layer ({DEFAULT_WIDTH})")
-    common.add_argument("--depth", type=int, help=f"number of hidden layers ({DEFAULT_DEPTH})")
-    common.add_argument("--input-dim", type=int, default=64, help="size of the input")
+    common.add_argument("--width", type=_whole, help=f"units per hidden layer ({DEFAULT_WIDTH})")
+    common.add_argument("--depth", type=_whole, help=f"number of hidden layers ({DEFAULT_DEPTH})")
+    common.add_argument("--input-dim", type=_whole, default=64, help="size of the input")
     common.add_argument("--activation", default="relu", help=", ".join(ACTIVATIONS))
     common.add_argument("--scheme", default="kaiming_normal", help=", ".join(SCHEMES))
     common.add_argument("--param", type=_key_value, action="append", default=[],
@@ -65,8 +118,8 @@ def _network_flags() -> argparse.ArgumentParser:
     common.add_argument("--bias-param", type=_key_value, action="append", default=[],
                         metavar="KEY=VALUE", help="a bias-scheme parameter (repeatable)")
     common.add_argument("--norm", default="none", help=", ".join(NORMS))
-    common.add_argument("--seed", type=int, default=0)
-    common.add_argument("--device", default="auto", help=", ".join(DEVICE_CHOICES))
+    common.add_argument("--seed", type=_whole, default=0)
+    common.add_argument("--device", type=_device, default="auto", help=", ".join(DEVICE_CHOICES))
     common.add_argument("--json", action="store_true", help="print one JSON document")
     return common
 
@@ -162,8 +215,8 @@ def _fmt(value: float | None) -> str:
 
 def _add_profile(sub, common) -> None:
     cmd = sub.add_parser("profile", parents=[common], help="per-layer statistics")
-    cmd.add_argument("--batch", type=int, default=256)
-    cmd.add_argument("--bins", type=int, default=60)
+    cmd.add_argument("--batch", type=_whole, default=256)
+    cmd.add_argument("--bins", type=_whole, default=60)
     cmd.set_defaults(run=_cmd_profile)
 
 
@@ -213,9 +266,9 @@ def _cmd_theory(args: argparse.Namespace) -> None:
 def _add_theory(sub, common) -> None:
     cmd = sub.add_parser("theory", parents=[common],
                          help="mean-field fixed point, chi1, depth scale and phase diagram")
-    cmd.add_argument("--sigma-w2", type=float, help="fan_in * Var(W), with --sigma-b2")
-    cmd.add_argument("--sigma-b2", type=float, help="bias variance (with --sigma-w2)")
-    cmd.add_argument("--grid", type=int, default=50, help="points per axis of the phase grid")
+    cmd.add_argument("--sigma-w2", type=_number, help="fan_in * Var(W), with --sigma-b2")
+    cmd.add_argument("--sigma-b2", type=_number, help="bias variance (with --sigma-w2)")
+    cmd.add_argument("--grid", type=_whole, default=50, help="points per axis of the phase grid")
     cmd.set_defaults(run=_cmd_theory)
 
 
@@ -261,8 +314,8 @@ def _train_schemes(args: argparse.Namespace) -> list[tuple[str, dict[str, str]]]
     unused = sorted(set(given) - {key for _, params in schemes for key in params})
     if unused:
         key = unused[0]
-        raise UsageError(f"--param {key}={given[key]}: none of {', '.join(names)} has a "
-                         f"parameter {key!r}")
+        raise UsageError(f"--param {clip(key)}={clip(given[key])}: none of {quote(names)} has a "
+                         f"parameter {quote(key)}")
     return schemes
 
 
@@ -344,12 +397,12 @@ def _add_train(sub, common) -> None:
     cmd.add_argument("--dataset", default=defaults["dataset"].default, help=", ".join(DATASETS))
     cmd.add_argument("--optimizer", default=defaults["optimizer"].default,
                      help=", ".join(OPTIMIZERS) + f" (momentum: SGD with momentum {MOMENTUM})")
-    cmd.add_argument("--lr", type=float, default=defaults["lr"].default, help="learning rate")
-    cmd.add_argument("--steps", type=int, default=defaults["steps"].default)
-    cmd.add_argument("--batch", type=int, default=defaults["batch"].default)
-    cmd.add_argument("--seeds", type=int, default=defaults["seeds"].default,
+    cmd.add_argument("--lr", type=_number, default=defaults["lr"].default, help="learning rate")
+    cmd.add_argument("--steps", type=_whole, default=defaults["steps"].default)
+    cmd.add_argument("--batch", type=_whole, default=defaults["batch"].default)
+    cmd.add_argument("--seeds", type=_whole, default=defaults["seeds"].default,
                      help="runs per scheme, with init seeds --seed, --seed+1, ...")
-    cmd.add_argument("--eval-every", type=int,
+    cmd.add_argument("--eval-every", type=_whole,
                      help=f"steps between evaluations ({DEFAULT_EVAL_EVERY}, or --steps if "
                           "fewer)")
     cmd.set_defaults(run=_cmd_train)
@@ -367,14 +420,37 @@ def build_parser() -> argparse.ArgumentParser:
     common = _network_flags()
     for add in SUBCOMMANDS:
         add(sub, common)
+    parser.commands = ", ".join(sub.choices)
     return parser
 
 
+def _notice_ignored_setting(message, category, filename, lineno, file=None, line=None):
+    if issubclass(category, SettingIgnored):
+        emit_notice(str(message))
+    else:
+        _SHOW_WARNING(message, category, filename, lineno, file, line)
+
+
+_SHOW_WARNING = warnings.showwarning
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one subcommand; returns the exit status (0, or 2 after a one-line error on stderr).
+
+    A reader that closes the pipe early (``| head``) ends the command quietly with status 1, the
+    way Python's documentation of SIGPIPE advises: stdout is pointed at devnull so the flush at
+    interpreter exit cannot raise a second BrokenPipeError.
+    """
     try:
-        args = build_parser().parse_args(argv)
-        limit_threads()
-        args.run(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _notice_ignored_setting
+            args = build_parser().parse_args(argv)
+            limit_threads()
+            args.run(args)
+            sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except InitvizError as error:
         print(f"initviz: error: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -21,7 +21,7 @@ import torch
 from scipy import special, stats
 from torch import nn
 
-from initviz.errors import InvalidSpec
+from initviz.errors import InvalidSpec, quote
 
 ParamValue = float | int | str
 Params = Mapping[str, ParamValue]
@@ -183,8 +183,11 @@ class Scheme:
         for name in given:
             if name not in known:
                 allowed = ", ".join(known) if known else "no parameters"
-                raise InvalidSpec(f"{field}.{name}", given[name], f"a parameter of "
-                                  f"{field}: {allowed}")
+                raise InvalidSpec(f"{field}.{name}", given[name], allowed,
+                                  message=f"{field} has no parameter {quote(name)} (set to "
+                                          f"{quote(given[name])}): " + (
+                                              f"its parameters are {allowed}" if known
+                                              else "it takes no parameters"))
         values = {
             name: param.coerce(given.get(name, param.default), field)
             for name, param in known.items()
@@ -265,7 +268,7 @@ def _require_less(owner: str, low: str, high: str) -> Callable[[Params], None]:
     def check(params: Params) -> None:
         if not params[low] < params[high]:
             raise InvalidSpec(f"{owner}.{high}", params[high],
-                              f"a number greater than {low}={params[low]:g}")
+                              f"a number greater than {low} ({params[low]:g})")
 
     return check
 

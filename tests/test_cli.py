@@ -3,6 +3,7 @@
 Most tests call ``main()`` in-process; two run the real ``python -m initviz`` in a subprocess.
 """
 
+import argparse
 import json
 import subprocess
 import sys
@@ -11,9 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from initviz.cli import main
+from initviz.cli import build_parser, main
 from initviz.errors import format_bytes
-from initviz.network import memory_budget
+from initviz.network import DEFAULT_MEMORY_BUDGET, memory_budget
 from initviz.schemes import SCHEMES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -165,6 +166,40 @@ def test_every_bad_input_exits_2_with_one_line_and_no_traceback(capsys, argv):
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize("argv", BAD_INPUTS, ids=lambda a: " ".join(a) or "(nothing)")
+def test_every_error_is_a_sentence_not_python_talk(capsys, argv):
+    _, _, err = run(capsys, *argv)
+    # argparse's "invalid int value: 'abc'" and the repr of a string or a list read like code.
+    assert "'" not in err and "invalid" not in err and "expected" not in err, err
+
+
+def _flags_with_a_value():
+    for command, action in _parser_actions():
+        if action.option_strings and action.nargs != 0 and action.dest != "help":
+            yield pytest.param(command, action.option_strings[0], id=f"{command} {action.dest}")
+
+
+def _parser_actions():
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for command, subparser in sub.choices.items():
+        for action in subparser._actions:
+            yield command, action
+
+
+@pytest.mark.parametrize("command, flag", list(_flags_with_a_value()))
+def test_a_huge_argument_is_quoted_in_short(capsys, command, flag):
+    huge = "9x" * 50_000  # 100 KB: neither a number, nor a name, nor KEY=VALUE
+    code, _, err = run(capsys, command, flag, huge)
+    assert code == 2 and err.count("\n") == 1
+    assert len(err) < 400, err[:400]
+
+
+def test_an_unknown_flag_with_a_huge_value_is_quoted_in_short(capsys):
+    code, _, err = run(capsys, "profile", "--nosuch", "v" * 100_000)
+    assert code == 2 and len(err) < 400 and "100,0" in err
+
+
 def test_too_large_says_how_much_it_needs(capsys):
     _, _, err = run(capsys, "profile", "--width", "4096", "--depth", "500", "--batch", "8192")
     assert "needs about 312.4 GiB" in err and format_bytes(memory_budget()) in err
@@ -194,5 +229,26 @@ def test_python_m_initviz_error_is_one_line_without_traceback():
     done = _python_m_initviz("profile", "--scheme", "he", "--json")
     assert done.returncode == 2
     assert done.stdout == ""
-    assert done.stderr.startswith("initviz: error: scheme='he'")
+    assert done.stderr.startswith('initviz: error: scheme "he" is not valid: give one of ')
     assert done.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv", [["schemes"], ["profile", *SMALL, "--json"], ["theory"]],
+                         ids=" ".join)
+def test_a_reader_that_closes_the_pipe_ends_the_command_quietly(argv):
+    # `| head -1` closes the pipe early: closing it before the command writes anything makes the
+    # BrokenPipeError certain instead of a race with the pipe buffer.
+    done = subprocess.Popen([sys.executable, "-m", "initviz", *argv], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    done.stdout.close()
+    _, err = done.communicate(timeout=120)
+    assert done.returncode == 1
+    assert err == b""
+
+
+def test_an_unreadable_budget_variable_is_a_one_line_notice_not_a_traceback(monkeypatch, capsys):
+    monkeypatch.setenv("INITVIZ_MEMORY_BUDGET_MB", "abc")
+    code, out, err = run(capsys, "profile", *SMALL, "--json")
+    assert code == 0 and json.loads(out)["layers"]
+    assert err == ('initviz: notice: INITVIZ_MEMORY_BUDGET_MB="abc" is not a positive number of '
+                   f"MiB; using the default {format_bytes(DEFAULT_MEMORY_BUDGET)}\n")

@@ -152,7 +152,7 @@ def test_every_bad_input_exits_2_with_one_line_and_no_traceback(capsys, argv, js
 def test_a_parameter_no_listed_scheme_has_is_named(capsys):
     _, _, err = run_train(capsys, "--schemes", "kaiming_normal,xavier_normal", "--param", "std=2")
     assert err == ("initviz: error: --param std=2: none of kaiming_normal, xavier_normal has a "
-                   "parameter 'std'\n")
+                   "parameter \"std\"\n")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")

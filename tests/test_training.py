@@ -388,7 +388,7 @@ def test_bad_input_raises_invalid_spec_naming_the_field(kwargs, field):
     with pytest.raises(InvalidSpec) as error:
         _spec(**kwargs)
     assert isinstance(error.value, ValueError)
-    assert error.value.field == field and str(error.value).startswith(f"{field}=")
+    assert error.value.field == field and str(error.value).startswith(f"{field} ")
 
 
 # --------------------------------------------------------------------------------------------------
