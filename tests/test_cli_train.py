@@ -93,6 +93,8 @@ def test_the_readable_form_is_a_table_with_a_progress_bar_on_stderr(capsys):
                          "--device", "cpu")
     assert code == 0
     lines = out.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.split()[:1] == ["scheme"])
+    lines = [" ".join(" ".join(lines[:head]).split()), *lines[head:]]  # the sentence, unwrapped
     assert lines[0].startswith("2 scheme(s) x 1 seed(s) from seed 0 on digits (64 inputs, 10 "
                                "classes); 2 hidden layers of width 16, relu")
     assert lines[1].split() == ["scheme", "seed", "step", "train_loss", "val_loss", "val_acc",
