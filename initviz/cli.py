@@ -210,6 +210,11 @@ def format_table(frame: pd.DataFrame, keys: int = 1) -> str:
             blocks[-1].append(column)
         else:
             blocks.append([column])
+    # As many blocks as filling each in turn needs, but of even length where they still fit
+    # (profile: 5 + 5 + 5 columns rather than 7 + 7 + 1).
+    even = [list(part) for part in np.array_split(np.array(rest, dtype=object), len(blocks))]
+    if blocks and all(width(lead + block) <= TEXT_WIDTH for block in even):
+        blocks = even
     return "\n\n".join(text(lead + block) for block in blocks or [[]])
 
 
