@@ -4,13 +4,12 @@ at once."""
 
 from __future__ import annotations
 
-import os
 import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 
-from initviz.errors import ServerBusy
+from initviz.errors import ServerBusy, env_megabytes
 
 DEFAULT_SERVER_MEMORY = 384 * 1024**2
 """Bytes that all sessions' training runs may hold together; ``INITVIZ_SERVER_MEMORY_MB``
@@ -48,8 +47,8 @@ class LRU:
 
 
 def server_memory_budget() -> int:
-    configured = os.environ.get("INITVIZ_SERVER_MEMORY_MB")
-    return int(float(configured) * 1024**2) if configured else DEFAULT_SERVER_MEMORY
+    """Bytes all sessions' training runs may hold together (see :data:`DEFAULT_SERVER_MEMORY`)."""
+    return env_megabytes("INITVIZ_SERVER_MEMORY_MB", DEFAULT_SERVER_MEMORY)
 
 
 class MemoryLedger:

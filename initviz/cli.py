@@ -7,21 +7,26 @@ input ends with exit code 2 and one line on stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
+import os
 import sys
+import textwrap
+import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from initviz.devices import DEVICE_CHOICES, limit_threads
-from initviz.errors import InitvizError
+from initviz.errors import InitvizError, SettingIgnored, clip, quote
 from initviz.network import NORMS, NetworkSpec
 from initviz.schemes import BIAS_SCHEMES, SCHEMES, get_scheme
 from initviz.activations import ACTIVATIONS
 
 EXIT_USAGE = 2
+EXIT_BROKEN_PIPE = 1
 DEFAULT_WIDTH = 256
 DEFAULT_DEPTH = 20
 DEFAULT_EVAL_EVERY = 10
@@ -32,42 +37,109 @@ class UsageError(InitvizError):
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # argparse prints usage over several lines; we want one
-        raise UsageError(message)
+    commands = ""  # the subcommands' names, for the messages of the top-level parser
+
+    def error(self, message: str):
+        """One sentence instead of argparse's usage block, quoting the user's text in short."""
+        raise UsageError(_rephrase(message, self.prog, self.commands))
+
+
+def _rephrase(message: str, prog: str, commands: str) -> str:
+    head, _, rest = message.partition(": ")
+    if head == "unrecognized arguments":
+        return f"{prog} does not take {quote(rest)}; see {prog} COMMAND --help"
+    if head == "the following arguments are required" and rest == "command":
+        return f"give a command: {commands}; see {prog} --help"
+    if head == "argument command" and rest.startswith("invalid choice: "):
+        return f"there is no command {quote(_given_choice(rest))}: give one of {commands}"
+    if head.startswith("argument "):  # a flag's own sentence (its type function) or argparse's
+        return f"{head.removeprefix('argument ')}: {clip(rest, 200)}"
+    return clip(message, 200)
+
+
+def _given_choice(rest: str) -> str:
+    # argparse writes "invalid choice: 'VALUE' (choose from ...)".
+    return rest.removeprefix("invalid choice: ").rsplit(" (choose from", 1)[0].strip("'")
 
 
 def _key_value(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(
+            f"{quote(text)} is not of the form KEY=VALUE (for example std=0.5)")
     return key.strip(), value.strip()
 
 
 def _sizes(text: str) -> tuple[int, ...]:
     try:
-        return tuple(int(part) for part in text.split(",") if part.strip())
+        sizes = tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError:
+        sizes = ()
+    if not sizes:
         raise argparse.ArgumentTypeError(
-            f"expected comma-separated whole numbers, got {text!r}") from None
+            f"{quote(text)} is not a list of whole numbers separated by commas (for example "
+            "64,256,128)")
+    return sizes
+
+
+def _converter(convert: Callable[[str], object], noun: str) -> Callable[[str], object]:
+    """An argparse ``type`` that says "VALUE is not NOUN" instead of "invalid int value"."""
+    def parse(text: str):
+        try:
+            return convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{quote(text)} is not {noun}") from None
+
+    return parse
+
+
+_whole = _converter(int, "a whole number")
+_number = _converter(float, "a number")
+
+
+def _device(text: str) -> str:
+    # Checked here as well as where a device is used, so that `theory`, which computes with
+    # NumPy only, does not accept a device that does not exist.
+    if text not in DEVICE_CHOICES:
+        raise argparse.ArgumentTypeError(
+            f"{quote(text)} is not a device: give one of {', '.join(DEVICE_CHOICES)}")
+    return text
 
 
 def _network_flags() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
-    common.add_argument("--sizes", type=_sizes, help="one width per hidden layer, e.g. 64,256,128")
-    common.add_argument("--width", type=int, help=f"units per hidden layer ({DEFAULT_WIDTH})")
-    common.add_argument("--depth", type=int, help=f"number of hidden layers ({DEFAULT_DEPTH})")
-    common.add_argument("--input-dim", type=int, default=64, help="size of the input")
-    common.add_argument("--activation", default="relu", help=", ".join(ACTIVATIONS))
-    common.add_argument("--scheme", default="kaiming_normal", help=", ".join(SCHEMES))
+    common.add_argument("--sizes", type=_sizes, metavar="A,B,...",
+                        help="one width per hidden layer, e.g. 64,256,128 (instead of "
+                             "--width and --depth)")
+    common.add_argument("--width", type=_whole,
+                        help=f"units in each hidden layer (default: {DEFAULT_WIDTH})")
+    common.add_argument("--depth", type=_whole,
+                        help=f"number of hidden layers (default: {DEFAULT_DEPTH})")
+    common.add_argument("--input-dim", type=_whole, default=64,
+                        help="size of the input to layer 1; the probe feeds it N(0, 1) values")
+    common.add_argument("--activation", default="relu",
+                        help="the function after each layer: " + ", ".join(ACTIVATIONS))
+    common.add_argument("--scheme", default="kaiming_normal",
+                        help="how the weights are drawn: " + ", ".join(SCHEMES)
+                             + " (the schemes command explains each)")
     common.add_argument("--param", type=_key_value, action="append", default=[],
-                        metavar="KEY=VALUE", help="a scheme parameter (repeatable)")
-    common.add_argument("--bias", default="zeros", help=", ".join(BIAS_SCHEMES))
+                        metavar="KEY=VALUE",
+                        help="a parameter of the scheme, e.g. std=0.5 or gain=2 (repeatable)")
+    common.add_argument("--bias", default="zeros",
+                        help="how the biases are drawn: " + ", ".join(BIAS_SCHEMES))
     common.add_argument("--bias-param", type=_key_value, action="append", default=[],
-                        metavar="KEY=VALUE", help="a bias-scheme parameter (repeatable)")
-    common.add_argument("--norm", default="none", help=", ".join(NORMS))
-    common.add_argument("--seed", type=int, default=0)
-    common.add_argument("--device", default="auto", help=", ".join(DEVICE_CHOICES))
-    common.add_argument("--json", action="store_true", help="print one JSON document")
+                        metavar="KEY=VALUE",
+                        help="a parameter of the bias scheme, e.g. std=0.1 (repeatable)")
+    common.add_argument("--norm", default="none",
+                        help="a normalization layer after each Linear: " + ", ".join(NORMS))
+    common.add_argument("--seed", type=_whole, default=0,
+                        help="the random seed: the same seed draws the same weights, inputs and "
+                             "data, so the same numbers")
+    common.add_argument("--device", type=_device, default="auto",
+                        help="where to compute: auto (cuda, then mps, then cpu), cpu, cuda or "
+                             "mps; one that is not there falls back to cpu")
+    common.add_argument("--json", action="store_true",
+                        help="print one JSON document instead of text")
     return common
 
 
@@ -103,7 +175,20 @@ def _json_default(value):
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
-def format_table(frame: pd.DataFrame) -> str:
+TEXT_WIDTH = 100
+"""Columns the readable output may take: a terminal of 100 columns shows it without wrapping."""
+
+
+def say(text: str) -> None:
+    """Print a sentence of the readable output, wrapped to :data:`TEXT_WIDTH` columns."""
+    print(textwrap.fill(text, TEXT_WIDTH, subsequent_indent="  ", break_long_words=False,
+                        break_on_hyphens=False))
+
+
+def format_table(frame: pd.DataFrame, keys: int = 1) -> str:
+    """``frame`` as text no wider than :data:`TEXT_WIDTH`: where its columns do not fit side by
+    side, they are printed as several tables one under another, each led by the first ``keys``
+    columns (the layer, say) so that every row can still be read off."""
     def number(value) -> str:
         if value is None or (isinstance(value, float) and math.isnan(value)):
             return "n/a"
@@ -111,7 +196,26 @@ def format_table(frame: pd.DataFrame) -> str:
             return f"{value:.4g}"
         return str(value)
 
-    return frame.to_string(index=False, na_rep="n/a", formatters={c: number for c in frame.columns})
+    def text(columns: list) -> str:
+        return frame[columns].to_string(index=False, na_rep="n/a",
+                                        formatters={c: number for c in columns})
+
+    def width(columns: list) -> int:
+        return max(map(len, text(columns).splitlines()))
+
+    lead, rest = list(frame.columns[:keys]), list(frame.columns[keys:])
+    blocks: list[list] = []
+    for column in rest:
+        if blocks and width(lead + blocks[-1] + [column]) <= TEXT_WIDTH:
+            blocks[-1].append(column)
+        else:
+            blocks.append([column])
+    # As many blocks as filling each in turn needs, but of even length where they still fit
+    # (profile: 5 + 5 + 5 columns rather than 7 + 7 + 1).
+    even = [list(part) for part in np.array_split(np.array(rest, dtype=object), len(blocks))]
+    if blocks and all(width(lead + block) <= TEXT_WIDTH for block in even):
+        blocks = even
+    return "\n\n".join(text(lead + block) for block in blocks or [[]])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -124,10 +228,15 @@ def _cmd_schemes(args: argparse.Namespace) -> None:
     if args.json:
         print_json(rows)
         return
-    table = pd.DataFrame([{**row, "params": ", ".join(f"{k}={v}" for k, v in
-                                                    row["params"].items()) or "-"}
-                          for row in rows])[["name", "params", "formula"]]
-    print(table.to_string(index=False))
+    # One block per scheme: a formula and a paper do not fit side by side in 100 columns.
+    for row in rows:
+        print(f"{row['name']}: {row['label']}")
+        params = ", ".join(f"{k}={v}" for k, v in row["params"].items()) or "none"
+        for field, value in (("params", params), ("formula", row["formula"]),
+                             ("reference", row["reference"])):
+            print(textwrap.fill(value, TEXT_WIDTH, initial_indent=f"  {field:<9} ",
+                                subsequent_indent=" " * 12, break_long_words=False,
+                                break_on_hyphens=False))
 
 
 def _cmd_profile(args: argparse.Namespace) -> None:
@@ -141,17 +250,17 @@ def _cmd_profile(args: argparse.Namespace) -> None:
         print_json(document)
         return
     theory = document["theory"]
-    print(f"{result.spec.depth} layers, {result.spec.activation}, {result.spec.scheme}; "
+    say(f"{result.spec.depth} layers, {result.spec.activation}, {result.spec.scheme}; "
           f"batch {result.batch}, seed {result.seed}, device {result.device}, "
           f"{result.seconds:.3f} s")
     if theory["chi1"] is not None:
         depth_scale = theory["depth_scale"]
-        print(f"mean field: q* = {_fmt(theory['q_star'])}, chi1 = {theory['chi1']:.4g} "
+        say(f"mean field: q* = {_fmt(theory['q_star'])}, chi1 = {theory['chi1']:.4g} "
               f"({theory['phase']}), depth scale = {_fmt(depth_scale)}")
     elif theory["note"]:
-        print(f"mean field: not shown ({theory['note']})")
+        say(f"mean field: not shown ({theory['note']})")
     if result.first_nonfinite_layer is not None:
-        print(f"{result.nonfinite_pass} pass: values overflow to inf/NaN at layer "
+        say(f"{result.nonfinite_pass} pass: values overflow to inf/NaN at layer "
               f"{result.first_nonfinite_layer}")
     print(format_table(result.layers))
 
@@ -162,14 +271,18 @@ def _fmt(value: float | None) -> str:
 
 def _add_profile(sub, common) -> None:
     cmd = sub.add_parser("profile", parents=[common], help="per-layer statistics")
-    cmd.add_argument("--batch", type=int, default=256)
-    cmd.add_argument("--bins", type=int, default=60)
+    cmd.add_argument("--batch", type=_whole, default=256,
+                     help="how many inputs the statistics are measured on")
+    cmd.add_argument("--bins", type=_whole, default=60,
+                     help="bins of each layer's histograms, as on the page (the output here gives "
+                          "their statistics, not the histograms)")
     cmd.set_defaults(run=_cmd_profile)
 
 
 def _add_schemes(sub, common) -> None:
-    cmd = sub.add_parser("schemes", help="list the initialization schemes")
-    cmd.add_argument("--json", action="store_true", help="print one JSON document")
+    cmd = sub.add_parser("schemes", help="every initialization scheme: its parameters, formula "
+                                               "and reference (the paper, where there is one)")
+    cmd.add_argument("--json", action="store_true", help="print one JSON document instead of text")
     cmd.set_defaults(run=_cmd_schemes)
 
 
@@ -188,22 +301,22 @@ def _cmd_theory(args: argparse.Namespace) -> None:
     source = ("from --sigma-w2/--sigma-b2" if given[0] is not None
               else f"from {args.scheme} / {args.bias}, last hidden layer")
     if diagram.summary is None:
-        print(f"{diagram.activation}: mean field does not apply ({diagram.note}); "
+        say(f"{diagram.activation}: mean field does not apply ({diagram.note}); "
               "pass --sigma-w2 and --sigma-b2 to place a point")
     else:
-        print(f"{diagram.activation}, sigma_w2 = {document['sigma_w2']:.4g}, sigma_b2 = "
+        say(f"{diagram.activation}, sigma_w2 = {document['sigma_w2']:.4g}, sigma_b2 = "
               f"{document['sigma_b2']:.4g} ({source})")
-        print(f"mean field: q* = {_fmt(document['q_star'])}, chi1 = {document['chi1']:.4g} "
+        say(f"mean field: q* = {_fmt(document['q_star'])}, chi1 = {document['chi1']:.4g} "
               f"({document['phase']}), depth scale = {_fmt(document['depth_scale'])}, "
               f"chaotic depth scale = {_fmt(document['chaotic_depth_scale'])}")
-        print(document["reach"])
+        say(document["reach"])
     grid = diagram.grid
-    print(f"phase grid: {args.grid} x {args.grid} over sigma_w2 in [0, "
+    say(f"phase grid: {args.grid} x {args.grid} over sigma_w2 in [0, "
           f"{grid.sigma_w2.max():.4g}], sigma_b2 in [0, {grid.sigma_b2.max():.4g}] "
           "(every point with --json)")
     line = diagram.critical_line
     if line.empty:
-        print("critical line (chi1 = 1): not in this window")
+        say("critical line (chi1 = 1): not in this window")
         return
     print("critical line (chi1 = 1):")
     print(format_table(line.iloc[np.linspace(0, len(line) - 1, min(len(line), 11)).round()
@@ -213,9 +326,9 @@ def _cmd_theory(args: argparse.Namespace) -> None:
 def _add_theory(sub, common) -> None:
     cmd = sub.add_parser("theory", parents=[common],
                          help="mean-field fixed point, chi1, depth scale and phase diagram")
-    cmd.add_argument("--sigma-w2", type=float, help="fan_in * Var(W), with --sigma-b2")
-    cmd.add_argument("--sigma-b2", type=float, help="bias variance (with --sigma-w2)")
-    cmd.add_argument("--grid", type=int, default=50, help="points per axis of the phase grid")
+    cmd.add_argument("--sigma-w2", type=_number, help="fan_in * Var(W), with --sigma-b2")
+    cmd.add_argument("--sigma-b2", type=_number, help="bias variance (with --sigma-w2)")
+    cmd.add_argument("--grid", type=_whole, default=50, help="points per axis of the phase grid")
     cmd.set_defaults(run=_cmd_theory)
 
 
@@ -267,8 +380,8 @@ def _train_schemes(args: argparse.Namespace) -> list[tuple[str, dict[str, str]]]
     unused = sorted(set(given) - {key for _, params in schemes for key in params})
     if unused:
         key = unused[0]
-        raise UsageError(f"--param {key}={given[key]}: none of {', '.join(names)} has a "
-                         f"parameter {key!r}")
+        raise UsageError(f"--param {clip(key)}={clip(given[key])}: none of {quote(names)} has a "
+                         f"parameter {quote(key)}")
     return schemes
 
 
@@ -319,7 +432,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
         return
     data = dataset_info(spec.dataset)
     net = spec.network
-    print(f"{len(spec.schemes)} scheme(s) x {spec.seeds} seed(s) from seed {spec.seed} on "
+    say(f"{len(spec.schemes)} scheme(s) x {spec.seeds} seed(s) from seed {spec.seed} on "
           f"{data.name} ({data.input_dim} inputs, {data.n_classes} classes); {net.depth} hidden "
           f"layers of {_sizes_text(net.sizes)}, {net.activation}, norm {net.norm}; {spec.optimizer} "
           f"lr {spec.lr:g}, {spec.steps} steps of batch {spec.batch}; device {result.device}, "
@@ -347,17 +460,20 @@ def _add_train(sub, common) -> None:
     cmd.add_argument("--schemes", type=_names, metavar="A,B,...",
                      help="the schemes to compare (default: --scheme); --param applies to each "
                           "that has the parameter")
-    cmd.add_argument("--dataset", default=defaults["dataset"].default, help=", ".join(DATASETS))
+    cmd.add_argument("--dataset", default=defaults["dataset"].default,
+                     help="the data set to train on: " + ", ".join(DATASETS))
     cmd.add_argument("--optimizer", default=defaults["optimizer"].default,
                      help=", ".join(OPTIMIZERS) + f" (momentum: SGD with momentum {MOMENTUM})")
-    cmd.add_argument("--lr", type=float, default=defaults["lr"].default, help="learning rate")
-    cmd.add_argument("--steps", type=int, default=defaults["steps"].default)
-    cmd.add_argument("--batch", type=int, default=defaults["batch"].default)
-    cmd.add_argument("--seeds", type=int, default=defaults["seeds"].default,
+    cmd.add_argument("--lr", type=_number, default=defaults["lr"].default, help="learning rate")
+    cmd.add_argument("--steps", type=_whole, default=defaults["steps"].default,
+                     help="optimizer steps of each run")
+    cmd.add_argument("--batch", type=_whole, default=defaults["batch"].default,
+                     help="training examples per step")
+    cmd.add_argument("--seeds", type=_whole, default=defaults["seeds"].default,
                      help="runs per scheme, with init seeds --seed, --seed+1, ...")
-    cmd.add_argument("--eval-every", type=int,
-                     help=f"steps between evaluations ({DEFAULT_EVAL_EVERY}, or --steps if "
-                          "fewer)")
+    cmd.add_argument("--eval-every", type=_whole,
+                     help=f"steps between evaluations (default: {DEFAULT_EVAL_EVERY}, or --steps "
+                          "if fewer)")
     cmd.set_defaults(run=_cmd_train)
 
 
@@ -366,21 +482,57 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction, argparse.ArgumentParser]
 ]
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each flag's default, and wraps at :data:`TEXT_WIDTH` whatever the terminal says."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, width=TEXT_WIDTH)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or action.default is False or action.default == []:
+            return action.help  # no default worth showing (or it is in the help already)
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m initviz",
+    parser = _Parser(prog="python -m initviz", formatter_class=_HelpFormatter,
                      description="See what weight initialization does to a neural network.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub.add_parser = functools.partial(sub.add_parser, formatter_class=_HelpFormatter)
     common = _network_flags()
     for add in SUBCOMMANDS:
         add(sub, common)
+    parser.commands = ", ".join(sub.choices)
     return parser
 
 
+def _notice_ignored_setting(message, category, filename, lineno, file=None, line=None):
+    if issubclass(category, SettingIgnored):
+        emit_notice(str(message))
+    else:
+        _SHOW_WARNING(message, category, filename, lineno, file, line)
+
+
+_SHOW_WARNING = warnings.showwarning
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one subcommand; returns the exit status (0, or 2 after a one-line error on stderr).
+
+    A reader that closes the pipe early (``| head``) ends the command quietly with status 1, the
+    way Python's documentation of SIGPIPE advises: stdout is pointed at devnull so the flush at
+    interpreter exit cannot raise a second BrokenPipeError.
+    """
     try:
-        args = build_parser().parse_args(argv)
-        limit_threads()
-        args.run(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _notice_ignored_setting
+            args = build_parser().parse_args(argv)
+            limit_threads()
+            args.run(args)
+            sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except InitvizError as error:
         print(f"initviz: error: {error}", file=sys.stderr)
         return EXIT_USAGE

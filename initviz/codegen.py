@@ -4,7 +4,8 @@ The script draws from one ``torch.Generator`` in the same order as :func:`initvi
 (``model.apply`` visits the Linear layers in order, weight then bias), so it reproduces initviz's
 weights exactly, and it measures each layer on the same inputs as the probe, so it prints the same
 activation statistics. The init calls come from :meth:`Scheme.code`, the same description that
-initviz applies, and LSUV's rescaling is initviz's own function, copied by ``inspect``.
+initviz applies; LSUV's rescaling and a scheme's own init function (sparse) are initviz's own
+functions, copied by ``inspect``.
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ def pytorch_code(spec: NetworkSpec, seed: int = 0, batch: int = 256) -> str:
         f"g = torch.Generator().manual_seed({seed})",
         "",
         "",
+        *([textwrap.dedent(inspect.getsource(scheme.own_fn)).rstrip(), "", ""]
+          if scheme.own_fn else []),
         "def init_fn(m):",
         "    if isinstance(m, nn.Linear):",
         textwrap.indent(scheme.code(spec.params, "m.weight"), " " * 8),

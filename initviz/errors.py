@@ -2,6 +2,38 @@
 
 from __future__ import annotations
 
+import math
+import os
+import warnings
+
+QUOTE_LIMIT = 60
+"""The most characters of a user's text that a message repeats: enough to recognize a typo, while a
+100 KB argument or URL value still gives a one-line message."""
+
+
+def clip(text: object, limit: int = QUOTE_LIMIT) -> str:
+    """``str(text)`` on one line (control characters escaped, as ``\\n``) and cut to ``limit``
+    characters, saying how long it was where it was cut."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text):,} characters)"
+
+
+def quote(value: object, limit: int = QUOTE_LIMIT) -> str:
+    """A user's value as a message repeats it: numbers bare, lists as their items, other text in
+    quotes, cut by :func:`clip` (``'-1'`` from a command line reads -1, ``'he'`` reads "he")."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{value:g}" if isinstance(value, float) else str(value)
+    if isinstance(value, (list, tuple)):  # a list reads as its items, not as Python's repr
+        return clip(", ".join(map(str, value)) or "nothing", limit)
+    text = str(value)
+    try:
+        float(text)
+    except ValueError:
+        return f'"{clip(text, limit)}"'
+    return clip(text.strip(), limit)
+
 
 class InitvizError(ValueError):
     """Base class: the message is one line, complete, and safe to show to a user."""
@@ -11,14 +43,16 @@ class InvalidSpec(InitvizError):
     """A configuration value is unknown or out of range.
 
     ``field`` names the offending field, ``value`` is what was given and ``allowed`` says what
-    would have been accepted, so a caller can fall back to a default and say why.
+    would have been accepted (a noun phrase: "a whole number from 1 to 4096"), so a caller can fall
+    back to a default and say why. ``message`` replaces the sentence built from them where that
+    would read badly (an unknown parameter name, say).
     """
 
-    def __init__(self, field: str, value: object, allowed: str):
+    def __init__(self, field: str, value: object, allowed: str, message: str | None = None):
         self.field = field
         self.value = value
         self.allowed = allowed
-        super().__init__(f"{field}={value!r} is not valid: expected {allowed}")
+        super().__init__(message or f"{field} {quote(value)} is not valid: give {allowed}")
 
 
 class TooLarge(InitvizError):
@@ -44,6 +78,33 @@ class ServerBusy(InitvizError):
             f"sessions hold {format_bytes(used_bytes)} of its {format_bytes(budget_bytes)}; "
             "try again when their training ends"
         )
+
+
+class SettingIgnored(UserWarning):
+    """An environment setting could not be read; its default is used instead."""
+
+
+def env_megabytes(variable: str, default_bytes: int) -> int:
+    """The byte count that environment ``variable`` gives in MiB, or ``default_bytes``.
+
+    A value that is not a positive finite number (``abc``, ``nan``, ``inf``, ``-5``, ``0``) is
+    ignored with a :class:`SettingIgnored` warning naming the variable, the value and the default,
+    so a typo in a deployment's settings cannot stop the CLI or the page.
+    """
+    configured = os.environ.get(variable, "").strip()
+    if not configured:
+        return default_bytes
+    try:
+        megabytes = float(configured)
+    except ValueError:
+        megabytes = math.nan
+    nbytes = megabytes * 1024**2
+    if math.isfinite(nbytes) and nbytes >= 1:
+        return int(nbytes)
+    warnings.warn(SettingIgnored(
+        f"{variable}={quote(configured)} is not a positive number of MiB; using the default "
+        f"{format_bytes(default_bytes)}"), stacklevel=2)
+    return default_bytes
 
 
 def format_bytes(n: float) -> str:

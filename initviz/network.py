@@ -6,7 +6,6 @@ one output ``Linear``. Layers are numbered from 1 everywhere in initviz's output
 
 from __future__ import annotations
 
-import os
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ import torch
 from torch import nn
 
 from initviz.activations import get_activation
-from initviz.errors import InvalidSpec, TooLarge
+from initviz.errors import InvalidSpec, TooLarge, env_megabytes
 from initviz.schemes import ParamValue, get_scheme, lsuv_rescale
 
 MAX_WIDTH = 4096
@@ -32,8 +31,8 @@ which leaves room for one computation at the budget plus the bounded caches."""
 
 
 def memory_budget() -> int:
-    configured = os.environ.get("INITVIZ_MEMORY_BUDGET_MB")
-    return int(float(configured) * 1024**2) if configured else DEFAULT_MEMORY_BUDGET
+    """Bytes one computation may use (see :data:`DEFAULT_MEMORY_BUDGET`)."""
+    return env_megabytes("INITVIZ_MEMORY_BUDGET_MB", DEFAULT_MEMORY_BUDGET)
 
 
 def _check_int(field: str, value: object, low: int, high: int) -> int:

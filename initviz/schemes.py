@@ -21,7 +21,7 @@ import torch
 from scipy import special, stats
 from torch import nn
 
-from initviz.errors import InvalidSpec
+from initviz.errors import InvalidSpec, quote
 
 ParamValue = float | int | str
 Params = Mapping[str, ParamValue]
@@ -162,9 +162,9 @@ class Scheme:
     law: Callable[[int, int, Params], WeightLaw | None]
     params: tuple[Param, ...] = ()
     check: Callable[[Params], None] | None = None
-    # torch.nn.init.sparse_ takes a generator but draws its zero positions with torch.randperm
-    # from the global RNG; such a scheme runs with the global RNG seeded from the generator.
-    uses_global_rng: bool = False
+    # initviz's own function where torch.nn.init's would draw from the process-wide RNG
+    # (sparse_); the code export then includes its source.
+    own_fn: Callable[..., torch.Tensor] | None = None
 
     @property
     def defaults(self) -> dict[str, ParamValue]:
@@ -183,8 +183,11 @@ class Scheme:
         for name in given:
             if name not in known:
                 allowed = ", ".join(known) if known else "no parameters"
-                raise InvalidSpec(f"{field}.{name}", given[name], f"a parameter of "
-                                  f"{field}: {allowed}")
+                raise InvalidSpec(f"{field}.{name}", given[name], allowed,
+                                  message=f"{field} has no parameter {quote(name)} (set to "
+                                          f"{quote(given[name])}): " + (
+                                              f"its parameters are {allowed}" if known
+                                              else "it takes no parameters"))
         values = {
             name: param.coerce(given.get(name, param.default), field)
             for name, param in known.items()
@@ -207,31 +210,23 @@ class Scheme:
         does not say what layer it belongs to.
         """
         fan_in, fan_out = fans if fans is not None else _fans(tensor)
-        fn = getattr(nn.init, self.torch_fn)
+        fn = self.own_fn or getattr(nn.init, self.torch_fn)
         kwargs = self._call_kwargs(params, fan_in, fan_out)
         if self.torch_fn not in _DETERMINISTIC:
             kwargs["generator"] = generator
         with torch.no_grad():
-            if not self.uses_global_rng:
-                return fn(tensor, **kwargs)
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(int(torch.randint(2**62, (), generator=generator)))
-                return fn(tensor, **kwargs)
+            return fn(tensor, **kwargs)
 
     def code(self, params: Params, target: str, generator: str = "g") -> str:
-        """The PyTorch code that does what :meth:`apply` does, e.g. for ``target='m.weight'``."""
+        """The PyTorch code that does what :meth:`apply` does, e.g. for ``target='m.weight'``
+        (calling ``own_fn`` by its name, where the scheme has one)."""
         args = [target]
         for key, value in self.torch_kwargs(params).items():
             args.append(f"{key}={value.source if isinstance(value, FanExpr) else _literal(value)}")
         if self.torch_fn not in _DETERMINISTIC:
             args.append(f"generator={generator}")
-        call = f"nn.init.{self.torch_fn}({', '.join(args)})"
-        if not self.uses_global_rng:
-            return call
-        return (f"with torch.random.fork_rng(devices=[]):  # {self.torch_fn} also draws from the "
-                f"global RNG\n"
-                f"    torch.manual_seed(int(torch.randint(2**62, (), generator={generator})))\n"
-                f"    {call}")
+        name = self.own_fn.__name__ if self.own_fn else f"nn.init.{self.torch_fn}"
+        return f"{name}({', '.join(args)})"
 
     def weight_law(self, fan_in: int, fan_out: int, params: Params) -> WeightLaw | None:
         return self.law(fan_in, fan_out, params)
@@ -265,7 +260,7 @@ def _require_less(owner: str, low: str, high: str) -> Callable[[Params], None]:
     def check(params: Params) -> None:
         if not params[low] < params[high]:
             raise InvalidSpec(f"{owner}.{high}", params[high],
-                              f"a number greater than {low}={params[low]:g}")
+                              f"a number greater than {low} ({params[low]:g})")
 
     return check
 
@@ -343,6 +338,39 @@ _LECUN_REF = ("LeCun, Bottou, Orr & Müller (1998), Efficient BackProp; used for
 
 def _kaiming_kwargs(p: Params) -> dict[str, object]:
     return {"a": p["a"], "mode": p["mode"], "nonlinearity": p["nonlinearity"]}
+
+
+def sparse_(tensor: torch.Tensor, sparsity: float, std: float = 0.01,
+            generator: torch.Generator | None = None) -> torch.Tensor:
+    r"""Fill the 2D ``tensor`` as a sparse matrix, drawing only from ``generator``.
+
+    The non-zero elements are drawn from :math:`\mathcal{N}(0, \text{std}^2)` and
+    :math:`\lceil \text{sparsity} \cdot \text{rows} \rceil` entries of every column, chosen
+    uniformly at random, are set to zero, as described in `Deep learning via Hessian-free
+    optimization` - Martens, J. (2010). This is ``torch.nn.init.sparse_``, whose zero positions
+    come from ``torch.randperm`` on the process-wide generator: parallel sessions would advance it
+    for one another. Here each column's zero rows are the ``num_zeros`` smallest of ``rows``
+    uniform keys drawn from ``generator``, a uniformly random subset as ``randperm``'s prefix is.
+
+    Args:
+        tensor: a 2-dimensional ``torch.Tensor``, filled in place
+        sparsity: the fraction of elements in each column to set to zero
+        std: the standard deviation of the normal distribution of the non-zero values
+        generator: the ``torch.Generator`` to sample from
+
+    Returns:
+        ``tensor``
+    """
+    if tensor.dim() != 2:
+        raise ValueError("Only tensors with 2 dimensions are supported")
+    rows, cols = tensor.shape
+    num_zeros = math.ceil(sparsity * rows)
+    with torch.no_grad():
+        tensor.normal_(0, std, generator=generator)
+        keys = torch.rand(rows, cols, generator=generator, device=tensor.device)
+        zero_rows = keys.argsort(dim=0)[:num_zeros]
+        tensor.scatter_(0, zero_rows, 0.0)
+    return tensor
 
 
 def _sparse_law(fan_in: int, fan_out: int, p: Params) -> WeightLaw:
@@ -447,7 +475,7 @@ _SCHEME_LIST: tuple[Scheme, ...] = (
         _sparse_law,
         params=(Param("sparsity", 0.9, 0.0, 0.999, doc="fraction of zeros per column"),
                 Param("std", 0.01, 0.0, 100.0)),
-        uses_global_rng=True,
+        own_fn=sparse_,
     ),
     Scheme(
         "pytorch_default", "PyTorch default (nn.Linear)",
@@ -541,5 +569,5 @@ def lsuv_rescale(blocks: Sequence[nn.Module], x: torch.Tensor, tol: float,
 
 __all__ = [
     "BIAS_SCHEMES", "FanExpr", "Param", "Scheme", "SCHEMES", "TRUNC_NORMAL_MIN_ACCEPTANCE",
-    "WeightLaw", "get_scheme", "lsuv_rescale", "trunc_normal_acceptance",
+    "WeightLaw", "get_scheme", "lsuv_rescale", "sparse_", "trunc_normal_acceptance",
 ]

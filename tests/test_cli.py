@@ -3,17 +3,19 @@
 Most tests call ``main()`` in-process; two run the real ``python -m initviz`` in a subprocess.
 """
 
+import argparse
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
-from initviz.cli import main
+from initviz.cli import TEXT_WIDTH, build_parser, format_table, main
 from initviz.errors import format_bytes
-from initviz.network import memory_budget
+from initviz.network import DEFAULT_MEMORY_BUDGET, memory_budget
 from initviz.schemes import SCHEMES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,15 +47,72 @@ def test_schemes_json_lists_every_scheme_with_its_defaults(capsys):
     assert by_name["pytorch_default"]["params"] == {}
 
 
-def test_schemes_table_is_readable(capsys):
+def test_schemes_table_gives_each_scheme_its_formula_and_reference(capsys):
     code, out, _ = run(capsys, "schemes")
     assert code == 0
-    lines = out.splitlines()
-    assert lines[0].split()[:2] == ["name", "params"]
-    assert len(lines) == 1 + len(SCHEMES)
-    assert any(line.split()[:2] == ["normal", "mean=0.0,"] for line in lines)
+    flat = " ".join(out.split())  # long text is wrapped over several lines
+    for scheme in SCHEMES.values():
+        assert f"{scheme.name}: {scheme.label}" in out
+        assert " ".join(scheme.formula.split()) in flat
+        assert " ".join(scheme.reference.split()) in flat
+    assert "params mean=0.0, std=1.0 formula W ~ N(mean, std²)" in flat
+    assert "He, Zhang, Ren & Sun (2015)" in flat
 
 
+def _parser_actions():
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for command, subparser in sub.choices.items():
+        for action in subparser._actions:
+            yield command, action
+
+
+TEXT_COMMANDS = [
+    ["schemes"],
+    ["profile", *SMALL],
+    ["profile", "--width", "8", "--depth", "2", "--batch", "4", "--scheme", "sparse",
+     "--activation", "tanh", "--bias", "normal"],
+    ["theory", "--grid", "5"],
+    ["theory", "--activation", "tanh", "--scheme", "xavier_normal", "--grid", "5"],
+    ["theory", "--scheme", "lsuv", "--grid", "4"],
+    ["train", "--width", "8", "--depth", "2", "--steps", "4", "--batch", "8", "--schemes",
+     "kaiming_normal,xavier_normal,normal", "--param", "std=0.1"],
+]
+
+
+@pytest.mark.parametrize("argv", TEXT_COMMANDS, ids=" ".join)
+def test_readable_output_fits_a_terminal_of_100_columns(capsys, argv):
+    code, out, _ = run(capsys, *argv)
+    assert code == 0
+    too_wide = [line for line in out.splitlines() if len(line) > TEXT_WIDTH]
+    assert too_wide == []
+
+
+def test_the_jacobian_table_fits_100_columns(capsys):
+    # (the sentences above the table are the jacobian command's own)
+    code, out, _ = run(capsys, "jacobian", "--width", "8", "--depth", "2")
+    assert code == 0
+    table = out.splitlines()[-8:]
+    assert table[0].split() == ["quantile", "singular_value"]
+    assert max(map(len, table)) <= TEXT_WIDTH
+
+
+def test_a_wide_table_is_split_into_blocks_that_each_start_with_the_key():
+    frame = pd.DataFrame({"layer": [1, 2], **{f"column_{i:02d}": [1.5, 2.5] for i in range(20)}})
+    text = format_table(frame)
+    blocks = text.split("\n\n")
+    assert len(blocks) > 1 and all(len(line) <= TEXT_WIDTH for line in text.splitlines())
+    headers = [block.splitlines()[0].split() for block in blocks]
+    assert all(header[0] == "layer" for header in headers)
+    assert [name for header in headers for name in header[1:]] == list(frame.columns[1:])
+    assert all(block.splitlines()[1].split()[0] == "1" for block in blocks)
+
+
+@pytest.mark.parametrize("command, action", [
+    pytest.param(command, action, id=f"{command} {action.dest}")
+    for command, action in _parser_actions() if action.option_strings])
+def test_every_flag_has_help(command, action):
+    assert action.help and len(action.help) > 10
 def test_profile_json_has_every_contract_key(capsys):
     code, out, err = run(capsys, "profile", *SMALL, "--activation", "tanh", "--scheme",
                          "xavier_normal", "--seed", "3", "--json")
@@ -97,13 +156,18 @@ def test_profile_table_is_readable(capsys):
     lines = out.splitlines()
     assert lines[0].startswith("3 layers, relu, kaiming_normal") and "device cpu" in lines[0]
     assert lines[1].startswith("mean field: q* = 2, chi1 = 1 (critical)")
-    header = lines[2].split()
+    # The columns come in blocks one under another, each led by the layer column.
+    blocks = [block.splitlines() for block in "\n".join(lines[2:]).split("\n\n")]
+    header = ["layer"] + [name for block in blocks for name in block[0].split()[1:]]
     assert header == ["layer", "fan_in", "fan_out", "weight_mean", "weight_std",
                       "weight_std_theory", "preact_mean", "preact_std", "preact_var_theory",
                       "act_mean", "act_std", "saturated_frac", "dead_frac", "grad_std",
                       "weight_grad_norm", "grad_to_weight_ratio"]
-    rows = [line.split() for line in lines[3:]]
-    assert [row[0] for row in rows] == ["1", "2", "3"] and all(len(r) == len(header) for r in rows)
+    for block in blocks:
+        assert [line.split()[0] for line in block[1:]] == ["1", "2", "3"]
+    rows = [[cell for block in blocks for cell in block[1 + i].split()[1:]] for i in range(3)]
+    rows = [[str(i + 1), *row] for i, row in enumerate(rows)]
+    assert all(len(r) == len(header) for r in rows)
     assert all(row[header.index("saturated_frac")] == "n/a" for row in rows)  # relu
 
 
@@ -165,6 +229,32 @@ def test_every_bad_input_exits_2_with_one_line_and_no_traceback(capsys, argv):
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize("argv", BAD_INPUTS, ids=lambda a: " ".join(a) or "(nothing)")
+def test_every_error_is_a_sentence_not_python_talk(capsys, argv):
+    _, _, err = run(capsys, *argv)
+    # argparse's "invalid int value: 'abc'" and the repr of a string or a list read like code.
+    assert "'" not in err and "invalid" not in err and "expected" not in err, err
+
+
+def _flags_with_a_value():
+    for command, action in _parser_actions():
+        if action.option_strings and action.nargs != 0 and action.dest != "help":
+            yield pytest.param(command, action.option_strings[0], id=f"{command} {action.dest}")
+
+
+@pytest.mark.parametrize("command, flag", list(_flags_with_a_value()))
+def test_a_huge_argument_is_quoted_in_short(capsys, command, flag):
+    huge = "9x" * 50_000  # 100 KB: neither a number, nor a name, nor KEY=VALUE
+    code, _, err = run(capsys, command, flag, huge)
+    assert code == 2 and err.count("\n") == 1
+    assert len(err) < 400, err[:400]
+
+
+def test_an_unknown_flag_with_a_huge_value_is_quoted_in_short(capsys):
+    code, _, err = run(capsys, "profile", "--nosuch", "v" * 100_000)
+    assert code == 2 and len(err) < 400 and "100,0" in err
+
+
 def test_too_large_says_how_much_it_needs(capsys):
     _, _, err = run(capsys, "profile", "--width", "4096", "--depth", "500", "--batch", "8192")
     assert "needs about 312.4 GiB" in err and format_bytes(memory_budget()) in err
@@ -194,5 +284,26 @@ def test_python_m_initviz_error_is_one_line_without_traceback():
     done = _python_m_initviz("profile", "--scheme", "he", "--json")
     assert done.returncode == 2
     assert done.stdout == ""
-    assert done.stderr.startswith("initviz: error: scheme='he'")
+    assert done.stderr.startswith('initviz: error: scheme "he" is not valid: give one of ')
     assert done.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv", [["schemes"], ["profile", *SMALL, "--json"], ["theory"]],
+                         ids=" ".join)
+def test_a_reader_that_closes_the_pipe_ends_the_command_quietly(argv):
+    # `| head -1` closes the pipe early: closing it before the command writes anything makes the
+    # BrokenPipeError certain instead of a race with the pipe buffer.
+    done = subprocess.Popen([sys.executable, "-m", "initviz", *argv], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    done.stdout.close()
+    _, err = done.communicate(timeout=120)
+    assert done.returncode == 1
+    assert err == b""
+
+
+def test_an_unreadable_budget_variable_is_a_one_line_notice_not_a_traceback(monkeypatch, capsys):
+    monkeypatch.setenv("INITVIZ_MEMORY_BUDGET_MB", "abc")
+    code, out, err = run(capsys, "profile", *SMALL, "--json")
+    assert code == 0 and json.loads(out)["layers"]
+    assert err == ('initviz: notice: INITVIZ_MEMORY_BUDGET_MB="abc" is not a positive number of '
+                   f"MiB; using the default {format_bytes(DEFAULT_MEMORY_BUDGET)}\n")

@@ -80,10 +80,10 @@ def test_theory_readable_output(capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["theory", "--sigma-w2", "1"], "both --sigma-w2 and --sigma-b2"),
-    (["theory", "--sigma-w2", "-1", "--sigma-b2", "0"], "sigma_w2=-1.0"),
-    (["theory", "--sigma-w2", "1", "--sigma-b2", "nan"], "sigma_b2=nan"),
-    (["theory", "--grid", "1"], "grid=1"),
-    (["theory", "--activation", "swish"], "activation='swish'"),
+    (["theory", "--sigma-w2", "-1", "--sigma-b2", "0"], "sigma_w2 -1 is not valid"),
+    (["theory", "--sigma-w2", "1", "--sigma-b2", "nan"], "sigma_b2 nan is not valid"),
+    (["theory", "--grid", "1"], "grid 1 is not valid"),
+    (["theory", "--activation", "swish"], 'activation "swish" is not valid'),
     (["jacobian", "--norm", "batchnorm"], "with batch norm has no Jacobian of one input"),
     (["jacobian", "--width", "4096", "--depth", "1"], "at most 2048"),
     (["jacobian", "--width", "abc"], "--width"),

@@ -93,6 +93,8 @@ def test_the_readable_form_is_a_table_with_a_progress_bar_on_stderr(capsys):
                          "--device", "cpu")
     assert code == 0
     lines = out.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.split()[:1] == ["scheme"])
+    lines = [" ".join(" ".join(lines[:head]).split()), *lines[head:]]  # the sentence, unwrapped
     assert lines[0].startswith("2 scheme(s) x 1 seed(s) from seed 0 on digits (64 inputs, 10 "
                                "classes); 2 hidden layers of width 16, relu")
     assert lines[1].split() == ["scheme", "seed", "step", "train_loss", "val_loss", "val_acc",
@@ -152,7 +154,7 @@ def test_every_bad_input_exits_2_with_one_line_and_no_traceback(capsys, argv, js
 def test_a_parameter_no_listed_scheme_has_is_named(capsys):
     _, _, err = run_train(capsys, "--schemes", "kaiming_normal,xavier_normal", "--param", "std=2")
     assert err == ("initviz: error: --param std=2: none of kaiming_normal, xavier_normal has a "
-                   "parameter 'std'\n")
+                   "parameter \"std\"\n")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")

@@ -8,15 +8,20 @@ fails with probability below 1e-6 per comparison, and the seeds are fixed), whil
 (the band is ±2.1% for the sparse scheme's heavy tails, at most ±1.2% otherwise).
 """
 
+import inspect
+import itertools
 import math
+import textwrap
 
+import numpy as np
 import pytest
 import torch
+from scipy import stats
 from torch import nn
 
 from initviz.errors import InvalidSpec
 from initviz.network import NetworkSpec, build_model
-from initviz.schemes import BIAS_SCHEMES, SCHEMES, get_scheme
+from initviz.schemes import BIAS_SCHEMES, SCHEMES, get_scheme, sparse_
 
 Z = 5.0
 CONTRACT_SCHEMES = {
@@ -121,6 +126,44 @@ def test_sparse_is_reproducible_from_the_generator_alone_and_leaves_the_global_r
     assert ((first == 0).sum(0) == math.ceil(0.5 * 30)).all()
 
 
+def _zero_subsets(weight: torch.Tensor) -> np.ndarray:
+    """How often each set of zero rows occurs among the columns, in itertools.combinations order."""
+    rows = weight.shape[0]
+    k = int((weight[:, 0] == 0).sum())
+    index = {subset: i for i, subset in enumerate(itertools.combinations(range(rows), k))}
+    counts = np.zeros(len(index))
+    for column in (weight == 0).T:
+        counts[index[tuple(torch.nonzero(column).flatten().tolist())]] += 1
+    return counts
+
+
+def test_sparse_draws_what_torch_nn_init_sparse_draws():
+    # initviz's sparse_ replaces torch's only to draw from the generator; the law must not change:
+    # ceil(sparsity * rows) zeros in every column, the set of zero rows uniform over all C(rows, k)
+    # sets (not only each row alike), and N(0, std²) values elsewhere.
+    rows, cols, sparsity, std = 5, 20_000, 0.3, 0.2  # 2 zeros a column: 10 possible sets
+    ours = torch.empty(rows, cols)
+    sparse_(ours, sparsity, std, generator=_generator(3))
+    torch.manual_seed(3)
+    theirs = nn.init.sparse_(torch.empty(rows, cols), sparsity, std)
+    for weight in (ours, theirs):
+        assert ((weight == 0).sum(0) == math.ceil(sparsity * rows)).all()
+        assert stats.chisquare(_zero_subsets(weight)).pvalue > 1e-6
+    assert stats.chi2_contingency([_zero_subsets(ours), _zero_subsets(theirs)]).pvalue > 1e-6
+    values = ours[ours != 0].double().numpy()
+    assert stats.kstest(values, "norm", args=(0, std)).pvalue > 1e-6
+    assert stats.ks_2samp(values, theirs[theirs != 0].double().numpy()).pvalue > 1e-6
+
+
+def test_the_sparse_check_tells_a_biased_choice_of_zero_rows():
+    # The same check on zero rows that favour the first rows (a plausible bug: a per-column sort of
+    # rounded keys) must fail, or the test above could not fail.
+    weight = torch.ones(5, 20_000)
+    keys = torch.rand(5, 20_000, generator=_generator(3)) + 0.05 * torch.arange(5)[:, None]
+    weight.scatter_(0, keys.argsort(dim=0)[:2], 0.0)
+    assert stats.chisquare(_zero_subsets(weight)).pvalue < 1e-6
+
+
 @pytest.mark.parametrize("seed", [0, 123])
 @pytest.mark.parametrize("sizes, input_dim", [((20,), 10), ((7, 33, 5), 12)])
 def test_pytorch_default_equals_what_nn_linear_does_by_itself(seed, sizes, input_dim):
@@ -200,6 +243,8 @@ def test_code_string_reproduces_the_tensor(scheme, given, target):
     params = dict(scheme.resolve(given))
     m = nn.Linear(37, 23)
     namespace = {"nn": nn, "torch": torch, "math": math, "m": m, "g": _generator(5)}
+    if scheme.own_fn is not None:  # the code export defines it from its source
+        exec(textwrap.dedent(inspect.getsource(scheme.own_fn)), namespace)
     with torch.no_grad():
         exec(scheme.code(params, target), namespace)
     tensor = getattr(m, target.split(".")[1])
@@ -220,16 +265,18 @@ def test_code_string_reproduces_the_tensor(scheme, given, target):
     ("lsuv", {"tol": 0.0}, "lsuv.tol", "[0.0001, 1]"),
     ("kaiming_normal", {"mode": "fan_avg"}, "kaiming_normal.mode", "one of fan_in, fan_out"),
     ("kaiming_uniform", {"nonlinearity": "swish"}, "kaiming_uniform.nonlinearity", "one of"),
-    ("uniform", {"a": 2.0, "b": 1.0}, "uniform.b", "greater than a=2"),
-    ("uniform", {"a": 1.0, "b": 1.0}, "uniform.b", "greater than a=1"),
-    ("trunc_normal", {"a": 3.0}, "trunc_normal.b", "greater than a=3"),
+    ("uniform", {"a": 2.0, "b": 1.0}, "uniform.b", "greater than a (2)"),
+    ("uniform", {"a": 1.0, "b": 1.0}, "uniform.b", "greater than a (1)"),
+    ("trunc_normal", {"a": 3.0}, "trunc_normal.b", "greater than a (3)"),
 ])
 def test_bad_parameters_raise_invalid_spec_naming_the_field(name, given, field, allowed):
     with pytest.raises(InvalidSpec) as caught:
         get_scheme(name).resolve(given)
     assert caught.value.field == field
     assert allowed in caught.value.allowed
-    assert field in str(caught.value) and allowed in str(caught.value)
+    owner, _, param = field.rpartition(".")
+    assert owner in str(caught.value) and param in str(caught.value)
+    assert allowed in str(caught.value)
 
 
 def test_parameters_are_coerced_and_defaults_filled_in_a_sorted_tuple():

@@ -106,8 +106,8 @@ def test_a_run_does_not_depend_on_the_runs_beside_it():
 
 
 def test_the_same_seed_gives_the_same_history_exactly():
-    # sparse draws through torch's global RNG and lsuv calibrates on the data: the global seed set
-    # in between must not matter.
+    # No draw may go through torch's global RNG (torch.nn.init.sparse_ would) and lsuv calibrates
+    # on the data: the global seed set in between must not matter.
     spec = _spec(schemes=["kaiming_normal", "sparse", "lsuv"], seeds=2, optimizer="adam", lr=0.01,
                  norm="layernorm", dataset="spirals")
     torch.manual_seed(1)
@@ -388,7 +388,7 @@ def test_bad_input_raises_invalid_spec_naming_the_field(kwargs, field):
     with pytest.raises(InvalidSpec) as error:
         _spec(**kwargs)
     assert isinstance(error.value, ValueError)
-    assert error.value.field == field and str(error.value).startswith(f"{field}=")
+    assert error.value.field == field and str(error.value).startswith(f"{field} ")
 
 
 # --------------------------------------------------------------------------------------------------
