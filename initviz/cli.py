@@ -344,15 +344,15 @@ def _cmd_jacobian(args: argparse.Namespace) -> None:
         print_json(document)
         return
     rows, cols = result.shape
-    print(f"Jacobian of layer {spec.depth}'s activation by the input: {rows} x {cols} at one "
-          f"N(0, I) input, float64; {spec.activation}, {spec.scheme}; seed {args.seed}, device "
-          f"{result.device}, {result.seconds:.3f} s")
-    print(result.reading)
+    say(f"Jacobian of layer {spec.depth}'s activation by the input: {rows} x {cols} at one "
+        f"N(0, I) input, float64; {spec.activation}, {spec.scheme}; seed {args.seed}, device "
+        f"{result.device}, {result.seconds:.3f} s")
+    say(result.reading)
     kept = result.nonzero
     if len(kept):
         quantiles = [0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0]
-        print(f"nonzero singular values by quantile ({len(kept)} of {len(kept) + result.zero_count}"
-              f"; {result.zero_count} are zero):")
+        say(f"nonzero singular values by quantile ({len(kept)} of {len(kept) + result.zero_count}; "
+            f"{result.zero_count} are zero):")
         print(format_table(pd.DataFrame({"quantile": quantiles, "singular_value":
                                          np.quantile(kept, quantiles)})))
 
