@@ -18,6 +18,11 @@ name, short enough that a 50 KB value does not become a 50 KB warning."""
 # CommonMark's ASCII punctuation: each may be backslash-escaped, and a backslash before any of
 # them stands for the character itself, so escaping all of them leaves no Markdown syntax.
 _MARKDOWN_PUNCTUATION = re.compile(r"([!\"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~])")
+# GitHub-flavoured Markdown (which Streamlit renders) links bare addresses (www.x.org, https://x,
+# a@b.org) after escapes are resolved, so escapes cannot stop it; an invisible word joiner
+# before every "." and "@" and after every ":" breaks each of its patterns.
+_AUTOLINK = re.compile(r"(?=[.@])|(?<=:)")
+WORD_JOINER = "\u2060"
 # Line breaks and other control characters would start a new block (a heading, a list, a link
 # reference definition) where an escape cannot reach.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -42,9 +47,10 @@ def shorten(text: str, limit: int = MAX_SHOWN) -> str:
 def escape(text: str) -> str:
     """``text`` as Markdown that renders as exactly that text.
 
-    Control characters become spaces and every Markdown punctuation character is
-    backslash-escaped, so no link, image, emphasis, HTML, code span or Streamlit directive
-    (``:red[...]``, ``:material/...:``, ``$...$``) can come out of it.
+    Control characters become spaces, every Markdown punctuation character is backslash-escaped
+    and an invisible word joiner breaks bare addresses, so no link (written or bare), image,
+    emphasis, HTML, code span or Streamlit directive (``:red[...]``, ``:material/...:``,
+    ``$...$``) can come out of it.
 
     Args:
         text: any string, typically a message that embeds what a visitor gave.
@@ -52,7 +58,8 @@ def escape(text: str) -> str:
     Returns:
         The escaped Markdown source.
     """
-    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", _CONTROL.sub(" ", text))
+    text = _AUTOLINK.sub(WORD_JOINER, _CONTROL.sub(" ", text))
+    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", text)
 
 
 def quote(value: object, limit: int = MAX_SHOWN) -> str:

@@ -233,14 +233,17 @@ def _markdown_skeleton(source: str) -> str:
 
 
 def _injected(source: str) -> list[str]:
-    skeleton = _markdown_skeleton(source)
-    return re.findall(r"\]\(|<[A-Za-z/!?]|://|www\.", skeleton)
+    """Markdown links, images and HTML in ``source``, and bare addresses that GitHub-flavoured
+    Markdown would link in the text it shows (its patterns: www., http(s)://, e-mail)."""
+    shown = re.sub(r"\\(.)", r"\1", source, flags=re.DOTALL)
+    return (re.findall(r"\]\(|<[A-Za-z/!?]", _markdown_skeleton(source))
+            + re.findall(r"(?i)https?://|www(?=\.)|[-.\w]+@[-\w]+\.", shown))
 
 
 PAYLOADS = st.lists(st.sampled_from([
     "x` [CLICK HERE](https://evil.example/phish) `", "![PIX](http://evil.example/pixel.png)",
     "<img src=http://evil.example/p.png>", "<a href='https://evil.example'>a</a>",
-    "<https://evil.example>", "www.evil.example", "[ref]: https://evil.example", "\\", "`",
+    "<https://evil.example>", "www.evil.example", "a https://evil.example b", "me@evil.example", "[ref]: https://evil.example", "\\", "`",
     "\n\n# head", ":red[big]", "$x$", "**b**", "\\](http://evil.example)", "[x]", "(y)",
 ]), min_size=1, max_size=4).map("".join)
 PARAMETERS = ("width", "depth", "activation", "compare", "sizes", "scheme", "preset", "steps",
