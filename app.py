@@ -273,6 +273,8 @@ def _shown(value) -> str:
 
 
 def _whose(key: str, value) -> str:
+    if key not in DEFAULTS and key not in PARAM_DEFAULTS:
+        return ""  # the weight layer and the focused scheme: their defaults follow the network
     if value != link_default(key):
         return ""  # what Streamlit kept of it, e.g. a compare list without its unknown names
     preset = st.session_state["preset"]

@@ -217,6 +217,15 @@ def test_messages_read_as_sentences_each_once():
             assert code not in text, text
 
 
+def test_a_bad_weight_layer_or_focused_scheme_is_named():
+    at = _app({"depth": "5", "weight_layer": "9", "focus_scheme": "zz"})
+    _no_exception(at)
+    assert at.slider(key="weight_layer").value == 2
+    assert at.segmented_control(key="focus_scheme").value == "kaiming_normal"
+    warnings = " ".join(_warnings(at))
+    assert "weight_layer “9”" in warnings and "focus_scheme “zz”" in warnings
+
+
 def test_a_long_value_gives_a_short_warning():
     at = _app({"sizes": "9," * 25_000})
     _no_exception(at)
