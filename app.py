@@ -255,6 +255,18 @@ def _binding(key: str) -> dict:
     return {} if key in st.session_state.get("link", {}).get("rejected", ()) else BOUND
 
 
+def _view_default(key: str, valid: list, default):
+    """The default of a bound view control whose choices follow the network (the weight layer,
+    the focused scheme); a value the network no longer has goes back to it in code.
+
+    Streamlit would show the default anyway but leave the old value in the link, where it
+    reopens as a bad value with a warning.
+    """
+    if st.session_state.get(key, default) not in valid:
+        st.session_state[key] = default
+    return default
+
+
 def _matches(raw: list[str], value) -> bool:
     if isinstance(value, list):
         return [str(v) for v in value] == raw
@@ -493,8 +505,9 @@ def weights_section(profiles: dict[str, Profile], colours: list[str]) -> None:
     depth = main.spec.depth
     left, right = st.columns(2)
     with left:
-        layer = st.slider("layer", 1, depth, min(2, depth), key="weight_layer",
-                          **BOUND) if depth > 1 else 1
+        layer = st.slider("layer", 1, depth, _view_default("weight_layer", range(1, depth + 1),
+                                                           min(2, depth)),
+                          key="weight_layer", **BOUND) if depth > 1 else 1
         fan_in, fan_out = main.spec.fans[layer - 1]
         draw(charts.weight_histogram(
             report.histogram_of(main, "weight", layer), report.weight_theory(main, layer),
@@ -525,7 +538,8 @@ def signal_section(profiles: dict[str, Profile], schemes: list[str]) -> None:
             report.by_layer_frame(profiles, "grad_std"), "gradient std (log)",
             schemes, title="Backward: gradient std per layer, mean-field theory dashed"),
             key="grad_std")
-    focus = st.segmented_control("Distribution of", schemes, default=schemes[0],
+    focus = st.segmented_control("Distribution of", schemes,
+                                 default=_view_default("focus_scheme", schemes, schemes[0]),
                                  key="focus_scheme", required=True, **BOUND) or schemes[0]
     focused = profiles[focus]
     colour = charts.OKABE_ITO[schemes.index(focus) % len(charts.OKABE_ITO)]

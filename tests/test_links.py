@@ -226,6 +226,17 @@ def test_a_bad_weight_layer_or_focused_scheme_is_named():
     assert "weight_layer “9”" in warnings and "focus_scheme “zz”" in warnings
 
 
+def test_a_view_the_network_no_longer_has_leaves_the_link():
+    at = _app({"depth": "4", "width": "32"})
+    _move(at, "segmented_control", "focus_scheme", 1)
+    _move(at, "slider", "weight_layer", 4)
+    assert {"focus_scheme", "weight_layer"} <= set(at.query_params)
+    _move(at, "multiselect", "compare", ["lecun_normal"])  # xavier_normal is no longer drawn
+    _move(at, "slider", "depth", 3)  # nor is layer 4
+    assert dict(at.query_params) == {"depth": "3", "width": "32", "compare": "lecun_normal"}
+    assert not _warnings(_app(dict(at.query_params)))
+
+
 def test_a_long_value_gives_a_short_warning():
     at = _app({"sizes": "9," * 25_000})
     _no_exception(at)
