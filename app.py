@@ -1,8 +1,14 @@
 """initviz: the page. Widgets -> specs -> initviz -> charts. Layout and widgets only, no maths.
 
-Every sidebar control is bound to the URL (``bind="query-params"``) under its DESIGN.md key, so a
-view is shared by sharing its link. Streamlit itself drops a bad or out-of-range URL value and
-falls back to the default; this page names each such value in a warning.
+Every sidebar control, the weight histogram's layer and the focused scheme are bound to the URL
+(``bind="query-params"``) under their widget keys, so a view is shared by sharing its link.
+Streamlit itself drops a bad or out-of-range URL value and falls back to the control's default
+(the preset's value where the link names a preset); this page refuses a few more (see
+_link_check) and names each such value in a warning, escaped for Markdown (initviz.text).
+
+A query string of more than about 128,000 characters (measured on loopback) never reaches the page: the HTTP server
+Streamlit 1.67 runs (uvicorn with h11) resets the connection ("Invalid HTTP request received."),
+and Streamlit offers no setting for that limit.
 """
 
 from __future__ import annotations
