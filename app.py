@@ -6,9 +6,9 @@ Streamlit itself drops a bad or out-of-range URL value and falls back to the con
 (the preset's value where the link names a preset); this page refuses a few more (see
 _link_check) and names each such value in a warning, escaped for Markdown (initviz.text).
 
-A query string of more than about 128,000 characters (measured on loopback) never reaches the page: the HTTP server
-Streamlit 1.67 runs (uvicorn with h11) resets the connection ("Invalid HTTP request received."),
-and Streamlit offers no setting for that limit.
+A query string of more than about 128,000 characters (measured on loopback) never reaches the
+page: the HTTP server Streamlit 1.67 runs (uvicorn with h11) resets the connection ("Invalid HTTP
+request received."), and Streamlit offers no setting for that limit.
 """
 
 from __future__ import annotations
