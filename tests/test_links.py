@@ -263,7 +263,8 @@ def _injected(source: str) -> list[str]:
 PAYLOADS = st.lists(st.sampled_from([
     "x` [CLICK HERE](https://evil.example/phish) `", "![PIX](http://evil.example/pixel.png)",
     "<img src=http://evil.example/p.png>", "<a href='https://evil.example'>a</a>",
-    "<https://evil.example>", "www.evil.example", "a https://evil.example b", "me@evil.example", "[ref]: https://evil.example", "\\", "`",
+    "<https://evil.example>", "www.evil.example", "a https://evil.example b", "me@evil.example",
+    "[ref]: https://evil.example", "\\", "`",
     "\n\n# head", ":red[big]", "$x$", "**b**", "\\](http://evil.example)", "[x]", "(y)",
 ]), min_size=1, max_size=4).map("".join)
 PARAMETERS = ("width", "depth", "activation", "compare", "sizes", "scheme", "preset", "steps",
