@@ -1,8 +1,14 @@
 """initviz: the page. Widgets -> specs -> initviz -> charts. Layout and widgets only, no maths.
 
-Every sidebar control is bound to the URL (``bind="query-params"``) under its DESIGN.md key, so a
-view is shared by sharing its link. Streamlit itself drops a bad or out-of-range URL value and
-falls back to the default; this page names each such value in a warning.
+Every sidebar control, the weight histogram's layer and the focused scheme are bound to the URL
+(``bind="query-params"``) under their widget keys, so a view is shared by sharing its link.
+Streamlit itself drops a bad or out-of-range URL value and falls back to the control's default
+(the preset's value where the link names a preset); this page refuses a few more (see
+_link_check) and names each such value in a warning, escaped for Markdown (initviz.text).
+
+A query string of more than about 128,000 characters (measured on loopback) never reaches the
+page: the HTTP server Streamlit 1.67 runs (uvicorn with h11) resets the connection ("Invalid HTTP
+request received."), and Streamlit offers no setting for that limit.
 """
 
 from __future__ import annotations
@@ -14,19 +20,23 @@ from functools import partial
 
 import pandas as pd
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
+from streamlit.runtime.state.query_params import (CLIENT_STATE_QUERY_STRING_MAX_FIELDS,
+                                                  CLIENT_STATE_QUERY_STRING_MAX_LENGTH)
 
 from initviz import charts, jacobian, probe, report, training
 from initviz.activations import ACTIVATIONS
 from initviz.codegen import pytorch_code
 from initviz.datasets import DATASETS
 from initviz.devices import DEVICE_CHOICES, limit_threads, resolve_device
-from initviz.errors import InitvizError
+from initviz.errors import InitvizError, InvalidSpec
 from initviz.jacobian import JacobianSpectrum
 from initviz.network import MAX_INPUT_DIM, NORMS, NetworkSpec
 from initviz.presets import PRESETS
 from initviz.probe import Profile
 from initviz.race import RaceView, TrainingJob, server_board
-from initviz.schemes import BIAS_SCHEMES, SCHEMES, Param
+from initviz.schemes import BIAS_SCHEMES, SCHEMES, Param, Scheme
+from initviz.text import escape, quote
 from initviz.theory import MeanField, PhaseDiagram, phase_map
 
 MAX_PAGE_WIDTH = 2048
@@ -94,61 +104,171 @@ def draw(figure: charts.Figure, key: str | None = None, width: str | None = None
 
 
 # --------------------------------------------------------------------------------------------------
-# The URL: presets and bad values
+# The URL: presets, link defaults and bad values
+#
+# Streamlit (1.67) keeps a bound control in the link only while its value differs from the
+# default its widget call passes (the browser deletes the parameter when they are equal), while a
+# link that leaves a parameter out reopens with what the page chooses for it: the preset's value
+# where the link names a preset. A fixed page default therefore made `?preset=he2015` with depth
+# moved back to 20 reopen at the preset's 30. Every bound widget takes as its default the value
+# the link would reopen with (link_default), so "left out of the link" and "reopens the same"
+# are one thing.
+
+PARAM_DEFAULTS = {f"{name}.{p.name}": p.default for name, s in SCHEMES.items() for p in s.params}
+PARAM_DEFAULTS |= {f"bias.{name}.{p.name}": p.default for name, s in BIAS_SCHEMES.items()
+                   for p in s.params}
+NOT_SET_BY_PRESETS = ("preset", "seed", "device", "batch")
+# Streamlit ignores a whole query string past these limits (runtime/state/query_params.py)
+MAX_LINK_PARAMETERS = CLIENT_STATE_QUERY_STRING_MAX_FIELDS
+MAX_LINK_CHARACTERS = CLIENT_STATE_QUERY_STRING_MAX_LENGTH
+
+
+def _preset_values(name: str) -> dict:
+    """Every control a preset decides: its own values, and for the controls it does not mention
+    their defaults, so presets do not mix."""
+    reset = {k: v for k, v in DEFAULTS.items() if k not in NOT_SET_BY_PRESETS}
+    return {**reset, **PARAM_DEFAULTS, **PRESETS[name].values}
+
+
+def link_default(key: str):
+    """What control ``key`` shows when the link leaves it out, under the active preset."""
+    state = st.session_state
+    # before the preset control is drawn on a session's first run, the link names the preset
+    preset = state["preset"] if "preset" in state else state.get("link", {}).get("preset")
+    if preset in PRESETS and key in _preset_values(preset):
+        return _preset_values(preset)[key]
+    return DEFAULTS[key] if key in DEFAULTS else PARAM_DEFAULTS[key]
 
 
 def _apply_preset(name: str, skip: set[str] = frozenset()) -> None:
-    preset = PRESETS.get(name)
-    if preset is None:
-        return
-    for key, value in {**_preset_reset(), **preset.values}.items():
+    for key, value in _preset_values(name).items():
         if key not in skip:
             st.session_state[key] = value
 
 
-def _preset_reset() -> dict:
-    """Controls a preset does not mention go back to their defaults, so presets do not mix."""
-    return {k: v for k, v in DEFAULTS.items() if k not in ("preset", "seed", "device", "batch")}
-
-
 def _on_preset_change() -> None:
-    _apply_preset(st.session_state["preset"])
+    """Apply the chosen preset; with "none", keep every value but assign it again.
+
+    The controls' defaults change with the preset, and Streamlit rewrites a bound control's
+    parameter against its new default only for a value assigned in code: a depth of 30 left by
+    he2015 must enter the link once "none" makes 20 the default.
+    """
+    name = st.session_state["preset"]
+    if name in PRESETS:
+        _apply_preset(name)
+        return
+    for key in (*DEFAULTS, *PARAM_DEFAULTS):
+        if key != "preset" and key in st.session_state:
+            st.session_state[key] = st.session_state[key]
 
 
-def _first_run_from_url() -> dict[str, list[str]] | None:
-    """On a session's first run: the link's parameters, with its preset applied. Later: None."""
-    if "url_read" in st.session_state:
-        st.session_state.pop("unreadable_in_url", None)
-        return None
-    st.session_state["url_read"] = True
-    raw = {key: st.query_params.get_all(key) for key in st.query_params}
-    unreadable = {key for key, values in raw.items()
-                  if any(_non_finite_number(value) for value in values)}
-    for key in unreadable:
-        del st.query_params[key]  # no control takes inf or NaN: off the link, warned about below
-    st.session_state["unreadable_in_url"] = unreadable
-    preset = raw.get("preset", ["none"])[-1]
-    if preset in PRESETS:
-        _apply_preset(preset, skip=set(raw))
-    return raw
-
-
-def _number_binding(key: str) -> dict:
-    """Bound to the URL, except on the first run of a link that gave this input inf or NaN.
+def _link_check(key: str, value: str) -> str | None:
+    """Why the page refuses a link's value before its control reads it, or None.
 
     Streamlit (1.67) seeds a bound integer input from the link as the session opens and crashes
-    converting inf to an integer; deleting the parameter does not reach that first seeding, so
-    the input is left unbound for that one run (its identity is its key, so nothing else
-    changes) and takes its default.
+    converting inf to an integer, and seeds a slider with a value off its step (steps=15 on a
+    slider that moves in 10s) without complaint.
     """
-    return {} if key in st.session_state.get("unreadable_in_url", ()) else BOUND
-
-
-def _non_finite_number(text: str) -> bool:
     try:
-        return not math.isfinite(float(text))
+        number = float(value)
     except ValueError:
-        return False
+        return None
+    if not math.isfinite(number):
+        return "is not a finite number"
+    if key == "steps" and number % 10:
+        return "is not a multiple of 10 (the steps slider moves in 10s)"
+    return None
+
+
+def _first_run_from_url() -> None:
+    """On a session's first run: read the link, refuse what its controls must not see, apply its
+    preset. What was read is kept in ``link`` until the page has reported on it."""
+    if "url_read" in st.session_state:
+        return
+    st.session_state["url_read"] = True
+    raw = {key: st.query_params.get_all(key) for key in st.query_params}
+    rejected = {key: reason for key, values in raw.items()
+                for reason in [next(filter(None, (_link_check(key, v) for v in values)), None)]
+                if reason}
+    preset = raw.get("preset", [DEFAULTS["preset"]])[-1]
+    link = st.session_state["link"] = {"raw": raw, "preset": preset, "rejected": rejected,
+                                       "ignored": _ignored_query(raw)}
+    if preset in PRESETS:
+        _apply_preset(preset, skip=set(raw))
+    problems = link["problems"] = []
+    for prefix, scheme in _link_schemes(raw):
+        given = {p.name: raw[prefix + p.name][-1] for p in scheme.params
+                 if prefix + p.name in raw and prefix + p.name not in rejected}
+        problem = _refused_together(prefix, scheme, _with_defaults(prefix, scheme, given))
+        if problem:
+            problems.append(problem)
+            rejected.update(dict.fromkeys((prefix + name for name in given), None))
+    for key in rejected:
+        del st.query_params[key]  # off the link, warned about below
+
+
+def _link_schemes(raw: dict) -> list[tuple[str, Scheme]]:
+    """The weight and bias schemes a link opens with, with the prefix of their parameters."""
+    def chosen(key: str, table: dict) -> str:
+        name = raw.get(key, [None])[-1]
+        return name if name in table else link_default(key)
+
+    weights, bias = chosen("scheme", SCHEMES), chosen("bias", BIAS_SCHEMES)
+    return [(f"{weights}.", SCHEMES[weights]), (f"bias.{bias}.", BIAS_SCHEMES[bias])]
+
+
+def _with_defaults(prefix: str, scheme: Scheme, given: dict[str, str]) -> dict:
+    """Every parameter of ``scheme``: the link's value where it is valid on its own (Streamlit
+    replaces the others with their defaults), else what the control shows without it."""
+    values = {}
+    for param in scheme.params:
+        try:
+            values[param.name] = param.coerce(given[param.name], scheme.name)
+        except (KeyError, InvalidSpec):
+            values[param.name] = st.session_state.get(prefix + param.name,
+                                                      link_default(prefix + param.name))
+    return values
+
+
+def _ignored_query(raw: dict) -> str | None:
+    """Why Streamlit dropped the whole query string (too many parameters or characters), or
+    None. It does so silently, before the page can read any of it."""
+    ctx = get_script_run_ctx()
+    query = ctx.query_string if ctx is not None else ""
+    if raw or not query:
+        return None
+    parameters = query.count("&") + 1
+    if parameters > MAX_LINK_PARAMETERS:
+        return (f"The link has {parameters:,} parameters, more than the {MAX_LINK_PARAMETERS:,} "
+                "Streamlit reads, so all of them were ignored and the page opened as it is "
+                "by default.")
+    if len(query) > MAX_LINK_CHARACTERS:
+        return (f"The link's parameters are {len(query):,} characters long, more than the "
+                f"{MAX_LINK_CHARACTERS:,} Streamlit reads, so all of them were ignored and the "
+                "page opened as it is by default.")
+    return None
+
+
+def _binding(key: str) -> dict:
+    """Bound to the URL, except on the run that refused this control's value from the link.
+
+    Deleting a parameter does not reach Streamlit's first seeding of a bound control, so the
+    control is left unbound for that run (its identity is its key, so nothing else changes) and
+    takes its default.
+    """
+    return {} if key in st.session_state.get("link", {}).get("rejected", ()) else BOUND
+
+
+def _view_default(key: str, valid: list, default):
+    """The default of a bound view control whose choices follow the network (the weight layer,
+    the focused scheme); a value the network no longer has goes back to it in code.
+
+    Streamlit would show the default anyway but leave the old value in the link, where it
+    reopens as a bad value with a warning.
+    """
+    if st.session_state.get(key, default) not in valid:
+        st.session_state[key] = default
+    return default
 
 
 def _matches(raw: list[str], value) -> bool:
@@ -162,15 +282,41 @@ def _matches(raw: list[str], value) -> bool:
         return False
 
 
-def url_warnings(raw: dict[str, list[str]], known_keys: set[str]) -> list[str]:
-    problems = []
-    for key, values in raw.items():
-        shown = values[0] if len(values) == 1 else values
-        if key not in known_keys:
-            problems.append(f"`{key}` is not a parameter of this page; it was ignored.")
-        elif key in st.session_state and not _matches(values, st.session_state[key]):
-            problems.append(f"`{key}={shown}` is not a valid value; using "
-                            f"`{st.session_state[key]}` instead.")
+def _shown(value) -> str:
+    if isinstance(value, list):
+        return ", ".join(map(str, value)) if value else "none"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _whose(key: str, value) -> str:
+    if key not in DEFAULTS and key not in PARAM_DEFAULTS:
+        return ""  # the weight layer and the focused scheme: their defaults follow the network
+    if value != link_default(key):
+        return ""  # what Streamlit kept of it, e.g. a compare list without its unknown names
+    preset = st.session_state["preset"]
+    return (f" (the {preset} preset's value)" if key != "preset" and preset in PRESETS
+            and key in _preset_values(preset) else " (the default)")
+
+
+def url_warnings(link: dict) -> list[str]:
+    """One sentence per link parameter the page did not take as given, saying what it shows."""
+    if link["ignored"]:
+        return [link["ignored"]]
+    state, problems = st.session_state, list(link["problems"])
+    for key, values in link["raw"].items():
+        if key in link["rejected"] and link["rejected"][key] is None:
+            continue  # refused with the other parameters of its scheme, in link["problems"]
+        if key in PARAM_DEFAULTS and key not in state:
+            owner = key.removeprefix("bias.").split(".")[0]
+            problems.append(f"The link's {key} belongs to the {owner} scheme, which the page "
+                            "does not use now, so it was ignored.")
+        elif key not in state:
+            problems.append(f"The link's parameter {quote(key)} is not a setting of this page, "
+                            "so it was ignored.")
+        elif not _matches(values, state[key]):
+            reason = link["rejected"].get(key, "is not a valid value")
+            problems.append(f"The link's {key} {quote(values)} {reason}; showing "
+                            f"{escape(_shown(state[key]))}{_whose(key, state[key])} instead.")
     return problems
 
 
@@ -178,17 +324,23 @@ def url_warnings(raw: dict[str, list[str]], known_keys: set[str]) -> list[str]:
 # Sidebar
 
 
-def _param_widget(param: Param, key: str, label_prefix: str = ""):
-    label = f"{label_prefix}{param.name}"
+def _param_widget(param: Param, prefix: str, scheme: Scheme, label_prefix: str = ""):
+    key = prefix + param.name
+    label, default = f"{label_prefix}{param.name}", link_default(key)
+    common = dict(key=key, help=param.doc or None,
+                  on_change=partial(_on_param_change, prefix, scheme))
     if param.choices:
-        return st.selectbox(label, param.choices, index=param.choices.index(param.default),
-                            key=key, help=param.doc or None, **BOUND)
+        return st.selectbox(label, param.choices, index=param.choices.index(default),
+                            **common, **BOUND)
     if param.integer:
-        return st.number_input(label, int(param.low), int(param.high), int(param.default),
-                               step=1, key=key, help=param.doc or None, **_number_binding(key))
-    return st.number_input(label, float(param.low), float(param.high), float(param.default),
-                           format="%.6g", key=key, help=param.doc or None,
-                           **_number_binding(key))
+        return st.number_input(label, int(param.low), int(param.high), int(default), step=1,
+                               **common, **_binding(key))
+    return st.number_input(label, float(param.low), float(param.high), float(default),
+                           format="%.6g", **common, **_binding(key))
+
+
+def _index(options: list, key: str) -> int:
+    return list(options).index(link_default(key))
 
 
 def sidebar() -> dict:
@@ -199,54 +351,95 @@ def sidebar() -> dict:
                      + "; ".join(f"**{name}**: {p.title}" for name, p in PRESETS.items()),
                      **BOUND)
         st.header("Network")
-        st.slider("width (units per hidden layer)", 2, MAX_PAGE_WIDTH, DEFAULTS["width"],
-                  key="width", **BOUND)
-        st.slider("depth (hidden layers)", 1, MAX_PAGE_DEPTH, DEFAULTS["depth"], key="depth",
-                  **BOUND)
-        st.text_input("sizes (overrides width and depth)", DEFAULTS["sizes"], key="sizes",
+        st.slider("width (units per hidden layer)", 2, MAX_PAGE_WIDTH, link_default("width"),
+                  key="width", **_binding("width"))
+        st.slider("depth (hidden layers)", 1, MAX_PAGE_DEPTH, link_default("depth"),
+                  key="depth", **_binding("depth"))
+        st.text_input("sizes (overrides width and depth)", link_default("sizes"), key="sizes",
                       placeholder="e.g. 64,256,128", help="One width per hidden layer.",
                       **BOUND)
-        st.number_input("input_dim", 1, MAX_INPUT_DIM, DEFAULTS["input_dim"], key="input_dim",
+        st.number_input("input_dim", 1, MAX_INPUT_DIM, link_default("input_dim"),
+                        key="input_dim",
                         help="Size of the input to layer 1 (probe inputs are N(0, 1)).",
-                        **_number_binding("input_dim"))
+                        **_binding("input_dim"))
         st.selectbox("activation", list(ACTIVATIONS), key="activation",
-                     index=list(ACTIVATIONS).index(DEFAULTS["activation"]), **BOUND)
-        st.selectbox("norm", NORMS, key="norm", help="A normalization layer after each Linear.",
-                     **BOUND)
+                     index=_index(ACTIVATIONS, "activation"), **BOUND)
+        st.selectbox("norm", NORMS, key="norm", index=_index(NORMS, "norm"),
+                     help="A normalization layer after each Linear.", **BOUND)
         st.header("Initialization")
         scheme = st.selectbox("scheme", list(SCHEMES), key="scheme",
-                              index=list(SCHEMES).index(DEFAULTS["scheme"]),
+                              index=_index(SCHEMES, "scheme"),
                               help=SCHEMES[st.session_state.get("scheme", DEFAULTS["scheme"])
                                            ].formula, **BOUND)
-        params = {p.name: _param_widget(p, f"{scheme}.{p.name}") for p in SCHEMES[scheme].params}
-        bias = st.selectbox("bias", list(BIAS_SCHEMES), key="bias", **BOUND)
-        bias_params = {p.name: _param_widget(p, f"bias.{bias}.{p.name}", "bias ")
+        params = {p.name: _param_widget(p, f"{scheme}.", SCHEMES[scheme])
+                  for p in SCHEMES[scheme].params}
+        bias = st.selectbox("bias", list(BIAS_SCHEMES), key="bias",
+                            index=_index(BIAS_SCHEMES, "bias"), **BOUND)
+        bias_params = {p.name: _param_widget(p, f"bias.{bias}.", BIAS_SCHEMES[bias], "bias ")
                        for p in BIAS_SCHEMES[bias].params}
         compare = st.multiselect("compare (drawn and trained side by side)", list(SCHEMES),
-                                 default=DEFAULTS["compare"], key="compare", **BOUND)
-        st.number_input("seed", 0, 2**31 - 1, DEFAULTS["seed"], key="seed",
-                        **_number_binding("seed"))
-        st.number_input("batch", 1, MAX_PAGE_BATCH, DEFAULTS["batch"], key="batch",
+                                 default=link_default("compare"), key="compare", **BOUND)
+        st.number_input("seed", 0, 2**31 - 1, link_default("seed"), key="seed",
+                        **_binding("seed"))
+        st.number_input("batch", 1, MAX_PAGE_BATCH, link_default("batch"), key="batch",
                         help="Inputs per probe pass, and the mini-batch size for training.",
-                        **_number_binding("batch"))
+                        **_binding("batch"))
         training_sidebar()
         st.header("Compute")
-        st.selectbox("device", DEVICE_CHOICES, key="device", **BOUND)
+        st.selectbox("device", DEVICE_CHOICES, key="device", index=_index(DEVICE_CHOICES, "device"),
+                     **BOUND)
     return {"scheme": scheme, "params": params, "bias": bias, "bias_params": bias_params,
             "compare": compare}
 
 
+def _refused_together(prefix: str, scheme: Scheme, values: dict) -> str | None:
+    """Why ``scheme`` refuses these parameter values together (uniform with a >= b, a
+    trunc_normal mean far outside [a, b]), saying which defaults it uses instead; or None.
+
+    Each value alone is in range, so Streamlit lets them through, and the network would fail to
+    build; a link that kept them would fail again for everyone it is shared with.
+    """
+    try:
+        scheme.resolve(values)
+        return None
+    except InvalidSpec as error:
+        defaults = {name: link_default(prefix + name) for name in values}
+        return (f"The {scheme.name} settings {_settings(values)} do not go together "
+                f"({escape(error.field.removeprefix(prefix))} should be "
+                f"{escape(error.allowed)}), so {scheme.name} uses {_settings(defaults)} instead.")
+
+
+def _settings(values: dict) -> str:
+    return ", ".join(f"{name} = {escape(_shown(value))}" for name, value in values.items())
+
+
+def _on_param_change(prefix: str, scheme: Scheme) -> None:
+    """A parameter changed in the sidebar: if the scheme refuses the new set of values, every
+    one of its parameters goes back to its default (assigned here, in code, so Streamlit takes
+    them out of the link too)."""
+    state = st.session_state
+    values = {p.name: state[prefix + p.name] for p in scheme.params}
+    problem = _refused_together(prefix, scheme, values)
+    if problem:
+        for name in values:
+            state[prefix + name] = link_default(prefix + name)
+        state["param_problem"] = problem
+
+
 def training_sidebar() -> None:
     st.header("Training")
-    st.selectbox("dataset", list(DATASETS), key="dataset",
+    st.selectbox("dataset", list(DATASETS), key="dataset", index=_index(DATASETS, "dataset"),
                  help="; ".join(f"**{n}**: {d.description}" for n, d in DATASETS.items()),
                  **BOUND)
     st.selectbox("optimizer", training.OPTIMIZERS, key="optimizer",
+                 index=_index(training.OPTIMIZERS, "optimizer"),
                  help="sgd; momentum = SGD with momentum 0.9; adam", **BOUND)
-    st.number_input("lr (learning rate)", 1e-5, training.MAX_LR, DEFAULTS["lr"], format="%.4g",
-                    key="lr", **_number_binding("lr"))
-    st.slider("steps", 10, 2000, DEFAULTS["steps"], step=10, key="steps", **BOUND)
-    st.slider("seeds (runs per scheme)", 1, 5, DEFAULTS["seeds"], key="seeds", **BOUND)
+    st.number_input("lr (learning rate)", 1e-5, training.MAX_LR, link_default("lr"),
+                    format="%.4g", key="lr", **_binding("lr"))
+    st.slider("steps", 10, 2000, link_default("steps"), step=10, key="steps",
+              **_binding("steps"))
+    st.slider("seeds (runs per scheme)", 1, 5, link_default("seeds"), key="seeds",
+              **_binding("seeds"))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -260,12 +453,27 @@ def network_spec(scheme: str, params: dict, bias: str, bias_params: dict,
                   scheme_params=params, bias=bias, bias_params=bias_params, norm=state["norm"])
     sizes_text = state["sizes"].strip()
     if sizes_text:
-        try:
-            return NetworkSpec(sizes=tuple(int(s) for s in sizes_text.split(",") if s.strip()),
-                               **common)
-        except (ValueError, InitvizError) as error:
-            problems.append(f"sizes `{sizes_text}`: {error}. Using width × depth instead.")
+        sizes, problem = _sizes(sizes_text)
+        if sizes:
+            return NetworkSpec(sizes=sizes, **common)
+        problems.append(f"The sizes field {quote(sizes_text)} {problem}, so the network uses "
+                        "width × depth instead.")
     return NetworkSpec.stack(state["width"], state["depth"], **common)
+
+
+def _sizes(text: str) -> tuple[tuple[int, ...], str]:
+    """The widths of the sizes field, or () and what is wrong with it, in the page's limits."""
+    parts = [part.strip() for part in text.split(",")]
+    if not all(part.isdigit() for part in parts):
+        return (), "is not a list of whole numbers separated by commas (e.g. 64,256,128)"
+    sizes = tuple(int(part) for part in parts)
+    if len(sizes) > MAX_PAGE_DEPTH:
+        return (), f"gives {len(sizes):,} layers, more than the page's {MAX_PAGE_DEPTH}"
+    outside = [size for size in sizes if not 1 <= size <= MAX_PAGE_WIDTH]
+    if outside:
+        return (), (f"has a width of {outside[0]:,}, outside the page's 1 to {MAX_PAGE_WIDTH:,} "
+                    "units per layer")
+    return sizes, ""
 
 
 def compare_specs(main: NetworkSpec, compare: list[str]) -> dict[str, NetworkSpec]:
@@ -301,7 +509,9 @@ def weights_section(profiles: dict[str, Profile], colours: list[str]) -> None:
     depth = main.spec.depth
     left, right = st.columns(2)
     with left:
-        layer = st.slider("layer", 1, depth, min(2, depth), key="weight_layer") if depth > 1 else 1
+        layer = st.slider("layer", 1, depth, _view_default("weight_layer", range(1, depth + 1),
+                                                           min(2, depth)),
+                          key="weight_layer", **BOUND) if depth > 1 else 1
         fan_in, fan_out = main.spec.fans[layer - 1]
         draw(charts.weight_histogram(
             report.histogram_of(main, "weight", layer), report.weight_theory(main, layer),
@@ -332,8 +542,9 @@ def signal_section(profiles: dict[str, Profile], schemes: list[str]) -> None:
             report.by_layer_frame(profiles, "grad_std"), "gradient std (log)",
             schemes, title="Backward: gradient std per layer, mean-field theory dashed"),
             key="grad_std")
-    focus = st.segmented_control("Distribution of", schemes, default=schemes[0],
-                                 key="focus_scheme", required=True) or schemes[0]
+    focus = st.segmented_control("Distribution of", schemes,
+                                 default=_view_default("focus_scheme", schemes, schemes[0]),
+                                 key="focus_scheme", required=True, **BOUND) or schemes[0]
     focused = profiles[focus]
     colour = charts.OKABE_ITO[schemes.index(focus) % len(charts.OKABE_ITO)]
     left, right = st.columns(2)
@@ -374,7 +585,7 @@ def train_spec(specs: dict[str, NetworkSpec], device: str, problems: list[str]
             batch=min(state["batch"], training.MAX_BATCH),
             eval_every=max(1, state["steps"] // CURVE_POINTS), device=device)
     except InitvizError as error:
-        problems.append(f"training: {error}")
+        problems.append(f"Training is off until this is fixed: {escape(str(error))}.")
         return None
 
 
@@ -626,12 +837,10 @@ def downloads_section(profiles: dict[str, Profile], config: dict) -> None:
 
 
 def main() -> None:
-    raw_url = _first_run_from_url()
+    _first_run_from_url()
     choices = sidebar()
     state = st.session_state
-    bound_keys = set(DEFAULTS) | {
-        k for k in state if isinstance(k, str) and "." in k}
-    problems = url_warnings(raw_url, bound_keys) if raw_url else []
+    problems = [state.pop("param_problem")] if "param_problem" in state else []
 
     st.title("initviz")
     st.caption("What weight initialization does to a deep network: the weights it draws, the "
@@ -639,30 +848,26 @@ def main() -> None:
     if state["preset"] in PRESETS:
         preset = PRESETS[state["preset"]]
         st.info(f"**{preset.title}.** {preset.story}", icon=":material/menu_book:")
+    # filled last: the weight layer and the focused scheme, read from the link too, come later
+    notices = st.container()
 
     device = resolve_device(state["device"])
     if device.notice:
         st.warning(device.notice)
     spec = network_spec(choices["scheme"], choices["params"], choices["bias"],
                         choices["bias_params"], problems)
-    for problem in problems:
-        st.warning(f"From the link or the sizes field: {problem}")
-    shown_problems = list(problems)
-
     specs = compare_specs(spec, choices["compare"])
     schemes = list(specs)
     try:
         profiles = cached_profiles(tuple(specs.values()), state["batch"], state["seed"],
                                    device.name)
     except InitvizError as error:
-        st.error(f"{error}. Showing the default network instead.")
+        st.error(f"{escape(str(error))}. Showing the default network instead.")
         spec = NetworkSpec.stack(DEFAULTS["width"], DEFAULTS["depth"])
         specs, schemes = {spec.scheme: spec}, [spec.scheme]
         profiles = cached_profiles((spec,), DEFAULTS["batch"], 0, device.name)
     main_profile = profiles[spec.scheme]
     train_specification = train_spec(specs, device.name, problems)
-    for problem in problems[len(shown_problems):]:
-        st.warning(problem)
 
     verdict_section(main_profile)
     weights_section(profiles, schemes)
@@ -673,6 +878,10 @@ def main() -> None:
     downloads_section(profiles, {"network": spec.to_dict(), "compare": schemes,
                                  "seed": state["seed"], "batch": state["batch"],
                                  "device": device.name})
-
+    link = state.pop("link", None)
+    if link is not None:
+        problems[:0] = url_warnings(link)
+    for problem in problems:
+        notices.warning(problem)
 
 main()

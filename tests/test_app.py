@@ -198,7 +198,7 @@ def test_bad_link_values_fall_back_to_defaults_with_a_warning():
               bogus="1")
     _no_exception(at)
     warnings = " ".join(_texts(at, "warning"))
-    for fragment in ("depth=9999", "width=abc", "activation=nope", "bogus"):
+    for fragment in ("depth “9999”", "width “abc”", "activation “nope”", "“bogus”"):
         assert fragment in warnings
     assert at.slider(key="depth").value == 20
     assert at.selectbox(key="activation").value == "relu"
@@ -211,7 +211,8 @@ def test_non_finite_numbers_in_a_link_fall_back_to_defaults_with_a_warning():
     at = _app(input_dim="1e999", seed="inf", batch="-inf", width="nan", lr="1e999")
     _no_exception(at)
     warnings = " ".join(_texts(at, "warning"))
-    for fragment in ("input_dim=1e999", "seed=inf", "batch=-inf", "width=nan", "lr=1e999"):
+    for fragment in ("input_dim “1e999”", "seed “inf”", "batch “\\-inf”", "width “nan”",
+                     "lr “1e999”"):
         assert fragment in warnings
     assert at.number_input(key="input_dim").value == 64
     assert at.number_input(key="seed").value == 0
