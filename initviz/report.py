@@ -2,8 +2,8 @@
 
 The verdict's thresholds are deliberately coarse, because they must hold for every activation:
 a factor of 10 in activation std across the network (100 in variance) is vanishing or exploding;
-more than half the units on a flat tail is saturated; more than 90% of them outputting nothing is
-dead. Everything in between is healthy, with the numbers shown so a reader can judge.
+more than half the units on a flat tail is saturated; more than half of them off (outputting
+nothing) for every input of the batch is dead. Everything in between is healthy, with the numbers shown so a reader can judge.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from initviz.schemes import get_scheme
 
 SIGNAL_FACTOR = 10.0
 SATURATED_SHARE = 0.5
-DEAD_SHARE = 0.9
+DEAD_SHARE = 0.5
 VERDICTS = ("healthy", "vanishing", "exploding", "saturated", "dead")
 
 # Schemes of the same family as the recommended one count as following the recommendation.
@@ -93,7 +93,8 @@ def verdict(profile: Profile) -> Verdict:
         kind = "dead"
         share = dead if not math.isnan(dead) else 1.0
         headline = (f"Dead units: {share:.0%} of the units of layer {depth} output nothing "
-                    f"(activation std {_g(act_last[1] if act_last else 0.0)}).")
+                    f"for any of the {profile.batch} inputs (activation std "
+                    f"{_g(act_last[1] if act_last else 0.0)}).")
     elif not math.isnan(sat) and sat > SATURATED_SHARE:
         low, high = activation.saturated_outside
         headline = (f"Saturated: {sat:.0%} of the units of layer {depth} sit on a flat tail of "

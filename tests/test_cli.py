@@ -21,7 +21,8 @@ SMALL = ["--width", "16", "--depth", "3", "--batch", "8"]
 LAYER_KEYS = {
     "layer", "fan_in", "fan_out", "weight_mean", "weight_std", "weight_std_theory",
     "preact_mean", "preact_std", "preact_var_theory", "act_mean", "act_std",
-    "saturated_frac", "dead_frac", "grad_std", "weight_grad_norm", "grad_to_weight_ratio",
+    "saturated_frac", "dead_frac", "zero_frac", "grad_std", "weight_grad_norm",
+    "grad_to_weight_ratio",
 }
 
 
@@ -100,7 +101,7 @@ def test_profile_table_is_readable(capsys):
     header = lines[2].split()
     assert header == ["layer", "fan_in", "fan_out", "weight_mean", "weight_std",
                       "weight_std_theory", "preact_mean", "preact_std", "preact_var_theory",
-                      "act_mean", "act_std", "saturated_frac", "dead_frac", "grad_std",
+                      "act_mean", "act_std", "saturated_frac", "dead_frac", "zero_frac", "grad_std",
                       "weight_grad_norm", "grad_to_weight_ratio"]
     rows = [line.split() for line in lines[3:]]
     assert [row[0] for row in rows] == ["1", "2", "3"] and all(len(r) == len(header) for r in rows)

@@ -1,5 +1,6 @@
 """The verdict names the classic failure modes, with the numbers that justify it."""
 
+import dataclasses
 import math
 
 import pytest
@@ -31,6 +32,18 @@ def test_classic_configurations_get_their_textbook_verdict(activation, scheme, p
     result = _verdict(activation, scheme, params)
     assert result.kind == kind
     assert words in result.headline
+
+
+def test_half_the_outputs_at_zero_is_healthy_but_half_the_units_off_for_every_input_is_dead():
+    prof = profile(NetworkSpec.stack(256, 20, activation="relu", scheme="kaiming_normal"),
+                   batch=128)
+    assert prof.layers["zero_frac"].iloc[-1] > 0.45 and verdict(prof).kind == "healthy"
+    layers = prof.layers.copy()
+    layers.loc[19, "dead_frac"] = 0.6
+    result = verdict(dataclasses.replace(prof, layers=layers))
+    assert result.kind == "dead"
+    assert "60% of the units of layer 20 output nothing for any of the 128 inputs" in (
+        result.headline)
 
 
 def test_the_vanishing_headline_quotes_first_and_last_layer():
