@@ -350,15 +350,28 @@ def signal_section(profiles: dict[str, Profile], schemes: list[str]) -> None:
             title=f"{focus}: activation histograms, layer by layer"), key="heatmap")
     left, right = st.columns(2)
     with left:
-        draw(charts.fractions_by_layer(
-            report.fractions_frame(profiles), schemes,
-            title=f"Saturated and dead units per layer ({main.spec.activation})"),
-            key="fractions")
+        fractions = report.fractions_frame(profiles)
+        if fractions["value"].notna().any():
+            draw(charts.fractions_by_layer(
+                fractions, schemes,
+                title=f"Saturated, off and dead units per layer ({main.spec.activation})"),
+                key="fractions")
+            st.caption(f"Off: the share of (input, unit) pairs whose output is zero; dead: the "
+                       f"share of units off for all {main.batch} inputs of the batch, which "
+                       f"pass on no gradient at all. "
+                       + report.fractions_note(main.spec.activation))
+        else:
+            st.info(report.fractions_note(main.spec.activation), icon=":material/info:")
     with right:
         draw(charts.by_layer(
             report.by_layer_frame(profiles, "grad_to_weight_ratio"),
-            "‖dL/dW‖ / ‖W‖ (log)", schemes,
+            "‖∂ℓ/∂W‖ / ‖W‖, one input (log)", schemes,
             title="Backward: gradient-to-weight ratio per layer"), key="ratio")
+        st.caption("The probe's loss for one input b is ℓ_b = Σᵢ h[b, i] · r[b, i], the last "
+                   "hidden layer h against fixed random numbers r ~ N(0, 1), so every gradient "
+                   "starts with spread 1 at the top. Shown: the root mean square over the batch "
+                   "of ‖∂ℓ_b/∂W‖, over ‖W‖ -- the batch's ‖∂L/∂W‖ (L = Σ_b ℓ_b) divided by "
+                   "√batch, so it does not change with the batch size.")
     if main.first_nonfinite_layer is not None:
         st.error(f"{main.spec.scheme}: the {main.nonfinite_pass} pass overflows to inf/NaN at "
                  f"layer {main.first_nonfinite_layer}; layers from there on are not drawn.")
@@ -503,23 +516,26 @@ def training_view(spec: training.TrainSpec, schemes: list[str], shown: dict) -> 
         history, schemes, metric="val_acc", total_steps=spec.steps,
         title=f"Validation accuracy (chance: {1 / DATASETS[spec.dataset].n_classes:.0%})"),
         key="val_acc")
-    layers = training.layer_frame(shown["records"])
-    latest = layers[layers["step"] == layers["step"].max()]
-    ratio = latest.groupby(["scheme", "layer"], as_index=False)["update_ratio"].mean()
-    draw(where=left, figure=charts.by_layer(
-        ratio.assign(source="measured").rename(columns={"update_ratio": "value"}),
-        "‖ΔW‖ / ‖W‖ per update (log)", schemes,
-        title=f"Update-to-weight ratio at step {int(latest['step'].max())} (≈1e-3 is healthy)"),
-        key="update_ratio")
-    left.caption("‖ΔW‖ / ‖W‖ of the last update, mean over seeds; the last layer is the output "
-                 "layer. Much below 1e-3 a layer barely learns; much above, it is being "
-                 "overwritten (Karpathy, CS231n).")
+    ratio = training.update_ratio_steps(training.layer_frame(shown["records"]))
+    if len(ratio):
+        draw(where=left, figure=charts.by_layer(
+            ratio, "‖ΔW‖ / ‖W‖ per update (log)", schemes,
+            sources=[f"step {step}" for step in ratio["step"].unique()],
+            title="Update-to-weight ratio over the run (≈1e-3 is healthy early on)"),
+            key="update_ratio")
+        left.caption("‖ΔW‖ / ‖W‖ of one update, mean over seeds, at the first update, mid-run and "
+                     "the latest record; the last layer is the output layer. Early on, much "
+                     "below 1e-3 a layer barely learns and much above it is being overwritten "
+                     "(Karpathy, CS231n); once the loss settles, updates shrink, so a small ratio "
+                     "late in a run is expected.")
     final = training.final_frame(history)
+    when = "final" if status == "finished" else f"at step {shown['step']}"
     right.dataframe(final.assign(val_acc=_or_dash(final["val_acc"], "{:.1%}"),
                                  val_loss=_or_dash(final["val_loss"], "{:.3g}")).rename(
-        columns={"val_acc": "final val. accuracy", "val_loss": "final val. loss"}),
+        columns={"val_acc": f"val. accuracy {when}", "val_loss": f"val. loss {when}"}),
         hide_index=True)
-    right.caption("Final values: the means over each scheme's runs that did not diverge"
+    right.caption(f"Validation accuracy and loss {when}: the means over each scheme's runs that "
+                  "did not diverge"
                   + ("; — where every run diverged." if final["diverged"].any() else "."))
 
 

@@ -175,12 +175,37 @@ def by_layer_frame(profiles: Mapping[str, Profile], column: str) -> pd.DataFrame
     return _long_table("source", parts)
 
 
+FRACTION_MEASURES = {
+    "saturated_frac": "saturated: outputs on a flat tail",
+    "zero_frac": "off: outputs at zero",
+    "dead_frac": "dead: units off for every input",
+}
+"""The fractions chart's measures, each named by what it counts (a share of outputs, i.e. of
+(input, unit) pairs, or a share of units)."""
+
+
 def fractions_frame(profiles: Mapping[str, Profile]) -> pd.DataFrame:
-    """Long table (layer, scheme, measure, value) of saturated and dead fractions."""
+    """Long table (layer, scheme, measure, value) of the :data:`FRACTION_MEASURES` per layer."""
     return _long_table("measure", [
-        (scheme, measure, prof.layers["layer"].to_numpy(),
-         prof.layers[f"{measure}_frac"].to_numpy())
-        for scheme, prof in profiles.items() for measure in ("saturated", "dead")])
+        (scheme, measure, prof.layers["layer"].to_numpy(), prof.layers[column].to_numpy())
+        for scheme, prof in profiles.items() for column, measure in FRACTION_MEASURES.items()])
+
+
+def fractions_note(activation: str) -> str:
+    """Which measures the fractions chart lacks for ``activation``, and why: no activation has a
+    flat tail both at zero output and away from it."""
+    act = get_activation(activation)
+    if act.saturated_outside is None and act.dead_at_or_below is None:
+        slope = {"linear": "is the identity, with slope 1 everywhere",
+                 "leaky_relu": "keeps a slope of 0.01 below zero"}.get(
+            act.name, "never flattens")
+        return (f"Nothing to draw: {act.name} {slope}, so no unit ever sits on a flat stretch "
+                f"-- it cannot saturate, and no unit can be off or dead.")
+    if act.saturated_outside is None:
+        return (f"{act.name} has no flat tail away from zero: it cannot saturate, only be off "
+                f"(at zero) or dead.")
+    return (f"{act.name} has no flat stretch at zero output: its units can saturate but are "
+            f"never off or dead.")
 
 
 def histogram_of(profile: Profile, kind: str, layer: int | None = None) -> pd.DataFrame:
@@ -243,6 +268,7 @@ def _scheme_gain(scheme: str, params: Mapping) -> float | None:
 
 
 __all__ = [
-    "VERDICTS", "Verdict", "by_layer_frame", "fractions_frame", "histogram_of",
+    "FRACTION_MEASURES", "VERDICTS", "Verdict", "by_layer_frame", "fractions_frame",
+    "fractions_note", "histogram_of",
     "percentiles_of", "verdict", "weight_table", "weight_theory",
 ]

@@ -60,6 +60,19 @@ def test_default_page_renders_every_section(default_page):
     assert len(at.get("download_button")) == 2
 
 
+def test_the_signal_section_defines_the_probe_loss_and_reads_dead_as_units(default_page):
+    captions = " ".join(_texts(default_page, "caption"))
+    assert "ℓ_b = Σᵢ h[b, i] · r[b, i]" in captions and "√batch" in captions
+    assert "dead: the share of units off for all 256 inputs" in captions
+
+
+def test_a_linear_network_says_why_it_has_no_saturated_or_dead_units():
+    at = _app(activation="linear", depth="3", width="32")
+    _no_exception(at)
+    assert any("cannot saturate, and no unit can be off or dead" in text
+               for text in _texts(at, "info"))
+
+
 CONTROL_CHANGES = [
     ("slider", "width", 96), ("slider", "depth", 7), ("number_input", "input_dim", 32),
     ("selectbox", "activation", "tanh"), ("selectbox", "norm", "layernorm"),
@@ -295,5 +308,6 @@ def test_a_race_where_every_run_diverges_says_so_instead_of_finished():
     # what a run measured before it diverged is not passed off as its final result
     table = at.dataframe[-1].value
     assert (table["diverged"] == table["runs"]).all()
-    assert (table["final val. accuracy"] == "—").all()
+    step = seen[-1].split("step ")[1].split(" of")[0]
+    assert (table[f"val. accuracy at step {step}"] == "—").all()  # not "final": it ended early
     assert any("— where every run diverged" in text for text in _texts(at, "caption"))

@@ -6,8 +6,8 @@ import math
 import pytest
 
 from initviz import NetworkSpec, profile
-from initviz.report import (_span, by_layer_frame, fractions_frame, verdict, weight_table,
-                            weight_theory)
+from initviz.report import (FRACTION_MEASURES, _span, by_layer_frame, fractions_frame,
+                            fractions_note, verdict, weight_table, weight_theory)
 
 
 def _verdict(activation, scheme, params=None, depth=20, width=256):
@@ -102,10 +102,31 @@ def test_weight_std_theory_comes_from_the_scheme(two_profiles):
     assert theory["value"].iloc[1] == pytest.approx(math.sqrt(2 / 64))
 
 
-def test_fractions_frame_has_both_measures_for_every_layer(two_profiles):
+def test_fractions_frame_has_every_measure_for_every_layer(two_profiles):
     frame = fractions_frame(two_profiles)
-    assert set(frame["measure"]) == {"saturated", "dead"}
-    assert len(frame) == 2 * 2 * 4
+    assert set(frame["measure"]) == set(FRACTION_MEASURES.values())
+    assert len(frame) == 2 * 3 * 4
+    dead = frame[frame["measure"] == FRACTION_MEASURES["dead_frac"]]
+    assert dead["value"].tolist() == [
+        v for p in two_profiles.values() for v in p.layers["dead_frac"]]
+
+
+@pytest.mark.parametrize("activation,words", [
+    ("linear", "cannot saturate, and no unit can be off or dead"),
+    ("leaky_relu", "slope of 0.01"),
+    ("relu", "cannot saturate"),
+    ("tanh", "never off or dead"),
+    ("sigmoid", "never off or dead"),
+    ("gelu", "cannot saturate"),
+])
+def test_fractions_note_says_why_a_measure_is_missing(activation, words):
+    spec = NetworkSpec.stack(16, 2, activation=activation)
+    frame = fractions_frame({"s": profile(spec, batch=8)}).dropna()
+    measures = set(frame["measure"])
+    assert words in fractions_note(activation)
+    assert bool(measures) == (activation not in ("linear", "leaky_relu"))
+    assert len(measures) < len(FRACTION_MEASURES)
+
 
 
 def test_weight_theory_expected_counts_add_up_to_the_number_of_weights():
