@@ -315,7 +315,13 @@ def weights_section(profiles: dict[str, Profile], colours: list[str]) -> None:
             title="Weight std per layer: measured (points) vs theory (dashed)"),
             key="weight_std")
     with st.expander("Per-layer table: fans, gain, theoretical std and bound"):
-        st.dataframe(report.weight_table(main), hide_index=True)
+        table = report.weight_table(main)
+        gaps = [f"{column}: {why}" for column, why in report.WEIGHT_TABLE_GAPS.items()
+                if table[column].isna().any()]
+        st.dataframe(table.assign(**{column: _or_dash(table[column], "{:.4g}")
+                                     for column in report.WEIGHT_TABLE_GAPS}), hide_index=True)
+        if gaps:
+            st.caption(f"— where {main.spec.scheme} has no such number: " + "; ".join(gaps) + ".")
 
 
 def signal_section(profiles: dict[str, Profile], schemes: list[str]) -> None:

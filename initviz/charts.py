@@ -185,22 +185,32 @@ def weight_histogram(bins: pd.DataFrame, theory: pd.DataFrame | None, *, title: 
     return Figure(_weight_histogram, (title, colour), tables)
 
 
+PERCENTILE_BANDS = (("p0", "p10000", 0.15, "min to max"),
+                    ("p668", "p9332", 0.25, "middle 87% (±1.5σ)"),
+                    ("p1587", "p8413", 0.35, "middle 68% (±1σ)"),
+                    ("p3085", "p6915", 0.45, "middle 38% (±0.5σ)"))
+"""Each band: its lower and upper percentile column (basis points), opacity and name; the σ are
+those of a normal, the percentiles TensorBoard's."""
+PERCENTILE_NOTE = ("Shaded, darkest to lightest: the middle 38%, 68% and 87% of the values "
+                   "(within ±0.5, 1 and 1.5 σ for a normal), then min to max; line: the median.")
+
+
 def _percentile_bands(tables: Tables, value_title: str, title: str,
                       colour: str) -> alt.LayerChart:
-    pairs = [("p0", "p10000", 0.15), ("p668", "p9332", 0.25), ("p1587", "p8413", 0.35),
-             ("p3085", "p6915", 0.45)]
     base = alt.Chart().encode(x=_layer_x())
     layers = [
         base.mark_area(color=colour, opacity=opacity).encode(
             y=alt.Y(f"{low}:Q", title=value_title, axis=VALUE_AXIS), y2=alt.Y2(f"{high}:Q"),
-            tooltip=[alt.Tooltip("layer:Q"), alt.Tooltip(f"{low}:Q", format=".3g"),
-                     alt.Tooltip(f"{high}:Q", format=".3g")])
-        for low, high, opacity in pairs
+            tooltip=[alt.Tooltip("layer:Q"),
+                     alt.Tooltip(f"{low}:Q", format=".3g", title=f"{name}: from"),
+                     alt.Tooltip(f"{high}:Q", format=".3g", title=f"{name}: to")])
+        for low, high, opacity, name in PERCENTILE_BANDS
     ]
     layers.append(base.mark_line(color=colour).encode(
         y=alt.Y("p5000:Q"), tooltip=[alt.Tooltip("layer:Q"),
                               alt.Tooltip("p5000:Q", title="median", format=".3g")]))
-    return alt.layer(*layers, data=tables["data"], title=title, height=HEIGHT)
+    return alt.layer(*layers, data=tables["data"], height=HEIGHT,
+                     title=alt.TitleParams(title, subtitle=PERCENTILE_NOTE))
 
 
 def percentile_bands(percentiles: pd.DataFrame, *, value_title: str, title: str,
@@ -208,7 +218,8 @@ def percentile_bands(percentiles: pd.DataFrame, *, value_title: str, title: str,
     """TensorBoard's distribution view: nested percentile bands per layer and the median.
 
     ``percentiles`` columns: ``layer`` and ``p0 p668 p1587 p3085 p5000 p6915 p8413 p9332 p10000``
-    (basis points). Outer bands are lighter, as in TensorBoard.
+    (basis points). Outer bands are lighter, as in TensorBoard; the subtitle says which band
+    holds which share of the values (:data:`PERCENTILE_BANDS`).
     """
     return Figure(_percentile_bands, (value_title, title, colour), {"data": percentiles})
 

@@ -240,8 +240,17 @@ def weight_theory(profile: Profile, layer: int, points: int = 200) -> pd.DataFra
     return pd.DataFrame({"value": density_x, "expected": pdf * fan_in * fan_out * bin_width})
 
 
+WEIGHT_TABLE_GAPS = {
+    "gain": "the scheme takes no gain",
+    "std (theory)": "its weights follow no fixed law (LSUV rescales them to what it measures)",
+    "bound (theory)": "its law is not uniform",
+}
+"""Why a column of :func:`weight_table` can be empty (NaN) for a scheme."""
+
+
 def weight_table(profile: Profile) -> pd.DataFrame:
-    """Per layer: fans, the scheme's gain (where it has one), its theoretical std and bound."""
+    """Per layer: fans, the scheme's gain, its theoretical std and uniform bound -- NaN where the
+    scheme has none (:data:`WEIGHT_TABLE_GAPS`) -- and the measured std."""
     spec = profile.spec
     scheme = get_scheme(spec.scheme)
     rows = []
@@ -250,25 +259,25 @@ def weight_table(profile: Profile) -> pd.DataFrame:
         rows.append({
             "layer": layer, "fan_in": fan_in, "fan_out": fan_out,
             "gain": _scheme_gain(spec.scheme, spec.params),
-            "std (theory)": None if law is None else law.std(),
-            "bound (theory)": law.high if law is not None and law.kind == "uniform" else None,
+            "std (theory)": math.nan if law is None else law.std(),
+            "bound (theory)": law.high if law is not None and law.kind == "uniform" else math.nan,
             "std (measured)": float(profile.layers["weight_std"].iloc[layer - 1]),
         })
     return pd.DataFrame(rows)
 
 
-def _scheme_gain(scheme: str, params: Mapping) -> float | None:
+def _scheme_gain(scheme: str, params: Mapping) -> float:
     if "gain" in params:
         return float(params["gain"])
     if "nonlinearity" in params:
         return init.calculate_gain(params["nonlinearity"], params["a"])
     if scheme == "pytorch_default":
         return init.calculate_gain("leaky_relu", math.sqrt(5))
-    return None
+    return math.nan
 
 
 __all__ = [
     "FRACTION_MEASURES", "VERDICTS", "Verdict", "by_layer_frame", "fractions_frame",
     "fractions_note", "histogram_of",
-    "percentiles_of", "verdict", "weight_table", "weight_theory",
+    "WEIGHT_TABLE_GAPS", "percentiles_of", "verdict", "weight_table", "weight_theory",
 ]

@@ -73,6 +73,16 @@ def test_a_linear_network_says_why_it_has_no_saturated_or_dead_units():
                for text in _texts(at, "info"))
 
 
+def test_the_weight_table_shows_a_dash_and_says_why_where_a_scheme_has_no_number():
+    at = _app(scheme="lsuv", depth="3", width="32")
+    _no_exception(at)
+    table = at.dataframe[0].value
+    assert (table[["gain", "std (theory)", "bound (theory)"]] == "—").all().all()
+    assert "None" not in table.astype(str).to_numpy()
+    assert any(text.startswith("— where lsuv has no such number: gain: the scheme takes no gain")
+               for text in _texts(at, "caption"))
+
+
 CONTROL_CHANGES = [
     ("slider", "width", 96), ("slider", "depth", 7), ("number_input", "input_dim", 32),
     ("selectbox", "activation", "tanh"), ("selectbox", "norm", "layernorm"),

@@ -291,3 +291,17 @@ def test_by_layer_draws_a_few_training_steps_dotted_to_solid_with_a_legend():
                              "range": [[2, 3], [6, 3], [1, 0]]}
     assert dash["legend"] == {}  # shown: which line is which step
     assert _layers(spec)[1]["transform"][0]["filter"] == "(datum.source !== 'theory')"
+
+
+def test_percentile_bands_say_which_share_of_the_values_each_band_holds(profiles):
+    prof = next(iter(profiles.values()))
+    spec = charts.percentile_bands(report.percentiles_of(prof, "act"), value_title="a",
+                                   title="p").to_dict()
+    assert spec["title"]["subtitle"] == charts.PERCENTILE_NOTE
+    # the named shares are those of the basis points: p6915 - p3085 = 38.3%, and so on
+    for low, high, _, name in charts.PERCENTILE_BANDS[1:]:
+        share = (int(high[1:]) - int(low[1:])) / 100
+        assert f"middle {share:.0f}%" in name and f"{share:.0f}%" in charts.PERCENTILE_NOTE
+    areas = [layer for layer in _layers(spec) if layer["mark"]["type"] == "area"]
+    opacities = [layer["mark"]["opacity"] for layer in areas]
+    assert opacities == sorted(opacities)  # the outer band lightest, as the note says

@@ -6,8 +6,9 @@ import math
 import pytest
 
 from initviz import NetworkSpec, profile
-from initviz.report import (FRACTION_MEASURES, _span, by_layer_frame, fractions_frame,
-                            fractions_note, verdict, weight_table, weight_theory)
+from initviz.report import (FRACTION_MEASURES, WEIGHT_TABLE_GAPS, _span, by_layer_frame,
+                            fractions_frame, fractions_note, verdict, weight_table,
+                            weight_theory)
 
 
 def _verdict(activation, scheme, params=None, depth=20, width=256):
@@ -149,3 +150,9 @@ def test_weight_table_lists_gain_std_and_uniform_bound():
     assert row["std (theory)"] == pytest.approx(math.sqrt(2 / 100))
     assert row["bound (theory)"] == pytest.approx(math.sqrt(6 / 100))
     assert row["std (measured)"] == pytest.approx(row["std (theory)"], rel=0.05)
+
+
+def test_weight_table_leaves_a_number_a_scheme_does_not_have_as_nan():
+    table = weight_table(profile(NetworkSpec.stack(16, 2, scheme="lsuv"), batch=16))
+    assert table[list(WEIGHT_TABLE_GAPS)].isna().all().all()
+    assert table["std (measured)"].notna().all()
