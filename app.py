@@ -209,7 +209,8 @@ def sidebar() -> dict:
                       placeholder="e.g. 64,256,128", help="One width per hidden layer.",
                       **BOUND)
         st.number_input("input_dim", 1, MAX_INPUT_DIM, DEFAULTS["input_dim"], key="input_dim",
-                        help="Size of the input to layer 1 (probe inputs are N(0, 1)).",
+                        help="How many numbers each input has: the size of what layer 1 "
+                             "reads (the probe feeds it random numbers from N(0, 1)).",
                         **_number_binding("input_dim"))
         st.selectbox("activation", list(ACTIVATIONS), key="activation",
                      index=list(ACTIVATIONS).index(DEFAULTS["activation"]), **BOUND)
@@ -518,6 +519,10 @@ def training_view(spec: training.TrainSpec, schemes: list[str], shown: dict) -> 
     draw(where=left, figure=charts.training_curves(
         history, schemes, metric="train_loss", log=True, total_steps=spec.steps,
         title="Training loss (mean over seeds; band: min to max)"), key="train_loss")
+    classes = DATASETS[spec.dataset].n_classes
+    left.caption(f"Cross-entropy in nats (natural-log units): 0 is a perfect, sure prediction; "
+                 f"guessing evenly among the {classes} classes gives ln {classes} = "
+                 f"{math.log(classes):.2f}.")
     draw(where=right, figure=charts.training_curves(
         history, schemes, metric="val_acc", total_steps=spec.steps,
         title=f"Validation accuracy (chance: {1 / DATASETS[spec.dataset].n_classes:.0%})"),
@@ -535,13 +540,15 @@ def training_view(spec: training.TrainSpec, schemes: list[str], shown: dict) -> 
                      "(Karpathy, CS231n); once the loss settles, updates shrink, so a small ratio "
                      "late in a run is expected.")
     final = training.final_frame(history)
-    when = "final" if status == "finished" else f"at step {shown['step']}"
+    finished = status == "finished"
+    when = "" if finished else f" at step {shown['step']}"
     right.dataframe(final.assign(val_acc=_or_dash(final["val_acc"], "{:.1%}"),
                                  val_loss=_or_dash(final["val_loss"], "{:.3g}")).rename(
-        columns={"val_acc": f"val. accuracy {when}", "val_loss": f"val. loss {when}"}),
+        columns={"val_acc": f"{'final ' * finished}val. accuracy{when}",
+                 "val_loss": f"{'final ' * finished}val. loss{when}"}),
         hide_index=True)
-    right.caption(f"Validation accuracy and loss {when}: the means over each scheme's runs that "
-                  "did not diverge"
+    right.caption(f"{'Final v' if finished else 'V'}alidation accuracy and loss{when}: the means "
+                  "over each scheme's runs that did not diverge"
                   + ("; — where every run diverged." if final["diverged"].any() else "."))
 
 
@@ -675,8 +682,11 @@ def main() -> None:
     problems = url_warnings(raw_url, bound_keys) if raw_url else []
 
     st.title("initviz")
-    st.caption("What weight initialization does to a deep network: the weights it draws, the "
-               "signal it lets through, and whether the network then learns.")
+    st.caption("A neural network starts from random weights, and how large those random numbers "
+               "are decides whether a signal passing through many layers fades away, blows up, "
+               "or arrives intact. Choose a network and a rule for drawing its first weights (an "
+               "initialization scheme, such as Kaiming's or Xavier's) and see what happens to the "
+               "signal layer by layer, and whether the network then learns.")
     if state["preset"] in PRESETS:
         preset = PRESETS[state["preset"]]
         st.info(f"**{preset.title}.** {preset.story}", icon=":material/menu_book:")

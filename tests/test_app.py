@@ -5,12 +5,14 @@ of which trains one time slice, as a timer tick would.
 """
 
 import gc
+import math
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from initviz import training
+from initviz.datasets import DATASETS
 from initviz.network import NetworkSpec
 from initviz.presets import PRESETS
 
@@ -58,6 +60,17 @@ def test_default_page_renders_every_section(default_page):
     assert _charts(at) >= 8
     assert "nn.init.kaiming_normal_" in at.code[0].value
     assert len(at.get("download_button")) == 2
+
+
+def test_the_page_opens_with_two_plain_sentences_and_explains_its_sidebar_jargon(default_page):
+    intro = default_page.caption[0].value
+    assert intro.startswith("A neural network starts from random weights")
+    assert intro.count(". ") + intro.endswith(".") == 2
+    helps = {key: default_page.number_input(key=key).help
+             for key in ("input_dim", "kaiming_normal.a")}
+    assert "How many numbers each input has" in helps["input_dim"]
+    assert "slope of leaky_relu for negative inputs" in helps["kaiming_normal.a"]
+    assert "fan_in (inputs per unit)" in default_page.selectbox(key="kaiming_normal.mode").help
 
 
 def test_the_signal_section_defines_the_probe_loss_and_reads_dead_as_units(default_page):
@@ -259,6 +272,10 @@ def test_training_runs_live_and_then_shows_the_finished_race():
     charts_before = _charts(at)
     seen = _train(at)
     assert seen[-1].startswith("finished: step 2000 of 2000")
+    classes = DATASETS[at.session_state["dataset"]].n_classes
+    assert any(f"guessing evenly among the {classes} classes gives ln {classes} = "
+               f"{math.log(classes):.2f}" in text for text in _texts(at, "caption"))
+    assert "final val. accuracy" in at.dataframe[-1].value.columns
     assert any(text.startswith("training") for text in seen[:-1])  # drawn while it ran
     assert _charts(at) == charts_before + 3
     table = at.dataframe[-1].value
@@ -274,6 +291,22 @@ def test_a_finished_training_is_shared_by_its_spec():
     _train(at)
     again = _app(**SMALL_TRAINING)  # a new session, the same spec: no need to train
     assert _progress_text(again).startswith("finished")
+
+
+def test_a_running_race_labels_its_results_with_the_step_it_reached():
+    at = _app(**{**SMALL_TRAINING, "steps": "2000", "seed": "7"})
+    at.button(key="train_button").click().run()
+    for _ in range(5):  # a tick of the live fragment: the first records arrive
+        text = _progress_text(at)
+        if not text.startswith("training: step 0 "):
+            break
+        at.run()
+    assert text.startswith("training: step"), text
+    step = text.split("step ")[1].split(" of")[0]
+    columns = list(at.dataframe[-1].value.columns)
+    assert f"val. accuracy at step {step}" in columns, columns
+    assert not any("final" in column for column in columns)
+    at.button(key="stop_button").click().run()  # frees the training memory for other tests
 
 
 def test_stop_ends_training_between_steps():
