@@ -154,6 +154,11 @@ def _cmd_profile(args: argparse.Namespace) -> None:
         print(f"{result.nonfinite_pass} pass: values overflow to inf/NaN at layer "
               f"{result.first_nonfinite_layer}")
     print(format_table(result.layers))
+    print(f"dead_frac: share of units off for all {result.batch} inputs; zero_frac: share of "
+          "outputs at zero.\n"
+          "grad_std: std of dL/dh for the probe loss L = sum of h_last * r, r ~ N(0, 1).\n"
+          "weight_grad_norm: |dL/dW| / sqrt(batch), the root mean square gradient of one "
+          "input,\nthe same at any batch size.")
 
 
 def _fmt(value: float | None) -> str:

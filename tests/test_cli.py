@@ -103,8 +103,11 @@ def test_profile_table_is_readable(capsys):
                       "weight_std_theory", "preact_mean", "preact_std", "preact_var_theory",
                       "act_mean", "act_std", "saturated_frac", "dead_frac", "zero_frac", "grad_std",
                       "weight_grad_norm", "grad_to_weight_ratio"]
-    rows = [line.split() for line in lines[3:]]
+    rows = [line.split() for line in lines[3:6]]
     assert [row[0] for row in rows] == ["1", "2", "3"] and all(len(r) == len(header) for r in rows)
+    legend = " ".join(lines[6:])
+    assert "dead_frac: share of units off for all 8 inputs" in legend
+    assert "|dL/dW| / sqrt(batch)" in legend
     assert all(row[header.index("saturated_frac")] == "n/a" for row in rows)  # relu
 
 
