@@ -13,6 +13,7 @@ string, every time a chart is built).
 from __future__ import annotations
 
 import functools
+import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -27,6 +28,7 @@ OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "
              "#000000")
 LAYER_AXIS = "layer (1 = first hidden layer)"
 HEIGHT = 260
+SUBTITLE_CHARS = 75  # a line of subtitle that fits the width of a chart in half the page
 DIAMOND_SIZE = 320  # square pixels of the first scheme's point on the phase diagram
 # Axes of values that may sit far from 1 or span decades. Vega's default format writes a constant
 # layer's range (~1e-15 around its value) as "0.000000000000…" and a log axis as 0.1, 0.00001,
@@ -92,6 +94,14 @@ def scheme_scale(schemes: Sequence[str]) -> alt.Scale:
     return alt.Scale(domain=list(schemes), range=colours)
 
 
+def _titled(title: str, subtitle: str | None) -> str | alt.TitleParams:
+    """``title`` with ``subtitle`` under it in lines that fit a half-page chart: Vega cuts a
+    longer line short with an ellipsis."""
+    if not subtitle:
+        return title
+    return alt.TitleParams(title, subtitle=textwrap.wrap(subtitle, SUBTITLE_CHARS))
+
+
 def _layer_x() -> alt.X:
     # not rounded out to a "nice" end: 31 layers drawn to 35 read as four missing layers
     return alt.X("layer:Q", title=LAYER_AXIS, axis=alt.Axis(tickMinStep=1, format="d"),
@@ -116,7 +126,7 @@ def _by_layer(tables: Tables, value_title: str, schemes: tuple[str, ...], log: b
     lines = base.mark_line().encode(strokeDash=dash, detail=alt.Detail("source:N"))
     points = base.transform_filter(alt.datum.source != "theory").mark_point(size=25, filled=True)
     return alt.layer(lines, points, data=tables["data"], height=HEIGHT,
-                     title=alt.TitleParams(title, subtitle=subtitle) if subtitle else title)
+                     title=_titled(title, subtitle))
 
 
 def by_layer(frame: pd.DataFrame, value_title: str, schemes: Sequence[str], *,
@@ -210,7 +220,7 @@ def _percentile_bands(tables: Tables, value_title: str, title: str,
         y=alt.Y("p5000:Q"), tooltip=[alt.Tooltip("layer:Q"),
                               alt.Tooltip("p5000:Q", title="median", format=".3g")]))
     return alt.layer(*layers, data=tables["data"], height=HEIGHT,
-                     title=alt.TitleParams(title, subtitle=PERCENTILE_NOTE))
+                     title=_titled(title, PERCENTILE_NOTE))
 
 
 def percentile_bands(percentiles: pd.DataFrame, *, value_title: str, title: str,
@@ -261,7 +271,8 @@ def _fractions_by_layer(tables: Tables, schemes: tuple[str, ...], measures: tupl
         domain=list(measures), range=["circle", "square", "triangle-up"][:len(measures)]))
     tooltip = [alt.Tooltip("scheme:N"), alt.Tooltip("measure:N"), alt.Tooltip("layer:Q"),
                alt.Tooltip("value:Q", format=".1%")]
-    y = alt.Y("value:Q", title="share (of outputs or of units, see legend)",
+    # a short title: a vertical one longer than the plot makes Vega shrink the plot to fit it
+    y = alt.Y("value:Q", title="share (see legend)",
               scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"))
     # One layer per scheme, the first widest and drawn first: where two schemes' lines coincide
     # (both 0% dead), the later one's thinner line and smaller points sit inside the earlier
@@ -276,7 +287,7 @@ def _fractions_by_layer(tables: Tables, schemes: tuple[str, ...], measures: tupl
         layers.append(base.mark_point(filled=True, opacity=1,
                                       size=25 + 75 * (last - i) / last).encode(shape=shape))
     return alt.layer(*layers, data=tables["data"], height=HEIGHT,
-                     title=alt.TitleParams(title, subtitle=subtitle) if subtitle else title)
+                     title=_titled(title, subtitle))
 
 
 def fractions_by_layer(frame: pd.DataFrame, schemes: Sequence[str], *, title: str) -> Figure:

@@ -62,8 +62,11 @@ def test_by_layer_names_the_lines_a_log_axis_left_out():
     frame = pd.DataFrame({"layer": [1, 2, 3] * 2, "scheme": ["zeros"] * 3 + ["kaiming"] * 3,
                           "source": "measured", "value": [0.0, 0.0, 0.0, 1.0, 0.0, 1.0]})
     title = charts.by_layer(frame, "std", ["zeros", "kaiming"], title="t").to_dict()["title"]
-    assert title == {"text": "t", "subtitle": "Not drawn, 0 on a log axis: zeros at 3 of 3 "
-                                              "layers; kaiming at 1 of 3 layers"}
+    assert title["text"] == "t"
+    assert " ".join(title["subtitle"]) == ("Not drawn, 0 on a log axis: zeros at 3 of 3 layers; "
+                                           "kaiming at 1 of 3 layers")
+    # Vega cuts a long subtitle line short with an ellipsis: it comes in lines that fit
+    assert all(len(line) <= charts.SUBTITLE_CHARS for line in title["subtitle"])
     drawn = frame.assign(value=frame["value"] + 1)
     assert charts.by_layer(drawn, "std", ["zeros", "kaiming"], title="t").to_dict()["title"] == "t"
     linear = charts.by_layer(frame, "std", ["zeros", "kaiming"], log=False, title="t")
@@ -122,8 +125,9 @@ def test_coinciding_fraction_lines_both_stay_visible_and_are_named(profiles):
     figure = charts.fractions_by_layer(report.fractions_frame(profiles), list(profiles),
                                        title="f")
     spec = figure.to_dict()
-    assert "kaiming_normal = xavier_normal (off, dead)" in spec["title"]["subtitle"]
-    assert "orthogonal" not in spec["title"]["subtitle"]
+    subtitle = " ".join(spec["title"]["subtitle"])
+    assert "kaiming_normal = xavier_normal (off, dead)" in subtitle
+    assert "orthogonal" not in subtitle
     lines = [layer for layer in _layers(spec) if layer["mark"]["type"] == "line"]
     points = [layer for layer in _layers(spec) if layer["mark"]["type"] == "point"]
     widths = [layer["mark"]["strokeWidth"] for layer in lines]
@@ -297,7 +301,8 @@ def test_percentile_bands_say_which_share_of_the_values_each_band_holds(profiles
     prof = next(iter(profiles.values()))
     spec = charts.percentile_bands(report.percentiles_of(prof, "act"), value_title="a",
                                    title="p").to_dict()
-    assert spec["title"]["subtitle"] == charts.PERCENTILE_NOTE
+    assert " ".join(spec["title"]["subtitle"]) == charts.PERCENTILE_NOTE
+    assert all(len(line) <= charts.SUBTITLE_CHARS for line in spec["title"]["subtitle"])
     # the named shares are those of the basis points: p6915 - p3085 = 38.3%, and so on
     for low, high, _, name in charts.PERCENTILE_BANDS[1:]:
         share = (int(high[1:]) - int(low[1:])) / 100
