@@ -23,6 +23,9 @@ from initviz.schemes import get_scheme
 SIGNAL_FACTOR = 10.0
 SATURATED_SHARE = 0.5
 DEAD_SHARE = 0.5
+DEAD_MIN_BATCH = 16
+"""Fewer inputs cannot tell a dead unit from an unlucky one: a healthy ReLU unit is off for one
+input in two, so for all of B independent inputs with probability 2^-B (1/2 at a batch of 1)."""
 VERDICTS = ("healthy", "vanishing", "exploding", "saturated", "dead")
 
 # Schemes of the same family as the recommended one count as following the recommendation.
@@ -89,7 +92,8 @@ def verdict(profile: Profile) -> Verdict:
         what = "activations" if profile.nonfinite_pass == "forward" else "gradients"
         headline = (f"Exploding: {what} overflow to inf/NaN at layer "
                     f"{profile.first_nonfinite_layer} of {depth}.")
-    elif not math.isnan(dead) and dead > DEAD_SHARE or act_last is not None and act_last[1] == 0:
+    elif (not math.isnan(dead) and dead > DEAD_SHARE and profile.batch >= DEAD_MIN_BATCH
+          or act_last is not None and act_last[1] == 0):
         kind = "dead"
         share = dead if not math.isnan(dead) else 1.0
         headline = (f"Dead units: {share:.0%} of the units of layer {depth} output nothing "

@@ -47,6 +47,15 @@ def test_half_the_outputs_at_zero_is_healthy_but_half_the_units_off_for_every_in
         result.headline)
 
 
+def test_a_batch_too_small_to_tell_dead_from_off_gives_no_dead_verdict():
+    # One input: a healthy Kaiming ReLU unit is off for it half the time, and here 55% of the
+    # last layer's units happen to be.
+    prof = profile(NetworkSpec.stack(256, 20, activation="relu", scheme="kaiming_normal"),
+                   batch=1)
+    assert prof.layers["dead_frac"].iloc[-1] > 0.5
+    assert verdict(prof).kind == "healthy"
+
+
 def test_the_vanishing_headline_quotes_first_and_last_layer():
     result = _verdict("relu", "xavier_normal")
     assert "(layer 1)" in result.headline and "(layer 20)" in result.headline
