@@ -360,7 +360,8 @@ def sidebar() -> dict:
                       **BOUND)
         st.number_input("input_dim", 1, MAX_INPUT_DIM, link_default("input_dim"),
                         key="input_dim",
-                        help="Size of the input to layer 1 (probe inputs are N(0, 1)).",
+                        help="How many numbers each input has: the size of what layer 1 "
+                             "reads (the probe feeds it random numbers from N(0, 1)).",
                         **_binding("input_dim"))
         st.selectbox("activation", list(ACTIVATIONS), key="activation",
                      index=_index(ACTIVATIONS, "activation"), **BOUND)
@@ -523,7 +524,13 @@ def weights_section(profiles: dict[str, Profile], colours: list[str]) -> None:
             title="Weight std per layer: measured (points) vs theory (dashed)"),
             key="weight_std")
     with st.expander("Per-layer table: fans, gain, theoretical std and bound"):
-        st.dataframe(report.weight_table(main), hide_index=True)
+        table = report.weight_table(main)
+        gaps = [f"{column}: {why}" for column, why in report.WEIGHT_TABLE_GAPS.items()
+                if table[column].isna().any()]
+        st.dataframe(table.assign(**{column: _or_dash(table[column], "{:.4g}")
+                                     for column in report.WEIGHT_TABLE_GAPS}), hide_index=True)
+        if gaps:
+            st.caption(f"— where {main.spec.scheme} has no such number: " + "; ".join(gaps) + ".")
 
 
 def signal_section(profiles: dict[str, Profile], schemes: list[str]) -> None:
@@ -559,15 +566,28 @@ def signal_section(profiles: dict[str, Profile], schemes: list[str]) -> None:
             title=f"{focus}: activation histograms, layer by layer"), key="heatmap")
     left, right = st.columns(2)
     with left:
-        draw(charts.fractions_by_layer(
-            report.fractions_frame(profiles), schemes,
-            title=f"Saturated and dead units per layer ({main.spec.activation})"),
-            key="fractions")
+        fractions = report.fractions_frame(profiles)
+        if fractions["value"].notna().any():
+            draw(charts.fractions_by_layer(
+                fractions, schemes,
+                title=f"Saturated, off and dead units per layer ({main.spec.activation})"),
+                key="fractions")
+            st.caption(f"Off: the share of (input, unit) pairs whose output is zero; dead: the "
+                       f"share of units off for all {main.batch} inputs of the batch, which "
+                       f"pass on no gradient at all. "
+                       + report.fractions_note(main.spec.activation))
+        else:
+            st.info(report.fractions_note(main.spec.activation), icon=":material/info:")
     with right:
         draw(charts.by_layer(
             report.by_layer_frame(profiles, "grad_to_weight_ratio"),
-            "‖dL/dW‖ / ‖W‖ (log)", schemes,
+            "‖∂ℓ/∂W‖ / ‖W‖, one input (log)", schemes,
             title="Backward: gradient-to-weight ratio per layer"), key="ratio")
+        st.caption("The probe's loss for one input b is ℓ_b = Σᵢ h[b, i] · r[b, i], the last "
+                   "hidden layer h against fixed random numbers r ~ N(0, 1), so every gradient "
+                   "starts with spread 1 at the top. Shown: the root mean square over the batch "
+                   "of ‖∂ℓ_b/∂W‖, over ‖W‖ -- the batch's ‖∂L/∂W‖ (L = Σ_b ℓ_b) divided by "
+                   "√batch, so it does not change with the batch size.")
     if main.first_nonfinite_layer is not None:
         st.error(f"{main.spec.scheme}: the {main.nonfinite_pass} pass overflows to inf/NaN at "
                  f"layer {main.first_nonfinite_layer}; layers from there on are not drawn.")
@@ -670,27 +690,36 @@ def training_view(spec: training.TrainSpec, schemes: list[str], shown: RaceView)
     draw(where=left, figure=charts.training_curves(
         history, schemes, metric="train_loss", log=True, total_steps=spec.steps,
         title="Training loss (mean over seeds; band: min to max)"), key="train_loss")
+    classes = DATASETS[spec.dataset].n_classes
+    left.caption(f"Cross-entropy in nats (natural-log units): 0 is a perfect, sure prediction; "
+                 f"guessing evenly among the {classes} classes gives ln {classes} = "
+                 f"{math.log(classes):.2f}.")
     draw(where=right, figure=charts.training_curves(
         history, schemes, metric="val_acc", total_steps=spec.steps,
         title=f"Validation accuracy (chance: {1 / DATASETS[spec.dataset].n_classes:.0%})"),
         key="val_acc")
-    layers = training.layer_frame(shown.records)
-    latest = layers[layers["step"] == layers["step"].max()]
-    ratio = latest.groupby(["scheme", "layer"], as_index=False)["update_ratio"].mean()
-    draw(where=left, figure=charts.by_layer(
-        ratio.assign(source="measured").rename(columns={"update_ratio": "value"}),
-        "‖ΔW‖ / ‖W‖ per update (log)", schemes,
-        title=f"Update-to-weight ratio at step {int(latest['step'].max())} (≈1e-3 is healthy)"),
-        key="update_ratio")
-    left.caption("‖ΔW‖ / ‖W‖ of the last update, mean over seeds; the last layer is the output "
-                 "layer. Much below 1e-3 a layer barely learns; much above, it is being "
-                 "overwritten (Karpathy, CS231n).")
+    ratio = training.update_ratio_steps(training.layer_frame(shown.records))
+    if len(ratio):
+        draw(where=left, figure=charts.by_layer(
+            ratio, "‖ΔW‖ / ‖W‖ per update (log)", schemes,
+            sources=[f"step {step}" for step in ratio["step"].unique()],
+            title="Update-to-weight ratio over the run (≈1e-3 is healthy early on)"),
+            key="update_ratio")
+        left.caption("‖ΔW‖ / ‖W‖ of one update, mean over seeds, at the first update, mid-run and "
+                     "the latest record; the last layer is the output layer. Early on, much "
+                     "below 1e-3 a layer barely learns and much above it is being overwritten "
+                     "(Karpathy, CS231n); once the loss settles, updates shrink, so a small ratio "
+                     "late in a run is expected.")
     final = training.final_frame(history)
+    finished = shown.state == "finished"
+    when = "" if finished else f" at step {shown.step}"
     right.dataframe(final.assign(val_acc=_or_dash(final["val_acc"], "{:.1%}"),
                                  val_loss=_or_dash(final["val_loss"], "{:.3g}")).rename(
-        columns={"val_acc": "final val. accuracy", "val_loss": "final val. loss"}),
+        columns={"val_acc": f"{'final ' * finished}val. accuracy{when}",
+                 "val_loss": f"{'final ' * finished}val. loss{when}"}),
         hide_index=True)
-    right.caption("Final values: the means over each scheme's runs that did not diverge"
+    right.caption(f"{'Final v' if finished else 'V'}alidation accuracy and loss{when}: the means "
+                  "over each scheme's runs that did not diverge"
                   + ("; — where every run diverged." if final["diverged"].any() else "."))
 
 
@@ -843,8 +872,11 @@ def main() -> None:
     problems = [state.pop("param_problem")] if "param_problem" in state else []
 
     st.title("initviz")
-    st.caption("What weight initialization does to a deep network: the weights it draws, the "
-               "signal it lets through, and whether the network then learns.")
+    st.caption("A neural network starts from random weights, and how large those random numbers "
+               "are decides whether a signal passing through many layers fades away, blows up, "
+               "or arrives intact. Choose a network and a rule for drawing its first weights (an "
+               "initialization scheme, such as Kaiming's or Xavier's) and see what happens to the "
+               "signal layer by layer, and whether the network then learns.")
     if state["preset"] in PRESETS:
         preset = PRESETS[state["preset"]]
         st.info(f"**{preset.title}.** {preset.story}", icon=":material/menu_book:")

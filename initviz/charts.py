@@ -13,6 +13,7 @@ string, every time a chart is built).
 from __future__ import annotations
 
 import functools
+import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -27,6 +28,7 @@ OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "
              "#000000")
 LAYER_AXIS = "layer (1 = first hidden layer)"
 HEIGHT = 260
+SUBTITLE_CHARS = 75  # a line of subtitle that fits the width of a chart in half the page
 DIAMOND_SIZE = 320  # square pixels of the first scheme's point on the phase diagram
 # Axes of values that may sit far from 1 or span decades. Vega's default format writes a constant
 # layer's range (~1e-15 around its value) as "0.000000000000…" and a log axis as 0.1, 0.00001,
@@ -92,6 +94,14 @@ def scheme_scale(schemes: Sequence[str]) -> alt.Scale:
     return alt.Scale(domain=list(schemes), range=colours)
 
 
+def _titled(title: str, subtitle: str | None) -> str | alt.TitleParams:
+    """``title`` with ``subtitle`` under it in lines that fit a half-page chart: Vega cuts a
+    longer line short with an ellipsis."""
+    if not subtitle:
+        return title
+    return alt.TitleParams(title, subtitle=textwrap.wrap(subtitle, SUBTITLE_CHARS))
+
+
 def _layer_x() -> alt.X:
     # not rounded out to a "nice" end: 31 layers drawn to 35 read as four missing layers
     return alt.X("layer:Q", title=LAYER_AXIS, axis=alt.Axis(tickMinStep=1, format="d"),
@@ -99,44 +109,51 @@ def _layer_x() -> alt.X:
 
 
 def _by_layer(tables: Tables, value_title: str, schemes: tuple[str, ...], log: bool, title: str,
-              subtitle: str | None, has_theory: bool) -> alt.LayerChart:
+              subtitle: str | None, sources: tuple[str, ...], legend: bool) -> alt.LayerChart:
     y = alt.Y("value:Q", title=value_title, axis=VALUE_AXIS,
               scale=alt.Scale(type="log") if log else alt.Scale(zero=False))
     color = alt.Color("scheme:N", scale=scheme_scale(schemes), title="scheme")
+    # theory dashed; measured lines solid, or, where several were measured (a few training
+    # steps), dotted, then dashed, up to the last one solid
+    measured = [[1, 0], [6, 3], [2, 3]][len(sources) - 1 - ("theory" in sources)::-1]
     dash = alt.StrokeDash("source:N", title="", scale=alt.Scale(
-        domain=["measured", "theory"], range=[[1, 0], [6, 4]]),
-        legend=alt.Legend() if has_theory else None)
+        domain=list(sources),
+        range=[[6, 4] if source == "theory" else measured.pop(0) for source in sources]),
+        legend=alt.Legend() if legend else None)
     tooltip = [alt.Tooltip("scheme:N"), alt.Tooltip("source:N"), alt.Tooltip("layer:Q"),
                alt.Tooltip("value:Q", title=value_title, format=".3g")]
     base = alt.Chart().encode(x=_layer_x(), y=y, color=color, tooltip=tooltip)
     lines = base.mark_line().encode(strokeDash=dash, detail=alt.Detail("source:N"))
-    points = base.transform_filter(alt.datum.source == "measured").mark_point(size=25, filled=True)
+    points = base.transform_filter(alt.datum.source != "theory").mark_point(size=25, filled=True)
     return alt.layer(lines, points, data=tables["data"], height=HEIGHT,
-                     title=alt.TitleParams(title, subtitle=subtitle) if subtitle else title)
+                     title=_titled(title, subtitle))
 
 
 def by_layer(frame: pd.DataFrame, value_title: str, schemes: Sequence[str], *,
-             log: bool = True, title: str = "") -> Figure:
+             log: bool = True, title: str = "",
+             sources: Sequence[str] = ("measured", "theory")) -> Figure:
     """Per-layer lines, one colour per scheme: measured solid with points, theory dashed.
 
-    ``frame`` columns: ``layer``, ``scheme``, ``source`` (``measured`` or ``theory``), ``value``.
+    ``frame`` columns: ``layer``, ``scheme``, ``source``, ``value``. ``sources`` lists the
+    values of ``source`` in legend order: ``measured`` and ``theory``, or up to three measured
+    series (e.g. ``step 10``, ``step 150``, ``step 300``), drawn dotted to solid, and ``theory``.
     Non-positive values are dropped on a log scale (a dead layer has std 0: the line stops there),
     and a subtitle names the schemes whose measured line lost layers that way.
     """
     data = frame.dropna(subset=["value"])
     subtitle = None
     if log:
-        zero = data[(data["value"] <= 0) & (data["source"] == "measured")]
+        zero = data[(data["value"] <= 0) & (data["source"] != "theory")]
         data = data[data["value"] > 0]
         if len(zero):
-            layers = frame[frame["source"] == "measured"].groupby("scheme")["layer"].size()
-            hidden = zero.groupby("scheme", sort=False)["layer"].size()
+            layers = frame[frame["source"] != "theory"].groupby("scheme")["layer"].nunique()
+            hidden = zero.groupby("scheme", sort=False)["layer"].nunique()
             subtitle = "Not drawn, 0 on a log axis: " + "; ".join(
                 f"{scheme} at {count} of {layers[scheme]} layers"
                 for scheme, count in hidden.items())
-    has_theory = bool((data["source"] == "theory").any())
-    return Figure(_by_layer, (value_title, tuple(schemes), log, title, subtitle, has_theory),
-                  {"data": data})
+    legend = data["source"].nunique() > 1
+    return Figure(_by_layer, (value_title, tuple(schemes), log, title, subtitle, tuple(sources),
+                              legend), {"data": data})
 
 
 def _weight_histogram(tables: Tables, title: str, colour: str) -> alt.LayerChart:
@@ -178,22 +195,32 @@ def weight_histogram(bins: pd.DataFrame, theory: pd.DataFrame | None, *, title: 
     return Figure(_weight_histogram, (title, colour), tables)
 
 
+PERCENTILE_BANDS = (("p0", "p10000", 0.15, "min to max"),
+                    ("p668", "p9332", 0.25, "middle 87% (±1.5σ)"),
+                    ("p1587", "p8413", 0.35, "middle 68% (±1σ)"),
+                    ("p3085", "p6915", 0.45, "middle 38% (±0.5σ)"))
+"""Each band: its lower and upper percentile column (basis points), opacity and name; the σ are
+those of a normal, the percentiles TensorBoard's."""
+PERCENTILE_NOTE = ("Shaded, darkest to lightest: the middle 38%, 68% and 87% of the values "
+                   "(within ±0.5, 1 and 1.5 σ for a normal), then min to max; line: the median.")
+
+
 def _percentile_bands(tables: Tables, value_title: str, title: str,
                       colour: str) -> alt.LayerChart:
-    pairs = [("p0", "p10000", 0.15), ("p668", "p9332", 0.25), ("p1587", "p8413", 0.35),
-             ("p3085", "p6915", 0.45)]
     base = alt.Chart().encode(x=_layer_x())
     layers = [
         base.mark_area(color=colour, opacity=opacity).encode(
             y=alt.Y(f"{low}:Q", title=value_title, axis=VALUE_AXIS), y2=alt.Y2(f"{high}:Q"),
-            tooltip=[alt.Tooltip("layer:Q"), alt.Tooltip(f"{low}:Q", format=".3g"),
-                     alt.Tooltip(f"{high}:Q", format=".3g")])
-        for low, high, opacity in pairs
+            tooltip=[alt.Tooltip("layer:Q"),
+                     alt.Tooltip(f"{low}:Q", format=".3g", title=f"{name}: from"),
+                     alt.Tooltip(f"{high}:Q", format=".3g", title=f"{name}: to")])
+        for low, high, opacity, name in PERCENTILE_BANDS
     ]
     layers.append(base.mark_line(color=colour).encode(
         y=alt.Y("p5000:Q"), tooltip=[alt.Tooltip("layer:Q"),
                               alt.Tooltip("p5000:Q", title="median", format=".3g")]))
-    return alt.layer(*layers, data=tables["data"], title=title, height=HEIGHT)
+    return alt.layer(*layers, data=tables["data"], height=HEIGHT,
+                     title=_titled(title, PERCENTILE_NOTE))
 
 
 def percentile_bands(percentiles: pd.DataFrame, *, value_title: str, title: str,
@@ -201,7 +228,8 @@ def percentile_bands(percentiles: pd.DataFrame, *, value_title: str, title: str,
     """TensorBoard's distribution view: nested percentile bands per layer and the median.
 
     ``percentiles`` columns: ``layer`` and ``p0 p668 p1587 p3085 p5000 p6915 p8413 p9332 p10000``
-    (basis points). Outer bands are lighter, as in TensorBoard.
+    (basis points). Outer bands are lighter, as in TensorBoard; the subtitle says which band
+    holds which share of the values (:data:`PERCENTILE_BANDS`).
     """
     return Figure(_percentile_bands, (value_title, title, colour), {"data": percentiles})
 
@@ -233,22 +261,58 @@ def histogram_heatmap(histograms: pd.DataFrame, *, value_title: str, title: str)
     return Figure(_histogram_heatmap, (value_title, title), {"data": data})
 
 
-def _fractions_by_layer(tables: Tables, schemes: tuple[str, ...], title: str) -> alt.Chart:
-    return alt.Chart(tables["data"], title=title, height=HEIGHT).mark_line(point=True).encode(
-        x=_layer_x(),
-        y=alt.Y("value:Q", title="fraction of units", scale=alt.Scale(domain=[0, 1]),
-                axis=alt.Axis(format="%")),
-        color=alt.Color("scheme:N", scale=scheme_scale(schemes), title="scheme"),
-        strokeDash=alt.StrokeDash("measure:N", title=""),
-        tooltip=[alt.Tooltip("scheme:N"), alt.Tooltip("measure:N"), alt.Tooltip("layer:Q"),
-                 alt.Tooltip("value:Q", format=".1%")],
-    )
+def _fractions_by_layer(tables: Tables, schemes: tuple[str, ...], measures: tuple[str, ...],
+                        title: str, subtitle: str | None) -> alt.LayerChart:
+    color = alt.Color("scheme:N", scale=scheme_scale(schemes), title="scheme")
+    dash = alt.StrokeDash("measure:N", title="", legend=alt.Legend(labelLimit=260),
+                          scale=alt.Scale(domain=list(measures),
+                                          range=[[1, 0], [6, 4], [2, 2]][:len(measures)]))
+    shape = alt.Shape("measure:N", title="", scale=alt.Scale(
+        domain=list(measures), range=["circle", "square", "triangle-up"][:len(measures)]))
+    tooltip = [alt.Tooltip("scheme:N"), alt.Tooltip("measure:N"), alt.Tooltip("layer:Q"),
+               alt.Tooltip("value:Q", format=".1%")]
+    # a short title: a vertical one longer than the plot makes Vega shrink the plot to fit it
+    y = alt.Y("value:Q", title="share (see legend)",
+              scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"))
+    # One layer per scheme, the first widest and drawn first: where two schemes' lines coincide
+    # (both 0% dead), the later one's thinner line and smaller points sit inside the earlier
+    # one's, so both colours stay visible.
+    last = max(len(schemes) - 1, 1)
+    layers = []
+    for i, scheme in enumerate(schemes):
+        base = alt.Chart().transform_filter(alt.datum.scheme == scheme).encode(
+            x=_layer_x(), y=y, color=color, tooltip=tooltip)
+        layers.append(base.mark_line(strokeWidth=1.5 + 3 * (last - i) / last).encode(
+            strokeDash=dash))
+        layers.append(base.mark_point(filled=True, opacity=1,
+                                      size=25 + 75 * (last - i) / last).encode(shape=shape))
+    return alt.layer(*layers, data=tables["data"], height=HEIGHT,
+                     title=_titled(title, subtitle))
 
 
 def fractions_by_layer(frame: pd.DataFrame, schemes: Sequence[str], *, title: str) -> Figure:
-    """Saturated and dead fractions per layer. ``frame``: layer, scheme, measure, value (0–1)."""
-    return Figure(_fractions_by_layer, (tuple(schemes), title),
-                  {"data": frame.dropna(subset=["value"])})
+    """Saturated, off and dead shares per layer. ``frame``: layer, scheme, measure, value (0–1).
+
+    Lines that coincide stay visible (see ``_fractions_by_layer``), and a subtitle names the
+    schemes whose line of a measure is the same at every layer.
+    """
+    data = frame.dropna(subset=["value"])
+    measures = tuple(data["measure"].unique())
+    shown = [scheme for scheme in schemes if (data["scheme"] == scheme).any()]
+    same: dict[tuple[str, ...], list[str]] = {}  # schemes whose lines coincide -> measures
+    for measure, rows in data.groupby("measure", sort=False):
+        lines = rows.pivot(index="layer", columns="scheme", values="value")
+        groups: dict[tuple, list[str]] = {}
+        for scheme in (s for s in shown if s in lines):
+            groups.setdefault(tuple(lines[scheme].round(6)), []).append(scheme)
+        for group in groups.values():
+            if len(group) > 1:
+                same.setdefault(tuple(group), []).append(measure.split(":")[0])
+    subtitle = ("Drawn on top of each other, the first scheme widest: " + "; ".join(
+        f"{' = '.join(group)} ({', '.join(measures_)})" for group, measures_ in same.items())
+        if same else None)
+    return Figure(_fractions_by_layer, (tuple(schemes), measures, title, subtitle),
+                  {"data": data})
 
 
 _VALUE_TITLES = {"train_loss": "training loss (cross-entropy, nats)",

@@ -263,6 +263,12 @@ def _cmd_profile(args: argparse.Namespace) -> None:
         say(f"{result.nonfinite_pass} pass: values overflow to inf/NaN at layer "
               f"{result.first_nonfinite_layer}")
     print(format_table(result.layers))
+    print()
+    say(f"dead_frac: share of units off for all {result.batch} inputs; zero_frac: share of "
+        "outputs at zero.")
+    say("grad_std: std of dL/dh for the probe loss L = sum of h_last * r, r ~ N(0, 1).")
+    say("weight_grad_norm: |dL/dW| / sqrt(batch), the root mean square gradient of one input, "
+        "the same at any batch size.")
 
 
 def _fmt(value: float | None) -> str:

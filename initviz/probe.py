@@ -5,6 +5,14 @@ projection of the last hidden layer, ``L = Σ_{b,i} h_L[b,i] · r[b,i]`` with ``
 ``dL/dh_L = r`` has unit variance whatever the forward pass did: the backward statistics show what
 the network does to a gradient, not what the loss did to it.
 
+Per layer, besides the moments: ``dead_frac``, the share of units that are off (at or below the
+activation's dead threshold, :mod:`initviz.activations`) for every input of the batch -- such a
+unit passes on no gradient at all; ``zero_frac``, the share of (input, unit) pairs that are off
+(about 1/2 for a healthy ReLU layer); ``weight_grad_norm``, ``‖∂L/∂W‖ / √batch``: L is a sum of
+one term ``ℓ_b = h_L[b]·r[b]`` per input with independent ``r[b]``, so the batch's gradient norm
+grows as √batch and this is the root mean square of one input's ``‖∂ℓ_b/∂W‖``, the same at any
+batch size; ``grad_to_weight_ratio`` is that over ``‖W‖``.
+
 Statistics stay on the device as 0-d tensors while the hooks collect them and are stacked and
 copied to the host once at the end, so a profile costs one host sync however deep the network.
 Histograms use each layer's own range (min to max), like TensorBoard's; the percentile bands are
@@ -35,7 +43,8 @@ from initviz.theory import MeanField, Prediction, predict, theory_unavailable_re
 LAYER_COLUMNS = (
     "layer", "fan_in", "fan_out", "weight_mean", "weight_std", "weight_std_theory",
     "preact_mean", "preact_std", "preact_var_theory", "act_mean", "act_std",
-    "saturated_frac", "dead_frac", "grad_std", "weight_grad_norm", "grad_to_weight_ratio",
+    "saturated_frac", "dead_frac", "zero_frac", "grad_std", "weight_grad_norm",
+    "grad_to_weight_ratio",
 )
 KINDS = ("weight", "preact", "act", "grad")
 BASIS_POINTS = (0, 668, 1587, 3085, 5000, 6915, 8413, 9332, 10000)
@@ -232,6 +241,7 @@ def profile(spec: NetworkSpec, batch: int = 256, seed: int = 0, device: str = "a
     stats = _TensorStats(bins)
     saturated: list[torch.Tensor] = []
     dead: list[torch.Tensor] = []
+    off: list[torch.Tensor] = []
     nan = torch.full((), math.nan, device=dev)
     handles = []
 
@@ -247,8 +257,15 @@ def profile(spec: NetworkSpec, batch: int = 256, seed: int = 0, device: str = "a
             stats.add("act", layer, output)
             sat, dead_below = activation.saturated_outside, activation.dead_at_or_below
             saturated.append(nan if sat is None else _fraction_outside(z, *sat))
-            dead.append(nan if dead_below is None else
-                        torch.count_nonzero(z <= dead_below).float() / z.numel())
+            if dead_below is None:
+                dead.append(nan)
+                off.append(nan)
+            else:
+                is_off = (z <= dead_below).reshape(z.shape[0], -1)
+                # A unit that is off for one input still learns from the others; only one off
+                # for every input of the batch passes on no gradient at all: that is dead.
+                dead.append(is_off.all(dim=0).float().mean())
+                off.append(torch.count_nonzero(is_off).float() / is_off.numel())
             # dL/d(activation output), as a full backward hook on the module would see it; a
             # tensor hook skips the identity autograd nodes such a module hook wraps around it.
             output.register_hook(partial(grad_hook, layer=layer))
@@ -274,7 +291,7 @@ def profile(spec: NetworkSpec, batch: int = 256, seed: int = 0, device: str = "a
     percentiles = _percentiles(stacked["counts"], stacked["low"], stacked["span"])
     host = {k: v.cpu().numpy() for k, v in {
         **stacked, "percentiles": percentiles, "saturated": torch.stack(saturated),
-        "dead": torch.stack(dead), "weight_norms": weight_norms, "grad_norms": grad_norms,
+        "dead": torch.stack(dead), "off": torch.stack(off), "weight_norms": weight_norms, "grad_norms": grad_norms,
     }.items()}
     # Entries above ~2e19 overflow a float32 sum of squares though each is finite: such norms
     # (exploding networks only) are summed again in float64, which for every layer would cost a
@@ -325,8 +342,12 @@ def _assemble(spec, batch, seed, choice, seconds, bins, host) -> Profile:
     scheme = get_scheme(spec.scheme)
     prediction = predict(spec)
     fans = np.array(spec.fans)
+    # The batch's weight gradient is a sum of one term per input, each with its own random
+    # direction r[b]: its norm grows as √batch, like a random walk. Divided by √batch it is the
+    # root mean square of one input's ‖∂ℓ_b/∂W‖, whatever the batch size.
+    grad_norm = host["grad_norms"] / math.sqrt(batch)
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = host["grad_norms"] / host["weight_norms"]
+        ratio = grad_norm / host["weight_norms"]
     measured = {
         "weight_mean": per_kind("mean", "weight"),
         "weight_std": per_kind("std", "weight"),
@@ -338,8 +359,9 @@ def _assemble(spec, batch, seed, choice, seconds, bins, host) -> Profile:
         "act_std": per_kind("std", "act"),
         "saturated_frac": host["saturated"],
         "dead_frac": host["dead"],
+        "zero_frac": host["off"],
         "grad_std": per_kind("std", "grad"),
-        "weight_grad_norm": host["grad_norms"],
+        "weight_grad_norm": grad_norm,
         "grad_to_weight_ratio": ratio,
     }
     columns = {"layer": layers_idx, "fan_in": fans[:, 0], "fan_out": fans[:, 1]}

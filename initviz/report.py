@@ -2,8 +2,8 @@
 
 The verdict's thresholds are deliberately coarse, because they must hold for every activation:
 a factor of 10 in activation std across the network (100 in variance) is vanishing or exploding;
-more than half the units on a flat tail is saturated; more than 90% of them outputting nothing is
-dead. Everything in between is healthy, with the numbers shown so a reader can judge.
+more than half the units on a flat tail is saturated; more than half of them off (outputting
+nothing) for every input of the batch is dead. Everything in between is healthy, with the numbers shown so a reader can judge.
 """
 
 from __future__ import annotations
@@ -22,7 +22,10 @@ from initviz.schemes import get_scheme
 
 SIGNAL_FACTOR = 10.0
 SATURATED_SHARE = 0.5
-DEAD_SHARE = 0.9
+DEAD_SHARE = 0.5
+DEAD_MIN_BATCH = 16
+"""Fewer inputs cannot tell a dead unit from an unlucky one: a healthy ReLU unit is off for one
+input in two, so for all of B independent inputs with probability 2^-B (1/2 at a batch of 1)."""
 VERDICTS = ("healthy", "vanishing", "exploding", "saturated", "dead")
 
 # Schemes of the same family as the recommended one count as following the recommendation.
@@ -89,11 +92,13 @@ def verdict(profile: Profile) -> Verdict:
         what = "activations" if profile.nonfinite_pass == "forward" else "gradients"
         headline = (f"Exploding: {what} overflow to inf/NaN at layer "
                     f"{profile.first_nonfinite_layer} of {depth}.")
-    elif not math.isnan(dead) and dead > DEAD_SHARE or act_last is not None and act_last[1] == 0:
+    elif (not math.isnan(dead) and dead > DEAD_SHARE and profile.batch >= DEAD_MIN_BATCH
+          or act_last is not None and act_last[1] == 0):
         kind = "dead"
         share = dead if not math.isnan(dead) else 1.0
         headline = (f"Dead units: {share:.0%} of the units of layer {depth} output nothing "
-                    f"(activation std {_g(act_last[1] if act_last else 0.0)}).")
+                    f"for any of the {profile.batch} inputs (activation std "
+                    f"{_g(act_last[1] if act_last else 0.0)}).")
     elif not math.isnan(sat) and sat > SATURATED_SHARE:
         low, high = activation.saturated_outside
         headline = (f"Saturated: {sat:.0%} of the units of layer {depth} sit on a flat tail of "
@@ -216,12 +221,37 @@ def by_layer_frame(profiles: Mapping[str, Profile], column: str) -> pd.DataFrame
     return _long_table("source", parts)
 
 
+FRACTION_MEASURES = {
+    "saturated_frac": "saturated: outputs on a flat tail",
+    "zero_frac": "off: outputs at zero",
+    "dead_frac": "dead: units off for every input",
+}
+"""The fractions chart's measures, each named by what it counts (a share of outputs, i.e. of
+(input, unit) pairs, or a share of units)."""
+
+
 def fractions_frame(profiles: Mapping[str, Profile]) -> pd.DataFrame:
-    """Long table (layer, scheme, measure, value) of saturated and dead fractions."""
+    """Long table (layer, scheme, measure, value) of the :data:`FRACTION_MEASURES` per layer."""
     return _long_table("measure", [
-        (scheme, measure, prof.layers["layer"].to_numpy(),
-         prof.layers[f"{measure}_frac"].to_numpy())
-        for scheme, prof in profiles.items() for measure in ("saturated", "dead")])
+        (scheme, measure, prof.layers["layer"].to_numpy(), prof.layers[column].to_numpy())
+        for scheme, prof in profiles.items() for column, measure in FRACTION_MEASURES.items()])
+
+
+def fractions_note(activation: str) -> str:
+    """Which measures the fractions chart lacks for ``activation``, and why: no activation has a
+    flat tail both at zero output and away from it."""
+    act = get_activation(activation)
+    if act.saturated_outside is None and act.dead_at_or_below is None:
+        slope = {"linear": "is the identity, with slope 1 everywhere",
+                 "leaky_relu": "keeps a slope of 0.01 below zero"}.get(
+            act.name, "never flattens")
+        return (f"Nothing to draw: {act.name} {slope}, so no unit ever sits on a flat stretch "
+                f"-- it cannot saturate, and no unit can be off or dead.")
+    if act.saturated_outside is None:
+        return (f"{act.name} has no flat tail away from zero: it cannot saturate, only be off "
+                f"(at zero) or dead.")
+    return (f"{act.name} has no flat stretch at zero output: its units can saturate but are "
+            f"never off or dead.")
 
 
 def histogram_of(profile: Profile, kind: str, layer: int | None = None) -> pd.DataFrame:
@@ -256,8 +286,17 @@ def weight_theory(profile: Profile, layer: int, points: int = 200) -> pd.DataFra
     return pd.DataFrame({"value": density_x, "expected": pdf * fan_in * fan_out * bin_width})
 
 
+WEIGHT_TABLE_GAPS = {
+    "gain": "the scheme takes no gain",
+    "std (theory)": "its weights follow no fixed law (LSUV rescales them to what it measures)",
+    "bound (theory)": "its law is not uniform",
+}
+"""Why a column of :func:`weight_table` can be empty (NaN) for a scheme."""
+
+
 def weight_table(profile: Profile) -> pd.DataFrame:
-    """Per layer: fans, the scheme's gain (where it has one), its theoretical std and bound."""
+    """Per layer: fans, the scheme's gain, its theoretical std and uniform bound -- NaN where the
+    scheme has none (:data:`WEIGHT_TABLE_GAPS`) -- and the measured std."""
     spec = profile.spec
     scheme = get_scheme(spec.scheme)
     rows = []
@@ -266,24 +305,25 @@ def weight_table(profile: Profile) -> pd.DataFrame:
         rows.append({
             "layer": layer, "fan_in": fan_in, "fan_out": fan_out,
             "gain": _scheme_gain(spec.scheme, spec.params),
-            "std (theory)": None if law is None else law.std(),
-            "bound (theory)": law.high if law is not None and law.kind == "uniform" else None,
+            "std (theory)": math.nan if law is None else law.std(),
+            "bound (theory)": law.high if law is not None and law.kind == "uniform" else math.nan,
             "std (measured)": float(profile.layers["weight_std"].iloc[layer - 1]),
         })
     return pd.DataFrame(rows)
 
 
-def _scheme_gain(scheme: str, params: Mapping) -> float | None:
+def _scheme_gain(scheme: str, params: Mapping) -> float:
     if "gain" in params:
         return float(params["gain"])
     if "nonlinearity" in params:
         return init.calculate_gain(params["nonlinearity"], params["a"])
     if scheme == "pytorch_default":
         return init.calculate_gain("leaky_relu", math.sqrt(5))
-    return None
+    return math.nan
 
 
 __all__ = [
-    "VERDICTS", "Verdict", "by_layer_frame", "fractions_frame", "histogram_of",
-    "percentiles_of", "verdict", "weight_table", "weight_theory",
+    "FRACTION_MEASURES", "VERDICTS", "Verdict", "by_layer_frame", "fractions_frame",
+    "fractions_note", "histogram_of",
+    "WEIGHT_TABLE_GAPS", "percentiles_of", "verdict", "weight_table", "weight_theory",
 ]

@@ -319,14 +319,22 @@ def _uniform_law(std: float) -> WeightLaw:
     return WeightLaw("uniform", low=-bound, high=bound)
 
 
-_GAIN = Param("gain", 1.0, 0.0, 100.0, doc="multiplies the std")
+_MEAN = Param("mean", 0.0, -100.0, 100.0, doc="the average of the values drawn")
+_STD_DOC = "the spread (standard deviation) of the values drawn around their mean"
+_GAIN = Param("gain", 1.0, 0.0, 100.0,
+               doc="multiplies the weights' spread (std): above 1 the signal grows from layer to "
+                   "layer, below 1 it shrinks")
 _KAIMING_PARAMS = (
-    Param("a", 0.0, 0.0, 100.0, doc="negative slope of the rectifier (leaky_relu)"),
+    Param("a", 0.0, 0.0, 100.0,
+          doc="the slope of leaky_relu for negative inputs (0 is plain ReLU); used only when "
+              "nonlinearity is leaky_relu, where the gain is √(2 / (1 + a²))"),
     Param("mode", "fan_in", choices=("fan_in", "fan_out"),
-          doc="fan_in preserves the forward signal, fan_out the backward one"),
+          doc="which layer size sets the spread: fan_in (inputs per unit) keeps the signal's "
+              "size going forward, fan_out (outputs per unit) the gradient's going backward"),
     Param("nonlinearity", "leaky_relu",
           choices=("linear", "sigmoid", "tanh", "relu", "leaky_relu", "selu"),
-          doc="the gain is torch.nn.init.calculate_gain(nonlinearity, a)"),
+          doc="the activation the weights are scaled for: its gain (√2 for relu, 5/3 for tanh, "
+              "1 for linear) multiplies the std, as torch.nn.init.calculate_gain gives it"),
 )
 _KAIMING_REF = ("He, Zhang, Ren & Sun (2015), Delving Deep into Rectifiers: Surpassing "
                 "Human-Level Performance on ImageNet Classification, ICCV")
@@ -398,21 +406,21 @@ _SCHEME_LIST: tuple[Scheme, ...] = (
         "(Goodfellow, Bengio & Courville 2016, §8.4)",
         "constant_", lambda p: {"val": p["val"]},
         lambda fi, fo, p: WeightLaw("point", loc=p["val"]),
-        params=(Param("val", 0.1, -100.0, 100.0, doc="the constant"),),
+        params=(Param("val", 0.1, -100.0, 100.0, doc="the value of every weight"),),
     ),
     Scheme(
         "uniform", "Uniform U(a, b)", "W ~ U(a, b)", "torch.nn.init.uniform_",
         "uniform_", lambda p: {"a": p["a"], "b": p["b"]},
         lambda fi, fo, p: WeightLaw("uniform", low=p["a"], high=p["b"]),
-        params=(Param("a", 0.0, -100.0, 100.0, doc="lower bound"),
-                Param("b", 1.0, -100.0, 100.0, doc="upper bound")),
+        params=(Param("a", 0.0, -100.0, 100.0, doc="the smallest value a weight can take"),
+                Param("b", 1.0, -100.0, 100.0, doc="the largest value a weight can take")),
         check=_require_less("uniform", "a", "b"),
     ),
     Scheme(
         "normal", "Normal N(mean, std²)", "W ~ N(mean, std²)", "torch.nn.init.normal_",
         "normal_", lambda p: {"mean": p["mean"], "std": p["std"]},
         lambda fi, fo, p: WeightLaw("normal", loc=p["mean"], scale=p["std"]),
-        params=(Param("mean", 0.0, -100.0, 100.0), Param("std", 1.0, 0.0, 100.0)),
+        params=(_MEAN, Param("std", 1.0, 0.0, 100.0, doc=_STD_DOC)),
     ),
     Scheme(
         "trunc_normal", "Truncated normal", "W ~ N(mean, std²) truncated to [a, b]",
@@ -420,8 +428,11 @@ _SCHEME_LIST: tuple[Scheme, ...] = (
         "trunc_normal_", lambda p: {"mean": p["mean"], "std": p["std"], "a": p["a"], "b": p["b"]},
         lambda fi, fo, p: WeightLaw("trunc_normal", loc=p["mean"], scale=p["std"],
                                     low=p["a"], high=p["b"]),
-        params=(Param("mean", 0.0, -100.0, 100.0), Param("std", 1.0, 1e-6, 100.0),
-                Param("a", -2.0, -100.0, 100.0), Param("b", 2.0, -100.0, 100.0)),
+        params=(_MEAN, Param("std", 1.0, 1e-6, 100.0, doc=_STD_DOC),
+                Param("a", -2.0, -100.0, 100.0, doc="the lower cut: a draw below it is drawn "
+                                                      "again"),
+                Param("b", 2.0, -100.0, 100.0, doc="the upper cut: a draw above it is drawn "
+                                                     "again")),
         check=_check_trunc_normal,
     ),
     Scheme(
@@ -474,7 +485,7 @@ _SCHEME_LIST: tuple[Scheme, ...] = (
         "sparse_", lambda p: {"sparsity": p["sparsity"], "std": p["std"]},
         _sparse_law,
         params=(Param("sparsity", 0.9, 0.0, 0.999, doc="fraction of zeros per column"),
-                Param("std", 0.01, 0.0, 100.0)),
+                Param("std", 0.01, 0.0, 100.0, doc="spread of the weights that are not zero")),
         own_fn=sparse_,
     ),
     Scheme(
@@ -503,7 +514,7 @@ _SCHEME_LIST: tuple[Scheme, ...] = (
         "Mishkin & Matas (2016), All you need is a good init, ICLR",
         "orthogonal_", lambda p: {"gain": 1.0},
         lambda fi, fo, p: None,
-        params=(Param("tol", 0.1, 1e-4, 1.0, doc="allowed |Var − 1|"),
+        params=(Param("tol", 0.1, 1e-4, 1.0, doc="how far from 1 each layer's output variance may end up"),
                 Param("max_iter", 10, 1, 100, integer=True, doc="rescaling rounds per layer")),
     ),
 )
@@ -524,8 +535,8 @@ BIAS_SCHEMES: dict[str, Scheme] = {
     "zeros": SCHEMES["zeros"],
     "constant": SCHEMES["constant"],
     # A bias of std 1 (the weight default) would swamp the signal; 0.05 is a sensible start.
-    "normal": replace(SCHEMES["normal"], params=(Param("mean", 0.0, -100.0, 100.0),
-                                                 Param("std", 0.05, 0.0, 100.0))),
+    "normal": replace(SCHEMES["normal"], params=(_MEAN,
+                                                 Param("std", 0.05, 0.0, 100.0, doc=_STD_DOC))),
     "pytorch_default": _PYTORCH_DEFAULT_BIAS,
 }
 

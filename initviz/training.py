@@ -51,6 +51,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -320,6 +321,25 @@ def layer_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
          for r in records
          for layer, (g, u) in enumerate(zip(r.grad_norm, r.update_ratio), start=1)],
         columns=_LAYER_COLUMNS)
+
+
+def update_ratio_steps(layers: pd.DataFrame, count: int = 3) -> pd.DataFrame:
+    """The update-to-weight ratio per scheme and layer, mean over seeds, at ``count`` records
+    spread evenly over the run so far: the first update, then up to the latest record.
+
+    A ratio read only at the end of a run is small because the loss has settled; read early, it
+    says whether each layer learns at all. ``layers``: a :func:`layer_frame`. Returns columns
+    ``scheme``, ``step``, ``layer``, ``value`` and ``source`` (``"step N"``), sorted by step; no
+    rows before the first update.
+    """
+    updated = layers[layers["step"] > 0]  # step 0 has had no update: its ratio is NaN
+    steps = np.unique(updated["step"])
+    picked = steps[np.unique(np.linspace(0, len(steps) - 1, count).round().astype(int))] \
+        if len(steps) else steps
+    ratio = (updated[updated["step"].isin(picked)]
+             .groupby(["step", "scheme", "layer"], as_index=False, sort=True)["update_ratio"]
+             .mean().rename(columns={"update_ratio": "value"}))
+    return ratio.assign(source="step " + ratio["step"].astype(str))
 
 
 def final_frame(history: pd.DataFrame) -> pd.DataFrame:
@@ -720,5 +740,5 @@ __all__ = [
     "Checkpoint", "DIVERGENCE_LOSS", "MAX_BATCH", "MAX_LR", "MAX_RUNS", "MAX_SCHEMES",
     "MAX_SEEDS", "MAX_STEPS", "MOMENTUM", "OPTIMIZERS", "RunRecord", "RunResult", "TrainResult",
     "TrainSpec", "TrainingStream", "batch_indices", "final_frame", "history_frame", "layer_frame",
-    "scheme_label", "stream", "train",
+    "scheme_label", "stream", "train", "update_ratio_steps",
 ]

@@ -5,6 +5,7 @@ timer would, while the server's worker trains.
 """
 
 import gc
+import math
 import time
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from initviz import training
+from initviz.datasets import DATASETS
 from initviz.network import NetworkSpec
 from initviz.presets import PRESETS
 
@@ -59,6 +61,40 @@ def test_default_page_renders_every_section(default_page):
     assert _charts(at) >= 8
     assert "nn.init.kaiming_normal_" in at.code[0].value
     assert len(at.get("download_button")) == 2
+
+
+def test_the_page_opens_with_two_plain_sentences_and_explains_its_sidebar_jargon(default_page):
+    intro = default_page.caption[0].value
+    assert intro.startswith("A neural network starts from random weights")
+    assert intro.count(". ") + intro.endswith(".") == 2
+    helps = {key: default_page.number_input(key=key).help
+             for key in ("input_dim", "kaiming_normal.a")}
+    assert "How many numbers each input has" in helps["input_dim"]
+    assert "slope of leaky_relu for negative inputs" in helps["kaiming_normal.a"]
+    assert "fan_in (inputs per unit)" in default_page.selectbox(key="kaiming_normal.mode").help
+
+
+def test_the_signal_section_defines_the_probe_loss_and_reads_dead_as_units(default_page):
+    captions = " ".join(_texts(default_page, "caption"))
+    assert "ℓ_b = Σᵢ h[b, i] · r[b, i]" in captions and "√batch" in captions
+    assert "dead: the share of units off for all 256 inputs" in captions
+
+
+def test_a_linear_network_says_why_it_has_no_saturated_or_dead_units():
+    at = _app(activation="linear", depth="3", width="32")
+    _no_exception(at)
+    assert any("cannot saturate, and no unit can be off or dead" in text
+               for text in _texts(at, "info"))
+
+
+def test_the_weight_table_shows_a_dash_and_says_why_where_a_scheme_has_no_number():
+    at = _app(scheme="lsuv", depth="3", width="32")
+    _no_exception(at)
+    table = at.dataframe[0].value
+    assert (table[["gain", "std (theory)", "bound (theory)"]] == "—").all().all()
+    assert "None" not in table.astype(str).to_numpy()
+    assert any(text.startswith("— where lsuv has no such number: gain: the scheme takes no gain")
+               for text in _texts(at, "caption"))
 
 
 CONTROL_CHANGES = [
@@ -270,6 +306,10 @@ def test_training_runs_live_and_then_shows_the_finished_race():
     charts_before = _charts(at)
     seen = _train(at)
     assert seen[-1].startswith("finished: step 2000 of 2000")
+    classes = DATASETS[at.session_state["dataset"]].n_classes
+    assert any(f"guessing evenly among the {classes} classes gives ln {classes} = "
+               f"{math.log(classes):.2f}" in text for text in _texts(at, "caption"))
+    assert "final val. accuracy" in at.dataframe[-1].value.columns
     assert any(text.startswith("training") for text in seen[:-1])  # drawn while it ran
     assert _charts(at) == charts_before + 3
     table = at.dataframe[-1].value
@@ -288,6 +328,22 @@ def test_a_finished_training_is_shared_by_its_spec():
     # and the server, having timed a race, says how long one takes before it starts
     longer = _app(**{**SMALL_TRAINING, "steps": "80"})
     assert any("It should take about" in text for text in _texts(longer, "caption"))
+
+
+def test_a_running_race_labels_its_results_with_the_step_it_reached():
+    at = _app(**{**SMALL_TRAINING, "steps": "2000", "seed": "7"})
+    at.button(key="train_button").click().run()
+    for _ in range(5):  # a tick of the live fragment: the first records arrive
+        text = _progress_text(at)
+        if not text.startswith("training: step 0 "):
+            break
+        at.run()
+    assert text.startswith("training: step"), text
+    step = text.split("step ")[1].split(" of")[0]
+    columns = list(at.dataframe[-1].value.columns)
+    assert f"val. accuracy at step {step}" in columns, columns
+    assert not any("final" in column for column in columns)
+    at.button(key="stop_button").click().run()  # frees the training memory for other tests
 
 
 def test_stop_ends_training_between_steps():
@@ -332,5 +388,6 @@ def test_a_race_where_every_run_diverges_says_so_instead_of_finished():
     # what a run measured before it diverged is not passed off as its final result
     table = at.dataframe[-1].value
     assert (table["diverged"] == table["runs"]).all()
-    assert (table["final val. accuracy"] == "—").all()
+    step = seen[-1].split("step ")[1].split(" of")[0]
+    assert (table[f"val. accuracy at step {step}"] == "—").all()  # not "final": it ended early
     assert any("— where every run diverged" in text for text in _texts(at, "caption"))

@@ -62,8 +62,11 @@ def test_by_layer_names_the_lines_a_log_axis_left_out():
     frame = pd.DataFrame({"layer": [1, 2, 3] * 2, "scheme": ["zeros"] * 3 + ["kaiming"] * 3,
                           "source": "measured", "value": [0.0, 0.0, 0.0, 1.0, 0.0, 1.0]})
     title = charts.by_layer(frame, "std", ["zeros", "kaiming"], title="t").to_dict()["title"]
-    assert title == {"text": "t", "subtitle": "Not drawn, 0 on a log axis: zeros at 3 of 3 "
-                                              "layers; kaiming at 1 of 3 layers"}
+    assert title["text"] == "t"
+    assert " ".join(title["subtitle"]) == ("Not drawn, 0 on a log axis: zeros at 3 of 3 layers; "
+                                           "kaiming at 1 of 3 layers")
+    # Vega cuts a long subtitle line short with an ellipsis: it comes in lines that fit
+    assert all(len(line) <= charts.SUBTITLE_CHARS for line in title["subtitle"])
     drawn = frame.assign(value=frame["value"] + 1)
     assert charts.by_layer(drawn, "std", ["zeros", "kaiming"], title="t").to_dict()["title"] == "t"
     linear = charts.by_layer(frame, "std", ["zeros", "kaiming"], log=False, title="t")
@@ -111,8 +114,29 @@ def test_histogram_heatmap_colours_share_of_layer_on_a_log_scale(profiles):
 def test_fractions_axis_is_a_percentage_from_0_to_1(profiles):
     spec = charts.fractions_by_layer(report.fractions_frame(profiles), list(profiles),
                                      title="f").to_dict()
-    assert spec["encoding"]["y"]["scale"]["domain"] == [0, 1]
-    assert spec["encoding"]["y"]["axis"]["format"] == "%"
+    for encoding in _encodings(spec):
+        assert encoding["y"]["scale"]["domain"] == [0, 1]
+        assert encoding["y"]["axis"]["format"] == "%"
+
+
+def test_coinciding_fraction_lines_both_stay_visible_and_are_named(profiles):
+    # Kaiming and Xavier normal draw the same normal numbers at two scales: with ReLU the same
+    # units are off for the same inputs, so their off and dead lines are one line.
+    figure = charts.fractions_by_layer(report.fractions_frame(profiles), list(profiles),
+                                       title="f")
+    spec = figure.to_dict()
+    subtitle = " ".join(spec["title"]["subtitle"])
+    assert "kaiming_normal = xavier_normal (off, dead)" in subtitle
+    assert "orthogonal" not in subtitle
+    lines = [layer for layer in _layers(spec) if layer["mark"]["type"] == "line"]
+    points = [layer for layer in _layers(spec) if layer["mark"]["type"] == "point"]
+    widths = [layer["mark"]["strokeWidth"] for layer in lines]
+    sizes = [layer["mark"]["size"] for layer in points]
+    # drawn in the schemes' order, each narrower than the one below it
+    assert widths == sorted(widths, reverse=True) and len(set(widths)) == 3
+    assert sizes == sorted(sizes, reverse=True) and len(set(sizes)) == 3
+    assert [layer["transform"][0]["filter"] for layer in lines] == [
+        f"(datum.scheme === '{scheme}')" for scheme in profiles]
 
 
 def _history(diverged_scheme=None):
@@ -272,3 +296,31 @@ def test_chart_builders_never_parse_shorthand_strings(profiles, monkeypatch):
     monkeypatch.setattr(alt.utils.schemapi._FromDict, "__init__", refuse)
     built = [figure.chart() for figure in _every_chart(profiles).values()]
     assert len(built) == 8
+
+
+def test_by_layer_draws_a_few_training_steps_dotted_to_solid_with_a_legend():
+    frame = pd.DataFrame({"layer": [1, 2] * 3, "scheme": "a", "value": [1e-2, 2e-2, 1e-3,
+                                                                         2e-3, 1e-4, 2e-4],
+                          "source": ["step 10"] * 2 + ["step 150"] * 2 + ["step 300"] * 2})
+    spec = charts.by_layer(frame, "ratio", ["a"], title="t",
+                           sources=["step 10", "step 150", "step 300"]).to_dict()
+    dash = _encodings(spec)[0]["strokeDash"]
+    assert dash["scale"] == {"domain": ["step 10", "step 150", "step 300"],
+                             "range": [[2, 3], [6, 3], [1, 0]]}
+    assert dash["legend"] == {}  # shown: which line is which step
+    assert _layers(spec)[1]["transform"][0]["filter"] == "(datum.source !== 'theory')"
+
+
+def test_percentile_bands_say_which_share_of_the_values_each_band_holds(profiles):
+    prof = next(iter(profiles.values()))
+    spec = charts.percentile_bands(report.percentiles_of(prof, "act"), value_title="a",
+                                   title="p").to_dict()
+    assert " ".join(spec["title"]["subtitle"]) == charts.PERCENTILE_NOTE
+    assert all(len(line) <= charts.SUBTITLE_CHARS for line in spec["title"]["subtitle"])
+    # the named shares are those of the basis points: p6915 - p3085 = 38.3%, and so on
+    for low, high, _, name in charts.PERCENTILE_BANDS[1:]:
+        share = (int(high[1:]) - int(low[1:])) / 100
+        assert f"middle {share:.0f}%" in name and f"{share:.0f}%" in charts.PERCENTILE_NOTE
+    areas = [layer for layer in _layers(spec) if layer["mark"]["type"] == "area"]
+    opacities = [layer["mark"]["opacity"] for layer in areas]
+    assert opacities == sorted(opacities)  # the outer band lightest, as the note says

@@ -23,7 +23,8 @@ SMALL = ["--width", "16", "--depth", "3", "--batch", "8"]
 LAYER_KEYS = {
     "layer", "fan_in", "fan_out", "weight_mean", "weight_std", "weight_std_theory",
     "preact_mean", "preact_std", "preact_var_theory", "act_mean", "act_std",
-    "saturated_frac", "dead_frac", "grad_std", "weight_grad_norm", "grad_to_weight_ratio",
+    "saturated_frac", "dead_frac", "zero_frac", "grad_std", "weight_grad_norm",
+    "grad_to_weight_ratio",
 }
 
 
@@ -150,11 +151,11 @@ def test_profile_table_is_readable(capsys):
     assert lines[0].startswith("3 layers, relu, kaiming_normal") and "device cpu" in lines[0]
     assert lines[1].startswith("mean field: q* = 2, chi1 = 1 (critical)")
     # The columns come in blocks one under another, each led by the layer column.
-    blocks = [block.splitlines() for block in "\n".join(lines[2:]).split("\n\n")]
+    *blocks, legend = [block.splitlines() for block in "\n".join(lines[2:]).split("\n\n")]
     header = ["layer"] + [name for block in blocks for name in block[0].split()[1:]]
     assert header == ["layer", "fan_in", "fan_out", "weight_mean", "weight_std",
                       "weight_std_theory", "preact_mean", "preact_std", "preact_var_theory",
-                      "act_mean", "act_std", "saturated_frac", "dead_frac", "grad_std",
+                      "act_mean", "act_std", "saturated_frac", "dead_frac", "zero_frac", "grad_std",
                       "weight_grad_norm", "grad_to_weight_ratio"]
     for block in blocks:
         assert [line.split()[0] for line in block[1:]] == ["1", "2", "3"]
@@ -162,6 +163,9 @@ def test_profile_table_is_readable(capsys):
     rows = [[str(i + 1), *row] for i, row in enumerate(rows)]
     assert all(len(r) == len(header) for r in rows)
     assert all(row[header.index("saturated_frac")] == "n/a" for row in rows)  # relu
+    legend = " ".join(legend)
+    assert "dead_frac: share of units off for all 8 inputs" in legend
+    assert "|dL/dW| / sqrt(batch)" in legend
 
 
 def test_profile_of_an_exploding_network_says_where(capsys):

@@ -28,7 +28,8 @@ from initviz.schemes import get_scheme
 CONTRACT_COLUMNS = [
     "layer", "fan_in", "fan_out", "weight_mean", "weight_std", "weight_std_theory",
     "preact_mean", "preact_std", "preact_var_theory", "act_mean", "act_std",
-    "saturated_frac", "dead_frac", "grad_std", "weight_grad_norm", "grad_to_weight_ratio",
+    "saturated_frac", "dead_frac", "zero_frac", "grad_std", "weight_grad_norm",
+    "grad_to_weight_ratio",
 ]
 WIDE = 1024
 BATCH = 128
@@ -119,8 +120,9 @@ def test_every_statistic_equals_torch_on_the_same_network(spec):
                      "weight_std_theory": scheme.weight_std(fan_in, fan_out, spec.params),
                      "preact_mean": z.mean(), "preact_std": z.std(correction=0),
                      "act_mean": a.mean(), "act_std": a.std(correction=0),
-                     "grad_std": g.std(correction=0), "weight_grad_norm": w_grad.norm(),
-                     "grad_to_weight_ratio": w_grad.norm() / w.norm()})
+                     # per input: the batch's gradient norm over √batch (see probe)
+                     "grad_std": g.std(correction=0), "weight_grad_norm": w_grad.norm() / 50**0.5,
+                     "grad_to_weight_ratio": w_grad.norm() / 50**0.5 / w.norm()})
     expected = pd.DataFrame(rows).astype(float)
     for column in expected:
         # float32 sums in another order: equal to ~1e-6 of the spread of the values
@@ -133,10 +135,12 @@ def test_every_statistic_equals_torch_on_the_same_network(spec):
         # a count over a float32 total: equal to float32 rounding
         assert layers["saturated_frac"].tolist() == pytest.approx(saturated, abs=1e-7)
     if spec.activation == "relu":
-        dead = [float((a == 0).double().mean()) for a in ref["act"]]
+        zero = [float((a == 0).double().mean()) for a in ref["act"]]
+        dead = [float((a == 0).all(dim=0).double().mean()) for a in ref["act"]]
+        assert layers["zero_frac"].tolist() == pytest.approx(zero, abs=1e-7)
         assert layers["dead_frac"].tolist() == pytest.approx(dead, abs=1e-7)
     if spec.activation == "linear":  # can neither saturate nor die: reported as n/a
-        assert layers[["saturated_frac", "dead_frac"]].isna().all().all()
+        assert layers[["saturated_frac", "dead_frac", "zero_frac"]].isna().all().all()
 
 
 def test_histograms_and_percentiles_match_the_tensors_they_summarize():
@@ -288,14 +292,36 @@ def test_kaiming_relu_holds_the_gradient_too():
     _assert_close(result.layers["grad_std"] ** 2, predicted, rel=_per_layer(DEPTH)[::-1])
 
 
-def test_relu_kills_half_the_units():
+def test_relu_zeroes_half_the_outputs_and_kills_no_unit():
     layers = _profile(_relu("kaiming_normal")).layers
     # Each unit's pre-activation has a small random offset (the previous layer's positive mean
     # times its weights' sum), so per layer the fraction wanders by ~1/√n; the mean over layers
     # is within 1%.
-    assert layers["dead_frac"].to_numpy() == pytest.approx(np.full(DEPTH, 0.5), abs=0.03)
-    assert layers["dead_frac"].mean() == pytest.approx(0.5, abs=0.01)
+    assert layers["zero_frac"].to_numpy() == pytest.approx(np.full(DEPTH, 0.5), abs=0.03)
+    assert layers["zero_frac"].mean() == pytest.approx(0.5, abs=0.01)
+    # Layer 1 sees independent N(0, 1) inputs and no bias: a unit is off for one input with
+    # probability 1/2, for all 128 with 2^-128. Deeper, the inputs' correlation grows and a few
+    # units are off for the whole batch, but far from half of them.
+    assert layers["dead_frac"].iloc[0] == 0
+    assert (layers["dead_frac"] < 0.1).all()
     assert layers["saturated_frac"].isna().all()
+
+
+def test_a_unit_is_dead_when_it_is_off_for_every_input():
+    # A bias of -100 puts every pre-activation far below 0: every unit is off for every input.
+    spec = NetworkSpec(sizes=(64, 64), input_dim=16, activation="relu", bias="constant",
+                       bias_params={"val": -100.0})
+    layers = _profile(spec, batch=32).layers
+    assert layers["dead_frac"].tolist() == [1.0, 1.0]
+    assert layers["zero_frac"].tolist() == [1.0, 1.0]
+
+
+def test_gradient_to_weight_ratio_does_not_depend_on_the_batch_size():
+    spec = NetworkSpec.stack(256, 6, activation="relu", scheme="kaiming_normal")
+    small, large = (_profile(spec, batch=b).layers["grad_to_weight_ratio"] for b in (64, 4096))
+    # ‖∂L/∂W‖ of the whole batch grew 8× from 64 to 4096 inputs; per input it holds, up to the
+    # sampling noise of 64 inputs.
+    _assert_close(small, large, rel=0.15)
 
 
 def test_standard_normal_weights_saturate_tanh():

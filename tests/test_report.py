@@ -1,5 +1,6 @@
 """The verdict names the classic failure modes, with the numbers that justify it."""
 
+import dataclasses
 import math
 
 import pytest
@@ -9,7 +10,8 @@ from scipy import stats
 
 from initviz import theory as T
 from initviz.activations import ACTIVATIONS, get_activation
-from initviz.report import (_recommendation, _span, by_layer_frame, fractions_frame, verdict,
+from initviz.report import (FRACTION_MEASURES, WEIGHT_TABLE_GAPS, _recommendation, _span,
+                            by_layer_frame, fractions_frame, fractions_note, verdict,
                             weight_table, weight_theory)
 
 
@@ -44,6 +46,27 @@ def test_a_saturated_net_whose_gradients_grow_says_so():
     assert result.kind == "saturated"
     assert "The gradients still grow going backward, from 1 (layer 10) to" in result.headline
     assert "gradients still grow" not in _verdict("tanh", "xavier_normal", depth=10).headline
+
+
+def test_half_the_outputs_at_zero_is_healthy_but_half_the_units_off_for_every_input_is_dead():
+    prof = profile(NetworkSpec.stack(256, 20, activation="relu", scheme="kaiming_normal"),
+                   batch=128)
+    assert prof.layers["zero_frac"].iloc[-1] > 0.45 and verdict(prof).kind == "healthy"
+    layers = prof.layers.copy()
+    layers.loc[19, "dead_frac"] = 0.6
+    result = verdict(dataclasses.replace(prof, layers=layers))
+    assert result.kind == "dead"
+    assert "60% of the units of layer 20 output nothing for any of the 128 inputs" in (
+        result.headline)
+
+
+def test_a_batch_too_small_to_tell_dead_from_off_gives_no_dead_verdict():
+    # One input: a healthy Kaiming ReLU unit is off for it half the time, and here 55% of the
+    # last layer's units happen to be.
+    prof = profile(NetworkSpec.stack(256, 20, activation="relu", scheme="kaiming_normal"),
+                   batch=1)
+    assert prof.layers["dead_frac"].iloc[-1] > 0.5
+    assert verdict(prof).kind == "healthy"
 
 
 def test_the_vanishing_headline_quotes_first_and_last_layer():
@@ -185,10 +208,31 @@ def test_weight_std_theory_comes_from_the_scheme(two_profiles):
     assert theory["value"].iloc[1] == pytest.approx(math.sqrt(2 / 64))
 
 
-def test_fractions_frame_has_both_measures_for_every_layer(two_profiles):
+def test_fractions_frame_has_every_measure_for_every_layer(two_profiles):
     frame = fractions_frame(two_profiles)
-    assert set(frame["measure"]) == {"saturated", "dead"}
-    assert len(frame) == 2 * 2 * 4
+    assert set(frame["measure"]) == set(FRACTION_MEASURES.values())
+    assert len(frame) == 2 * 3 * 4
+    dead = frame[frame["measure"] == FRACTION_MEASURES["dead_frac"]]
+    assert dead["value"].tolist() == [
+        v for p in two_profiles.values() for v in p.layers["dead_frac"]]
+
+
+@pytest.mark.parametrize("activation,words", [
+    ("linear", "cannot saturate, and no unit can be off or dead"),
+    ("leaky_relu", "slope of 0.01"),
+    ("relu", "cannot saturate"),
+    ("tanh", "never off or dead"),
+    ("sigmoid", "never off or dead"),
+    ("gelu", "cannot saturate"),
+])
+def test_fractions_note_says_why_a_measure_is_missing(activation, words):
+    spec = NetworkSpec.stack(16, 2, activation=activation)
+    frame = fractions_frame({"s": profile(spec, batch=8)}).dropna()
+    measures = set(frame["measure"])
+    assert words in fractions_note(activation)
+    assert bool(measures) == (activation not in ("linear", "leaky_relu"))
+    assert len(measures) < len(FRACTION_MEASURES)
+
 
 
 def test_weight_theory_expected_counts_add_up_to_the_number_of_weights():
@@ -211,3 +255,9 @@ def test_weight_table_lists_gain_std_and_uniform_bound():
     assert row["std (theory)"] == pytest.approx(math.sqrt(2 / 100))
     assert row["bound (theory)"] == pytest.approx(math.sqrt(6 / 100))
     assert row["std (measured)"] == pytest.approx(row["std (theory)"], rel=0.05)
+
+
+def test_weight_table_leaves_a_number_a_scheme_does_not_have_as_nan():
+    table = weight_table(profile(NetworkSpec.stack(16, 2, scheme="lsuv"), batch=16))
+    assert table[list(WEIGHT_TABLE_GAPS)].isna().all().all()
+    assert table["std (measured)"].notna().all()

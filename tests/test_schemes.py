@@ -18,6 +18,7 @@ import pytest
 import torch
 from scipy import stats
 from torch import nn
+from torch.nn import init
 
 from initviz.errors import InvalidSpec
 from initviz.network import NetworkSpec, build_model
@@ -325,3 +326,22 @@ def test_lsuv_starts_from_an_orthogonal_matrix_and_only_rescales_it():
     scale = float(gram[0, 0].detach())
     assert scale != pytest.approx(1.0, abs=1e-3)  # rescaled ...
     assert torch.allclose(gram, scale * torch.eye(64, dtype=torch.float64), atol=1e-5 * scale)
+
+
+def test_every_parameter_has_a_plain_words_help_text():
+    undocumented = [f"{name}.{p.name}" for table in (SCHEMES, BIAS_SCHEMES)
+                    for name, scheme in table.items() for p in scheme.params if not p.doc]
+    assert not undocumented
+
+
+def test_kaiming_parameter_help_quotes_the_gains_torch_computes():
+    docs = {p.name: p.doc for p in SCHEMES["kaiming_normal"].params}
+    assert "√(2 / (1 + a²))" in docs["a"]
+    for a in (0.0, 0.2, math.sqrt(5)):
+        assert math.sqrt(2 / (1 + a * a)) == pytest.approx(init.calculate_gain("leaky_relu", a))
+    for words, nonlinearity, gain in (("√2 for relu", "relu", math.sqrt(2)),
+                                      ("5/3 for tanh", "tanh", 5 / 3),
+                                      ("1 for linear", "linear", 1.0)):
+        assert words in docs["nonlinearity"]
+        assert init.calculate_gain(nonlinearity) == pytest.approx(gain)
+    assert "fan_in (inputs per unit)" in docs["mode"]

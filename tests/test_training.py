@@ -25,7 +25,8 @@ from initviz.network import NetworkSpec, build_model, memory_budget
 from initviz.training import (DIVERGENCE_LOSS, MAX_BATCH, MAX_LR, MAX_SEEDS, MAX_STEPS,
                               NARROW_LINEAR, OPTIMIZERS, RunRecord, TrainingStream, TrainSpec,
                               _Batched, _make_optimizer, _OneByOne, _run_losses, batch_indices,
-                              final_frame, history_frame, layer_frame, stream, train)
+                              final_frame, history_frame, layer_frame, stream, train,
+                              update_ratio_steps)
 
 from single_thread import one_thread  # noqa: F401  (autouse: one torch thread)
 
@@ -446,3 +447,22 @@ def test_the_presets_trainings_fit_the_default_budget_and_a_large_race_is_refuse
 def test_batchnorm_over_a_single_example_is_refused_as_batch():
     with pytest.raises(InvalidSpec, match="batch=1 .*at least 2 with batchnorm"):
         TrainSpec(NetworkSpec.stack(8, 2, norm="batchnorm"), batch=1)
+
+
+def test_the_update_ratio_is_read_at_the_first_update_mid_run_and_the_latest_record():
+    def record(seed: int, step: int) -> RunRecord:
+        ratios = (math.nan, math.nan) if step == 0 else (step * 1e-4 * (1 + seed), 1e-3)
+        return RunRecord(run=seed, scheme="kaiming_normal", scheme_params=(), seed=seed,
+                         step=step, train_loss=1.0, val_loss=1.0, val_acc=0.5, diverged_at=None,
+                         grad_norm=(1.0, 1.0), update_ratio=ratios)
+
+    assert update_ratio_steps(layer_frame([record(0, 0), record(1, 0)])).empty  # no update yet
+    records = [record(seed, step) for step in range(0, 60, 10) for seed in (0, 1)]
+    frame = update_ratio_steps(layer_frame(records))
+    assert frame["source"].unique().tolist() == ["step 10", "step 30", "step 50"]
+    first_layer = frame[frame["layer"] == 1].set_index("step")["value"]
+    # the mean over the two seeds: step · 1e-4 · (1 + 2) / 2
+    assert first_layer.to_dict() == pytest.approx({10: 1.5e-3, 30: 4.5e-3, 50: 7.5e-3})
+    # while a run has only reached its second record, the two steps it has are shown
+    early = update_ratio_steps(layer_frame(records[:6]))
+    assert early["source"].unique().tolist() == ["step 10", "step 20"]
