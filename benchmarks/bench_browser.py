@@ -55,7 +55,7 @@ import live_app  # noqa: E402
 import pytest  # noqa: E402  (live_app reports a server that does not start with pytest.fail)
 import streamlit  # noqa: E402
 from conftest import CHROMIUM_ARGS, VIEWPORT, chromium_path  # noqa: E402  (tests/browser's)
-from test_page import CHARTS_DRAWN_JS, MIN_CHARTS, SETTLED_JS  # noqa: E402
+from test_page import CHART, CHARTS_DRAWN_JS, MIN_CHARTS, SETTLED_JS  # noqa: E402
 
 PAGE_S = 240
 """Bound on a page load or rerun (a cold server imports torch on its first run)."""
@@ -83,8 +83,7 @@ new PerformanceObserver(list => {
 DRAWN_JS = f"""([minimum, runsBefore]) => window.__bench.runsEnded > runsBefore
     && ({SETTLED_JS})() && ({CHARTS_DRAWN_JS})(minimum)"""
 """Fully drawn, after at least one script run has ended since ``runsBefore`` was read."""
-FIRST_CHART = '[data-testid="stVegaLiteChart"] :is(canvas, svg)'
-TRAINING_POINT = '.st-key-train_loss [data-testid="stVegaLiteChart"] :is(canvas, svg)'
+FIRST_CHART = f"{CHART} :is(canvas, svg)"
 RACE_OVER_JS = f"""([minimum]) => {{
     const bar = document.querySelector('[data-testid="stMain"] [data-testid="stProgress"]');
     return bar !== null && /finished|stopped|ended early/.test(bar.innerText)
@@ -210,9 +209,11 @@ def change_depth(visitor: Visitor, minimum: int) -> Sample:
 
 def train(visitor: Visitor) -> Sample:
     """Press Train on the open view: to the first training point drawn and to finished."""
+    # Before the first point the training section draws no chart; with it, its curves appear.
+    before = visitor.page.locator(CHART).count()
     with visitor.measured() as sample:
         visitor.page.locator(".st-key-train_button button").click()
-        visitor.page.wait_for_selector(TRAINING_POINT, timeout=TRAIN_S * 1000)
+        visitor.page.wait_for_function(CHARTS_DRAWN_JS, arg=before + 1, timeout=TRAIN_S * 1000)
         sample.seconds["first point"] = since(sample)
         visitor.page.wait_for_function(RACE_OVER_JS, arg=[MIN_CHARTS], timeout=TRAIN_S * 1000)
         sample.seconds["finished"] = since(sample)
@@ -244,9 +245,24 @@ def server(minimal: bool, log: Path):
             running.stop()
 
 
+def show(action: str, sample: Sample) -> None:
+    print(f"  {action}: " + ", ".join(f"{k} {v:.2f} s" for k, v in sample.seconds.items())
+          + f"; long tasks {sample.long_task_s:.2f} s, Vega JS {sample.vega_js_s:.2f} s, "
+          f"websocket {sample.ws_bytes / 1e3:.0f} kB" + (f" ({sample.note})" if sample.note else ""),
+          flush=True)
+
+
+class Samples(dict):
+    """Samples by action, each printed as it is taken (a run cut short keeps what it printed)."""
+
+    def __setitem__(self, action: str, sample: Sample) -> None:
+        show(action, sample)
+        super().__setitem__(action, sample)
+
+
 def one_repeat(browser, minimal: bool, with_training: bool, log: Path) -> dict[str, Sample]:
     minimum = 1 if minimal else MIN_CHARTS
-    samples: dict[str, Sample] = {}
+    samples: dict[str, Sample] = Samples()
     with server(minimal, log) as running:
         for name in ("cold first page", "warm visitor"):
             visitor = Visitor(browser, running.url)
@@ -321,12 +337,6 @@ def main(argv: list[str] | None = None) -> int:
                                          not args.no_train and page == "app",
                                          LOGS / f"{page}-{repeat + 1}.log")
                     runs[page].append(samples)
-                    for action, sample in samples.items():
-                        print(f"  {action}: " + ", ".join(
-                            f"{k} {v:.2f} s" for k, v in sample.seconds.items())
-                              + f"; long tasks {sample.long_task_s:.2f} s, Vega JS "
-                              f"{sample.vega_js_s:.2f} s, websocket {sample.ws_bytes / 1e3:.0f} kB"
-                              + (f" ({sample.note})" if sample.note else ""), flush=True)
             version = browser.version
         finally:
             browser.close()
