@@ -208,17 +208,26 @@ def change_depth(visitor: Visitor, minimum: int) -> Sample:
 
 
 def train(visitor: Visitor) -> Sample:
-    """Press Train on the open view: to the first training point drawn and to finished."""
+    """Press Train on the open view: to the first training point drawn and to finished. A race
+    still running after ``TRAIN_S`` is stopped and recorded without its finish."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     # Before the first point the training section draws no chart; with it, its curves appear.
     before = visitor.page.locator(CHART).count()
     with visitor.measured() as sample:
         visitor.page.locator(".st-key-train_button button").click()
         visitor.page.wait_for_function(CHARTS_DRAWN_JS, arg=before + 1, timeout=TRAIN_S * 1000)
         sample.seconds["first point"] = since(sample)
-        visitor.page.wait_for_function(RACE_OVER_JS, arg=[MIN_CHARTS], timeout=TRAIN_S * 1000)
-        sample.seconds["finished"] = since(sample)
-    sample.note = visitor.page.locator('[data-testid="stMain"] [data-testid="stProgress"]'
-                                       ).inner_text().strip()
+        try:
+            visitor.page.wait_for_function(RACE_OVER_JS, arg=[MIN_CHARTS],
+                                           timeout=TRAIN_S * 1000)
+            sample.seconds["finished"] = since(sample)
+        except PlaywrightTimeout:
+            visitor.page.locator(".st-key-stop_button button").click(timeout=ELEMENT_S * 1000)
+    progress = visitor.page.locator('[data-testid="stMain"] [data-testid="stProgress"]'
+                                    ).inner_text(timeout=ELEMENT_S * 1000).strip()
+    sample.note = progress if "finished" in sample.seconds else \
+        f"not finished {TRAIN_S} s after the click, stopped: {progress}"
     return sample
 
 
@@ -284,8 +293,10 @@ def one_repeat(browser, minimal: bool, with_training: bool, log: Path) -> dict[s
     return samples
 
 
-def median(values: list[float]) -> float:
-    return statistics.median(values) if values else float("nan")
+def median(values: list[float | None]) -> float:
+    """The median of the values taken (a race that did not finish has none)."""
+    taken = [value for value in values if value is not None]
+    return statistics.median(taken) if taken else float("nan")
 
 
 def machine() -> dict:
@@ -295,12 +306,13 @@ def machine() -> dict:
 
 
 def report(runs: dict[str, list[dict[str, Sample]]], minimal_unit: str = "slider change") -> list:
-    """The table's rows: (page, action, milestone, median s, ratio, browser-side medians)."""
+    """The table's rows: (action, milestone, app's median s, minimal page's median s, ratio,
+    the minimal page's action it is taken against)."""
     rows = []
     for action in runs["app"][0]:
         baseline_action = action if action in runs["minimal"][0] else minimal_unit
-        for milestone in runs["app"][0][action].seconds:
-            seconds = median([r[action].seconds[milestone] for r in runs["app"]])
+        for milestone in dict.fromkeys(m for r in runs["app"] for m in r[action].seconds):
+            seconds = median([r[action].seconds.get(milestone) for r in runs["app"]])
             base = median([r[baseline_action].seconds.get(milestone, r[baseline_action]
                                                           .seconds["drawn"])
                            for r in runs["minimal"]])
