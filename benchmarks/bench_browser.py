@@ -101,7 +101,7 @@ class Sample:
     vega_js_s: float = 0.0
     ws_bytes: int = 0
     note: str = ""
-    start: float = 0.0
+    start: float = 0.0  # time.perf_counter() at the action
 
 
 class Visitor:
