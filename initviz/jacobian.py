@@ -229,7 +229,8 @@ class JacobianSpectrum:
                              "squared": s**2, "zero": np.arange(len(s)) >= len(self.nonzero)})
 
     def to_json_dict(self) -> dict:
-        """The ``jacobian --json`` document (DESIGN.md); NonFiniteJacobian where it overflowed."""
+        """The ``jacobian --json`` document (docs/DESIGN.md); NonFiniteJacobian where it
+        overflowed."""
         if self.overflow is not None:
             raise NonFiniteJacobian(f"no Jacobian spectrum: {self.overflow}")
         return {"singular_values": self.singular_values.tolist(), "zero_count": self.zero_count,

@@ -1,8 +1,8 @@
 """Presets: the classic results of the initialization literature, each one a set of controls.
 
-A preset's ``values`` are keyed by the page's widget keys (DESIGN.md), plus ``SCHEME.PARAM`` for a
-scheme parameter, so choosing a preset is nothing more than setting those controls; every value
-can still be changed afterwards, and the URL shows them like any other choice.
+A preset's ``values`` are keyed by the page's widget keys (docs/DESIGN.md), plus ``SCHEME.PARAM``
+for a scheme parameter, so choosing a preset is nothing more than setting those controls; every
+value can still be changed afterwards, and the URL shows them like any other choice.
 """
 
 from __future__ import annotations

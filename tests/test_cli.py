@@ -1,4 +1,4 @@
-"""The command line: JSON shapes from DESIGN.md, readable tables, and one-line errors (exit 2).
+"""The command line: JSON shapes from docs/DESIGN.md, readable tables, and one-line errors (exit 2).
 
 Most tests call ``main()`` in-process; two run the real ``python -m initviz`` in a subprocess.
 """

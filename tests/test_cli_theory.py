@@ -1,4 +1,4 @@
-"""`python -m initviz theory` and `python -m initviz jacobian`: the DESIGN.md contracts."""
+"""`python -m initviz theory` and `python -m initviz jacobian`: the docs/DESIGN.md contracts."""
 
 import json
 import subprocess

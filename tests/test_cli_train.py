@@ -1,5 +1,5 @@
-"""``python -m initviz train``: the JSON contract of DESIGN.md, the readable table and its progress
-bar, the flags reaching the training spec, and one-line errors with exit code 2.
+"""``python -m initviz train``: the JSON contract of docs/DESIGN.md, the readable table and its
+progress bar, the flags reaching the training spec, and one-line errors with exit code 2.
 
 All but one test call ``main()`` in-process; one runs the real ``python -m initviz train``.
 """
