@@ -124,24 +124,25 @@ _CANDIDATES: tuple[tuple[str, dict], ...] = (
 )
 
 
-def _fits(law: WeightLaw, w: torch.Tensor) -> bool:
-    """Whether the float64 entries ``w`` could have been drawn from ``law`` (see MATCH_SE)."""
+def _misfit(law: WeightLaw, w: torch.Tensor) -> float | None:
+    """How many standard errors the std of the float64 entries ``w`` lies from ``law``'s, or None
+    where ``w`` cannot come from it (mean or std beyond :data:`MATCH_SE` standard errors, or the
+    wrong shape: a uniform has no entry past its bounds, a normal 8% of its mass past √3·σ)."""
     n = w.numel()
-    mean, std = float(w.mean()), float(w.std(correction=0))
     if law.kind == "point":
-        return bool((w == law.loc).all())
+        return 0.0 if bool((w == law.loc).all()) else None
+    mean, std = float(w.mean()), float(w.std(correction=0))
     expected_std = law.std()
     kurtosis = 1.8 if law.kind == "uniform" else 3.0
-    std_se = expected_std * math.sqrt((kurtosis - 1) / (4 * n))
-    if abs(mean - law.mean()) > MATCH_SE * expected_std / math.sqrt(n) + 1e-12:
-        return False
-    if abs(std - expected_std) > MATCH_SE * std_se + 1e-12:
-        return False
-    if law.kind == "uniform":  # no entry outside the bounds; a normal would reach past them
-        return bool(((w >= law.low - 1e-6 * abs(law.low)) & (w <= law.high * (1 + 1e-6))).all())
-    # a normal of this std puts 8% of its mass beyond √3·σ, where a uniform has none
+    std_se = expected_std * math.sqrt((kurtosis - 1) / (4 * n)) + 1e-12
+    misfit = abs(std - expected_std) / std_se
+    if abs(mean - law.mean()) > MATCH_SE * expected_std / math.sqrt(n) + 1e-12 or misfit > MATCH_SE:
+        return None
+    if law.kind == "uniform":
+        inside = (w >= law.low - 1e-6 * abs(law.low)) & (w <= law.high + 1e-6 * abs(law.high))
+        return misfit if bool(inside.all()) else None
     beyond = float(((w - law.loc).abs() > math.sqrt(3) * expected_std).double().mean())
-    return n < 100 or beyond > 0.02
+    return misfit if n < 100 or beyond > 0.02 else None
 
 
 def _orthogonal_gain(w: torch.Tensor) -> float | None:
@@ -161,16 +162,17 @@ def recognize(module: nn.Module, weight: torch.Tensor) -> Recognized:
 
     Candidates, in order: PyTorch's own default for the layer type, an orthogonal matrix (checked
     exactly: WWᵀ = g²I within 1e-4), then Kaiming (ReLU gain), Xavier, LeCun, N(0, 1), U(0, 1),
-    zeros and ones at the layer's fans. The first whose mean and std lie within
-    :data:`MATCH_SE` standard errors, and whose shape fits (a uniform has no entry past its bound,
-    a normal has 8% past √3·σ), wins. Several laws coincide on square layers (Xavier = LeCun
-    there); the earlier one is named.
+    zeros and ones at the layer's fans. A candidate fits where the weight's mean and std lie within
+    :data:`MATCH_SE` standard errors of its own and the shape agrees (a uniform has no entry past
+    its bound, a normal has 8% past √3·σ). PyTorch's default wins if it fits; otherwise the
+    candidate whose std is nearest in standard errors. Several laws coincide on square layers
+    (Xavier = LeCun there); the earlier one in the list is named.
     """
     w = weight.detach().to("cpu", torch.float64)
     if w.numel() == 0:
         return Recognized(None, (), None, "empty weight")
     default = _default_law(module, weight)
-    if default is not None and _fits(default[1], w):
+    if default is not None and _misfit(default[1], w) is not None:
         return Recognized("pytorch_default", (), default[1],
                           f"PyTorch's default for {type(module).__name__}: {default[0]}")
     fan_in, fan_out = _fans(module, weight)
@@ -180,13 +182,17 @@ def recognize(module: nn.Module, weight: torch.Tensor) -> Recognized:
                         approximate=True)
         return Recognized("orthogonal", (("gain", round(gain, 6)),), law,
                           f"orthogonal with gain {gain:.4g} (WWᵀ = g²I)")
+    fits = []
     for name, given in _CANDIDATES:
         scheme = SCHEMES[name]
-        params = dict(scheme.resolve(given))
-        law = scheme.weight_law(fan_in, fan_out, params)
-        if _fits(law, w):
-            return Recognized(name, tuple(sorted(given.items())), law,
-                              f"{scheme.label} at fan_in {fan_in}, fan_out {fan_out}")
+        law = scheme.weight_law(fan_in, fan_out, dict(scheme.resolve(given)))
+        misfit = _misfit(law, w)
+        if misfit is not None:
+            fits.append((misfit, name, given, law))
+    if fits:
+        _, name, given, law = min(fits, key=lambda fit: fit[0])  # the first of equals
+        return Recognized(name, tuple(sorted(given.items())), law,
+                          f"{SCHEMES[name].label} at fan_in {fan_in}, fan_out {fan_out}")
     return Recognized(None, (), None,
                       f"no known scheme within {MATCH_SE:g} standard errors (mean {_g(float(w.mean()))}, "
                       f"std {_g(float(w.std(correction=0)))})")
