@@ -175,12 +175,23 @@ def recognize(module: nn.Module, weight: torch.Tensor) -> Recognized:
     if default is not None and _misfit(default[1], w) is not None:
         return Recognized("pytorch_default", (), default[1],
                           f"PyTorch's default for {type(module).__name__}: {default[0]}")
-    fan_in, fan_out = _fans(module, weight)
+    fans = _fans(module, weight)
+    # Recurrent gates and attention's q/k/v are drawn block by block: each block must agree.
+    blocked = isinstance(module, (*RECURRENT, nn.MultiheadAttention))
+    found = [_recognize_block(block, fans) for block in (w.split(fans[1]) if blocked else [w])]
+    if all((r.scheme, r.params) == (found[0].scheme, found[0].params) for r in found):
+        return found[0]
+    return Recognized(None, (), None, "its gate blocks carry different schemes: "
+                      + ", ".join(str(r.scheme) for r in found))
+
+
+def _recognize_block(w: torch.Tensor, fans: tuple[int, int]) -> Recognized:
+    fan_in, fan_out = fans
     gain = _orthogonal_gain(w.reshape(w.shape[0], -1)) if w.dim() >= 2 else None
     if gain is not None:
         law = WeightLaw("normal", scale=gain / math.sqrt(max(w.shape[0], w[0].numel())),
                         approximate=True)
-        return Recognized("orthogonal", (("gain", round(gain, 6)),), law,
+        return Recognized("orthogonal", (("gain", round(gain, 4)),), law,
                           f"orthogonal with gain {gain:.4g} (WWᵀ = g²I)")
     fits = []
     for name, given in _CANDIDATES:
@@ -194,8 +205,8 @@ def recognize(module: nn.Module, weight: torch.Tensor) -> Recognized:
         return Recognized(name, tuple(sorted(given.items())), law,
                           f"{SCHEMES[name].label} at fan_in {fan_in}, fan_out {fan_out}")
     return Recognized(None, (), None,
-                      f"no known scheme within {MATCH_SE:g} standard errors (mean {_g(float(w.mean()))}, "
-                      f"std {_g(float(w.std(correction=0)))})")
+                      f"no known scheme within {MATCH_SE:g} standard errors (mean "
+                      f"{_g(float(w.mean()))}, std {_g(float(w.std(correction=0)))})")
 
 
 # --------------------------------------------------------------------------------------------------
