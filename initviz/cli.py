@@ -410,7 +410,7 @@ def _cmd_inspect(args: argparse.Namespace) -> None:
         raise UsageError(f"--model {args.model}: the factory raised {type(error).__name__}: "
                          f"{error}") from None
     if not isinstance(model, torch.nn.Module):
-        raise UsageError(f"--model {args.model}: the factory returned a "
+        raise UsageError(f"--model {args.model}: the factory returned an object of type "
                          f"{type(model).__name__}, not a torch.nn.Module")
     if args.scheme is not None:
         init_(model, args.scheme, bias=args.bias, bias_params=dict(args.bias_param),
