@@ -322,6 +322,23 @@ def _stats(x: torch.Tensor) -> tuple[float, float]:
     return float(x.mean()), float(x.std(correction=0))
 
 
+def _moments(x: torch.Tensor) -> tuple[int, float, float]:
+    """``(n, mean, Σ(x − mean)²)`` in float64: what a layer keeps of each call's output, so no
+    float64 copy of an activation outlives its hook."""
+    x = x.detach().double()
+    mean = x.mean()
+    return x.numel(), float(mean), float((x - mean).pow(2).sum())
+
+
+def _pooled(parts: Sequence[tuple[int, float, float]]) -> tuple[float, float]:
+    """Mean and (population) std of several calls' outputs together (Chan et al. 1979)."""
+    n, mean, m2 = parts[0]
+    for n_b, mean_b, m2_b in parts[1:]:
+        delta, total = mean_b - mean, n + n_b
+        mean, m2, n = mean + delta * n_b / total, m2 + m2_b + delta**2 * n * n_b / total, total
+    return mean, math.sqrt(m2 / n)
+
+
 def _default_loss(output: torch.Tensor) -> torch.Tensor:
     # the mean over the batch (first dimension) of each sample's ||y||² / 2
     return output.double().pow(2).sum() / (2 * output.shape[0])
@@ -342,9 +359,10 @@ def estimate_bytes(model: nn.Module, inputs) -> int:
 
     Runs the model once on the first entry of each input along its first dimension (in eval mode,
     so BatchNorm accepts a single input; buffers and modes are restored by the caller), adds up
-    the bytes of every module's outputs, and scales them to the whole batch. Autograd keeps about
-    one copy of each output and the backward pass one gradient of it: twice that, plus the
-    parameters three times (weights, their gradients, and one temporary).
+    the bytes of every module's outputs, and scales them to the whole batch. Each output is held
+    about three times: the copy autograd saves, its gradient, and the float64 copy the statistics
+    read (one at a time, but as large as the largest output); the parameters three times too
+    (weights, their gradients, and one temporary).
     """
     inputs = _as_tuple(inputs)
     batch = max((x.shape[0] for x in inputs if isinstance(x, torch.Tensor) and x.dim()), default=1)
@@ -368,7 +386,7 @@ def estimate_bytes(model: nn.Module, inputs) -> int:
             handle.remove()
     params = sum(p.numel() * p.element_size() for p in model.parameters())
     given = sum(x.numel() * x.element_size() for x in inputs if isinstance(x, torch.Tensor))
-    return 2 * total[0] * batch + 3 * params + given
+    return 3 * total[0] * batch + 3 * params + given
 
 
 @dataclass(eq=False)
@@ -477,7 +495,7 @@ def inspect(model: nn.Module, inputs, loss: Callable | None = None, *, targets=N
             return
         if entry not in order:
             order.append(entry)
-        entry.preact.append(tensor.detach().double().reshape(-1))
+        entry.preact.append(_moments(tensor))
         entry.act.append(None)
         entry.grad_tensors.append(tensor)
         last[:] = [entry]
@@ -488,7 +506,7 @@ def inspect(model: nn.Module, inputs, loss: Callable | None = None, *, targets=N
         entry = last[0]
         if entry.act[-1] is not None:  # a second activation in a row: the first one counts
             return
-        entry.act[-1] = output.detach().double().reshape(-1)
+        entry.act[-1] = _moments(output)
         entry.grad_tensors[-1] = output
         entry.activation = get_activation(_ACTIVATION_MODULES[type(module)])
         z = args[0].detach()
@@ -536,10 +554,10 @@ def inspect(model: nn.Module, inputs, loss: Callable | None = None, *, targets=N
 def _row(number: int, entry: _Entry, weight_grad, act_grads) -> dict:
     fan_in, fan_out = _fans(entry.module, entry.weight)
     w_mean, w_std = _stats(entry.weight)
-    preact = torch.cat(entry.preact)
-    act = torch.cat([a if a is not None else p for a, p in zip(entry.act, entry.preact)])
-    used = [g.reshape(-1).double() for g in act_grads if g is not None]
-    grad_std = _stats(torch.cat(used))[1] if used else math.nan
+    preact = _pooled(entry.preact)
+    act = _pooled([a if a is not None else p for a, p in zip(entry.act, entry.preact)])
+    used = [_moments(g) for g in act_grads if g is not None]
+    grad_std = _pooled(used)[1] if used else math.nan
     weight_norm = float(torch.linalg.vector_norm(entry.weight.detach().double()))
     grad_norm = (math.nan if weight_grad is None
                  else float(torch.linalg.vector_norm(weight_grad.double())))
@@ -547,9 +565,8 @@ def _row(number: int, entry: _Entry, weight_grad, act_grads) -> dict:
         "name": entry.name, "kind": type(entry.module).__name__, "layer": number,
         "fan_in": fan_in, "fan_out": fan_out, "weight_mean": w_mean, "weight_std": w_std,
         "weight_std_theory": math.nan,
-        "preact_mean": _stats(preact)[0], "preact_std": _stats(preact)[1],
-        "preact_var_theory": math.nan,
-        "act_mean": _stats(act)[0], "act_std": _stats(act)[1],
+        "preact_mean": preact[0], "preact_std": preact[1], "preact_var_theory": math.nan,
+        "act_mean": act[0], "act_std": act[1],
         "saturated_frac": entry.saturated, "dead_frac": entry.dead, "grad_std": grad_std,
         "weight_grad_norm": grad_norm,
         "grad_to_weight_ratio": grad_norm / weight_norm if weight_norm > 0 else math.nan,

@@ -320,3 +320,27 @@ def test_exports_and_notebook_display():
     assert "vega" in html and "<table" in html and result.verdict in html
     for figure in result.figures():
         figure.to_dict()  # valid Vega-Lite
+
+
+def test_a_module_called_twice_pools_both_calls():
+    class Shared(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(8, 8)
+
+        def forward(self, x):
+            return self.lin(torch.relu(self.lin(x)))
+
+    torch.manual_seed(0)
+    model = Shared()
+    x = torch.randn(32, 8, generator=torch.Generator().manual_seed(4))
+    row = inspect(model, x).layers.iloc[0]
+    first = model.lin(x)
+    second = model.lin(torch.relu(first))
+    loss = second.double().pow(2).sum() / (2 * x.shape[0])
+    grads = torch.autograd.grad(loss, [first, second])
+    both = torch.cat([first.reshape(-1), second.reshape(-1)]).detach()
+    assert row.act_mean == pytest.approx(float(both.double().mean()), rel=1e-9)
+    assert row.act_std == pytest.approx(_std(both), rel=1e-9)
+    assert row.grad_std == pytest.approx(_std(torch.cat([g.reshape(-1) for g in grads])),
+                                         rel=1e-6)
