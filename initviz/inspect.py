@@ -457,7 +457,8 @@ def inspect(model: nn.Module, inputs, loss: Callable | None = None, *, targets=N
         An :class:`Inspection`.
 
     Raises:
-        InvalidSpec: ``model`` is not an ``nn.Module`` or has no layer with weights.
+        InvalidSpec: ``model`` is not an ``nn.Module``, has no layer with weights, or raises on
+            the inputs.
         TooLarge: the pass would need more than the memory budget.
     """
     if not isinstance(model, nn.Module):
@@ -466,6 +467,12 @@ def inspect(model: nn.Module, inputs, loss: Callable | None = None, *, targets=N
     state = _State(model)
     try:
         needed = estimate_bytes(model, inputs)
+    except Exception as error:  # the caller's model refused the input: say which input
+        shapes = " and ".join("x".join(map(str, x.shape)) for x in inputs
+                              if isinstance(x, torch.Tensor))
+        raise InvalidSpec("inputs", shapes, "inputs the model accepts: on the first entry of "
+                          f"each it raised {type(error).__name__}: "
+                          f"{(str(error).splitlines() or [''])[0]}") from error
     finally:
         state.restore()
     check_memory("this inspection", needed,

@@ -107,7 +107,8 @@ def test_a_model_from_the_current_directory(capsys, user_models):
     ("badimport:f", "4,4", "importing badimport raised ValueError: boom at import"),
     ("mymodels:good", "4,x", "--input-shape: expected positive whole numbers"),
     ("mymodels:good", "4,0", "--input-shape: expected positive whole numbers"),
-    ("mymodels:good", "4,5", "the model failed on an input of shape 4,5"),
+    ("mymodels:good", "4,5", "inputs='4x5' is not valid: expected inputs the model accepts: on "
+                             "the first entry of each it raised RuntimeError: mat1 and mat2"),
 ])
 def test_errors_are_one_line_with_exit_2(capsys, user_models, model, shape, message):
     code, out, err = run(capsys, "inspect", "--model", model, "--input-shape", shape)

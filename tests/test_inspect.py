@@ -146,6 +146,10 @@ def test_bad_arguments_are_one_line_errors():
         inspect(lambda x: x, torch.zeros(2, 2))
     with pytest.raises(InvalidSpec, match="holds weights"):
         inspect(nn.ReLU(), torch.zeros(2, 2))
+    model = nn.Linear(4, 3)
+    with pytest.raises(InvalidSpec, match="inputs='2x5' is not valid: .* RuntimeError"):
+        inspect(model, torch.zeros(2, 5))
+    assert model.training  # restored after the sizing pass in eval mode
 
 
 @pytest.mark.parametrize("module, weight", [
