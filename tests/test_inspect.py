@@ -348,3 +348,35 @@ def test_a_module_called_twice_pools_both_calls():
     assert row.act_std == pytest.approx(_std(both), rel=1e-9)
     assert row.grad_std == pytest.approx(_std(torch.cat([g.reshape(-1) for g in grads])),
                                          rel=1e-6)
+
+
+def test_lstm_and_resnet_gradients_equal_plain_autograd():
+    torch.manual_seed(0)
+    lstm = examples.lstm()
+    x = _inputs("lstm")
+    rows = inspect(lstm, x).layers
+    out, _ = lstm.lstm(x)
+    y = lstm.head(out[:, -1])
+    loss = y.double().pow(2).sum() / (2 * x.shape[0])
+    g_out, g_y, g_hh = torch.autograd.grad(loss, [out, y, lstm.lstm.weight_hh_l0])
+    assert rows["act_std"].tolist() == pytest.approx([_std(out), _std(y)], rel=1e-6)
+    assert rows["grad_std"].tolist() == pytest.approx([_std(g_out), _std(g_y)], rel=1e-6)
+    assert rows["weight_grad_norm"].iloc[0] == pytest.approx(float(g_hh.double().norm()),
+                                                             rel=1e-6)
+
+    resnet = examples.resnet().eval()  # BatchNorm from its running statistics: one result
+    x = _inputs("resnet")
+    rows = inspect(resnet, x).layers.set_index("name")
+    stem = resnet.stem(x)
+    block = resnet.blocks[0]
+    bn1 = block.bn1(stem)
+    y = resnet.head(resnet.blocks(stem).mean(dim=(2, 3)))
+    loss = y.double().pow(2).sum() / (2 * x.shape[0])
+    g_stem, g_y = torch.autograd.grad(loss, [stem, y])
+    assert rows.loc["stem", "grad_std"] == pytest.approx(_std(g_stem), rel=1e-6)
+    assert rows.loc["head", "grad_std"] == pytest.approx(_std(g_y), rel=1e-6)
+    # the ReLU after bn1 is bn1's activation: dead where its input is <= 0
+    assert rows.loc["blocks.0.bn1", "preact_std"] == pytest.approx(_std(bn1), rel=1e-6)
+    assert rows.loc["blocks.0.bn1", "act_std"] == pytest.approx(_std(torch.relu(bn1)), rel=1e-6)
+    assert rows.loc["blocks.0.bn1", "dead_frac"] == pytest.approx(
+        float((bn1 <= 0).double().mean()))
