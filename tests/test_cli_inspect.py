@@ -11,7 +11,7 @@ import torch
 
 from initviz import examples
 from initviz.cli import main
-from initviz.inspect import inspect
+from initviz.inspect import init_, inspect
 from initviz.probe import LAYER_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,8 +43,6 @@ def test_json_equals_the_api_on_the_same_model_and_input(capsys):
                        "--json")
     assert code == 0
     layers = json.loads(out)["layers"]
-    from initviz.inspect import init_
-
     torch.manual_seed(3)
     model = examples.lstm()
     init_(model, "orthogonal", gain=2.0, seed=3)
@@ -125,7 +123,7 @@ def test_param_without_scheme_and_unknown_scheme(capsys):
     assert code == 2 and "scheme='nope' is not valid" in err
 
 
-def test_real_subprocess(tmp_path):
+def test_real_subprocess():
     done = subprocess.run(
         [sys.executable, "-m", "initviz", "inspect", "--model", "initviz.examples:lstm",
          "--input-shape", "4,5,12", "--json"],

@@ -190,13 +190,6 @@ def test_a_law_that_fits_nothing_is_said_so():
     assert found.scheme is None and "no known scheme" in found.note
 
 
-def _reference_blocks(seed, steps):
-    g = torch.Generator().manual_seed(seed)
-    for fn, tensor, kwargs in steps:
-        with torch.no_grad():
-            getattr(nn.init, fn)(tensor, **kwargs, generator=g)
-
-
 def test_init_matches_torch_nn_init_on_each_layer_type():
     torch.manual_seed(0)
     model = nn.ModuleDict({
