@@ -554,7 +554,9 @@ def inspect(model: nn.Module, inputs, loss: Callable | None = None, *, targets=N
     frame["weight_std_theory"] = [np.nan if r.law is None else r.law.std()
                                   for r in recognized.values()]
     not_called = tuple(e.name for e in entries.values() if e not in order)
-    kind, headline = _verdict(frame)
+    sizes = [e.grad_tensors[0].numel() // max(e.grad_tensors[0].shape[0], 1)
+             if e.grad_tensors[0].dim() else 1 for e in order]
+    kind, headline = _verdict(frame, sizes)
     return Inspection(frame, recognized, not_called, description, kind, headline)
 
 
@@ -580,8 +582,20 @@ def _row(number: int, entry: _Entry, weight_grad, act_grads) -> dict:
     }
 
 
-def _verdict(layers: pd.DataFrame) -> tuple[str, str]:
-    """The probe's verdict (initviz.report's thresholds) over the layers in forward order."""
+def _last_alike(sizes: Sequence[int]) -> int:
+    """The last layer whose output has as many entries per input as the first's (else the last).
+
+    Per-entry stds of outputs of different sizes differ by geometry alone: a mean pooling over 64
+    positions divides each entry's gradient by 64 whatever the initialization, so the trend is read
+    along the network's stream where it has one.
+    """
+    alike = [i for i, size in enumerate(sizes) if size == sizes[0]]
+    return alike[-1] if len(alike) > 1 else len(sizes) - 1
+
+
+def _verdict(layers: pd.DataFrame, sizes: Sequence[int]) -> tuple[str, str]:
+    """The probe's verdict (initviz.report's thresholds) over the layers in forward order;
+    ``sizes`` are the entries per input of each layer's output (see :func:`_last_alike`)."""
     n = len(layers)
     finite = np.isfinite(layers[["act_std", "grad_std"]].to_numpy(dtype=float)).all(axis=1)
     if not finite.all():
@@ -599,18 +613,20 @@ def _verdict(layers: pd.DataFrame) -> tuple[str, str]:
         return "saturated", (f"Saturated: {sat[i]:.0%} of the units after layer {i + 1} "
                              f"({layers['name'].iloc[i]}) sit on a flat tail.")
     acts, grads = layers["act_std"].to_numpy(float), layers["grad_std"].to_numpy(float)
+    last = _last_alike(sizes)
+    where = "" if last == n - 1 else f", the last with as many entries per input ({sizes[0]})"
     if acts[0] > 0:
-        ratio = acts[-1] / acts[0]
+        ratio = acts[last] / acts[0]
         trend = (f"activation std {'falls' if ratio < 1 else 'grows'} from {_g(acts[0])} "
-                 f"(layer 1) to {_g(acts[-1])} (layer {n})")
+                 f"(layer 1) to {_g(acts[last])} (layer {last + 1}{where})")
         if ratio < 1 / SIGNAL_FACTOR:
             return "vanishing", f"Vanishing: {trend}."
         if ratio > SIGNAL_FACTOR:
             return "exploding", f"Exploding: {trend}."
-    if grads[-1] > 0:
-        ratio = grads[0] / grads[-1]
-        trend = (f"gradient std {'falls' if ratio < 1 else 'grows'} from {_g(grads[-1])} "
-                 f"(layer {n}) to {_g(grads[0])} (layer 1) going backward")
+    if grads[last] > 0:
+        ratio = grads[0] / grads[last]
+        trend = (f"gradient std {'falls' if ratio < 1 else 'grows'} from {_g(grads[last])} "
+                 f"(layer {last + 1}{where}) to {_g(grads[0])} (layer 1) going backward")
         if ratio < 1 / SIGNAL_FACTOR:
             return "vanishing", f"Vanishing gradients: {trend}."
         if ratio > SIGNAL_FACTOR:

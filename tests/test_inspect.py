@@ -373,3 +373,25 @@ def test_lstm_and_resnet_gradients_equal_plain_autograd():
     assert rows.loc["blocks.0.bn1", "act_std"] == pytest.approx(_std(torch.relu(bn1)), rel=1e-6)
     assert rows.loc["blocks.0.bn1", "dead_frac"] == pytest.approx(
         float((bn1 <= 0).double().mean()))
+
+
+def test_a_pooling_head_is_not_read_as_vanishing_gradients():
+    torch.manual_seed(0)
+    model = examples.resnet().eval()
+    result = inspect(model, _inputs("resnet"))
+    grads = result.layers.set_index("name")["grad_std"]
+    # the mean over 8x8 positions divides each entry's gradient by 64: head vs stem is geometry
+    assert grads["head"] / grads["stem"] > 10
+    assert 0.1 < grads["blocks.1.conv2"] / grads["stem"] < 10  # along the stream
+    assert result.verdict_kind == "healthy"
+
+
+def test_the_trend_is_read_to_the_last_layer_of_the_first_ones_size():
+    model = nn.Sequential(*(layer for _ in range(4) for layer in (nn.Linear(16, 16), nn.Tanh())),
+                          nn.Linear(16, 2))
+    init_(model, "normal", std=0.01, seed=0)  # each layer scales the signal by 0.04
+    result = inspect(model, torch.randn(32, 16, generator=torch.Generator().manual_seed(0)))
+    acts = result.layers["act_std"]
+    assert result.verdict == (
+        f"Vanishing: activation std falls from {acts.iloc[0]:.2g} (layer 1) to "
+        f"{acts.iloc[3]:.1e} (layer 4, the last with as many entries per input (16)).")
