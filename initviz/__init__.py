@@ -21,12 +21,13 @@ os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 from initviz.activations import ACTIVATIONS, Activation, get_activation
 from initviz.errors import InitvizError, InvalidSpec, TooLarge
+from initviz.inspect import Inspection, init_, inspect
 from initviz.network import NetworkSpec, build_model
 from initviz.probe import Profile, profile
 from initviz.schemes import BIAS_SCHEMES, SCHEMES, Scheme, get_scheme
 
 __all__ = [
-    "ACTIVATIONS", "Activation", "BIAS_SCHEMES", "InitvizError", "InvalidSpec", "NetworkSpec",
-    "Profile", "SCHEMES", "Scheme", "TooLarge", "build_model", "get_activation", "get_scheme",
-    "profile",
+    "ACTIVATIONS", "Activation", "BIAS_SCHEMES", "Inspection", "InitvizError", "InvalidSpec",
+    "NetworkSpec", "Profile", "SCHEMES", "Scheme", "TooLarge", "build_model", "get_activation",
+    "get_scheme", "init_", "inspect", "profile",
 ]
