@@ -22,12 +22,13 @@ from initviz.datasets import DATASETS
 from initviz.devices import DEVICE_CHOICES, limit_threads, resolve_device
 from initviz.errors import InitvizError
 from initviz.jacobian import JacobianSpectrum
+from initviz.meanfield import MeanField
 from initviz.network import MAX_INPUT_DIM, NORMS, NetworkSpec
+from initviz.phase import PhaseDiagram, phase_map
 from initviz.presets import PRESETS
 from initviz.probe import Profile
 from initviz.race import RaceView, TrainingJob, server_board
 from initviz.schemes import BIAS_SCHEMES, SCHEMES, Param
-from initviz.theory import MeanField, PhaseDiagram, phase_map
 
 MAX_PAGE_WIDTH = 2048
 MAX_PAGE_DEPTH = 200
@@ -530,8 +531,7 @@ def _phase_points(profiles: dict[str, Profile]) -> pd.DataFrame:
 
 def phase_view(diagram: PhaseDiagram, profiles: dict[str, Profile], schemes: list[str]) -> None:
     points = _phase_points(profiles)
-    in_view = (points["sigma_w2"] <= diagram.grid["sigma_w2"].max()) & (
-        points["sigma_b2"] <= diagram.grid["sigma_b2"].max())
+    in_view = diagram.in_view(points)
     draw(charts.phase_diagram(
         diagram.grid, diagram.critical_line, points[in_view], schemes,
         title=f"Order and chaos for {diagram.activation}: χ₁ = 1 on the black line"),

@@ -30,7 +30,7 @@ from initviz.errors import InvalidSpec
 from initviz.network import (NetworkSpec, _check_int, build_model, check_memory, estimate_bytes,
                              memory_budget as memory_budget_bytes)
 from initviz.schemes import get_scheme
-from initviz.theory import MeanField, Prediction, predict, theory_unavailable_reason
+from initviz.meanfield import MeanField, Prediction, predict, theory_unavailable_reason
 
 LAYER_COLUMNS = (
     "layer", "fan_in", "fan_out", "weight_mean", "weight_std", "weight_std_theory",
