@@ -139,6 +139,9 @@ def fixed_point(activation: Activation, sigma_w2: float, sigma_b2: float,
     the direction of its first step: found here by a root search rather than by iterating, which
     near criticality converges only as 1/l. None if ``q`` grows without bound. Where every ``q``
     is a fixed point (ReLU at σ_w² = 2, σ_b² = 0), ``q_start`` itself is returned.
+
+    Which to call: this one (brentq on the quadrature, relative error ~1e-12) for one network;
+    :func:`initviz.phase.fixed_points` for many ``(σ_w², σ_b²)`` at once (splines, ~1e-7).
     """
 
     def gap(q: float) -> float:

@@ -63,12 +63,17 @@ def _moment_table(activation: Activation) -> _MomentTable:
 
 def fixed_points(activation: str | Activation, sigma_w2, sigma_b2,
                  q_start: float = 1.0) -> np.ndarray:
-    """:func:`fixed_point` for many ``(σ_w², σ_b²)`` at once (arrays broadcast); NaN where ``q``
-    diverges, 0 where it collapses.
+    """:func:`~initviz.meanfield.fixed_point` for many ``(σ_w², σ_b²)`` at once (arrays
+    broadcast); NaN where ``q`` diverges, 0 where it collapses.
 
     Same rule as the scalar version -- the first root of ``σ_w² E[φ²](q) + σ_b² − q`` from
     ``q_start`` in the direction of the first step -- on the splined moments (relative error in
-    ``q*`` about 1e-7 away from criticality).
+    ``q*`` about 1e-7 away from criticality), bracketed on the table's knots and refined by
+    ``scipy.optimize.elementwise.find_root`` to 1e-12 in ``ln q``.
+
+    Which to call: this one for a grid (the phase diagram, the critical line), where one table
+    per activation serves every point; :func:`~initviz.meanfield.fixed_point` (brentq on the
+    quadrature itself, ~1e-12) for one network's summary, where the splines' 1e-7 would show.
     """
     act = as_activation(activation)
     table = _moment_table(act)
@@ -102,15 +107,26 @@ def fixed_points(activation: str | Activation, sigma_w2, sigma_b2,
         above[idx], below[idx] = (near, far) if rising else (far, near)
         open_[idx] = True
     idx = np.flatnonzero(open_)
-    hi, lo = above[idx], below[idx]
-    w, b = sw[idx], sb[idx]
-    while len(idx) and np.max(np.abs(hi - lo)) > _ROOT_TOL:
-        mid = (hi + lo) / 2
-        up = w * table.second_spline(mid) + b - np.exp(mid) > 0
-        hi, lo = np.where(up, mid, hi), np.where(up, lo, mid)
-    q[idx] = np.exp((hi + lo) / 2)
+
+    def gap(log_q, w, b):
+        return w * table.second_spline(log_q) + b - np.exp(log_q)
+
+    q[idx] = np.exp(_root(gap, above[idx], below[idx], (sw[idx], sb[idx]), _ROOT_TOL))
     q[q < UNRESOLVED_Q] = 0.0
     return q.reshape(shape)
+
+
+def _root(f, one_end, other_end, args: tuple, tolerance: float) -> np.ndarray:
+    """Roots of ``f(x, *args)`` elementwise, each bracketed by ``one_end`` and ``other_end`` (in
+    either order), to ``tolerance`` in ``x`` (Chandrupatla's method; a jump across 0 in ``f`` is
+    found as if it were a root)."""
+    if len(one_end) == 0:
+        return np.asarray(one_end, dtype=np.float64)
+    low, high = np.minimum(one_end, other_end), np.maximum(one_end, other_end)
+    found = elementwise.find_root(f, (low, high), args=args,
+                                  tolerances={"xatol": tolerance, "xrtol": 0.0, "fatol": 0.0,
+                                              "frtol": 0.0})
+    return found.x
 
 
 def chi1_many(activation: str | Activation, q_star, sigma_w2) -> np.ndarray:
@@ -148,7 +164,7 @@ def critical_line(activation: str | Activation, sigma_b2, sigma_w2_max: float,
     """Where χ₁ = 1: columns ``sigma_b2, sigma_w2``, sorted by ``sigma_b2``.
 
     For each σ_b², χ₁ is scanned over ``scan`` values of σ_w² in (0, ``sigma_w2_max``] and every
-    crossing of 1 is bisected to 1e-10·``sigma_w2_max``. A σ_b² with no crossing in range has no
+    crossing of 1 is refined by ``find_root`` to 1e-10·``sigma_w2_max``. A σ_b² with no crossing in range has no
     row; one with several has several. Where χ₁ jumps over 1 instead -- the stable ``q*`` vanishes
     and ``q`` runs off to infinity, as for GELU and SiLU at small σ_b² -- the phases meet but
     nothing is critical, and the jump is left out.
@@ -162,12 +178,7 @@ def critical_line(activation: str | Activation, sigma_b2, sigma_w2_max: float,
     above = chi(w_scan[:, None], b_axis[None, :]) >= 1.0
     rows, cols = np.nonzero(above[1:] != above[:-1])
     lo, hi, b = w_scan[rows], w_scan[rows + 1], b_axis[cols]
-    lo_chaotic = above[rows, cols]
-    while len(lo) and np.max(hi - lo) > 1e-10 * sigma_w2_max:
-        mid = (lo + hi) / 2
-        same = (chi(mid, b) >= 1.0) == lo_chaotic
-        lo, hi = np.where(same, mid, lo), np.where(same, hi, mid)
-    w = (lo + hi) / 2
+    w = _root(lambda w, b: chi(w, b) - 1.0, lo, hi, (b,), 1e-10 * sigma_w2_max)
     critical = np.abs(chi(w, b) - 1.0) < 1e-3
     line = pd.DataFrame({"sigma_b2": b[critical], "sigma_w2": w[critical]})
     return line.sort_values(["sigma_b2", "sigma_w2"], ignore_index=True)

@@ -1,6 +1,6 @@
 """The phase diagram, the depth scales and the trainable depth, against the papers and simulation.
 
-Tolerances: critical points 1e-6 (bisection to 1e-10 of the window); the vectorized grid against
+Tolerances: critical points 1e-6 (find_root to 1e-10 of the window); the vectorized grid against
 the scalar theory 1e-5 relative (splined moments, ~2e-7); correlation decay in a simulated
 network of width 1000 against ξ_c 15% (finite-width noise on the correlation is about 1/√1000).
 """
@@ -11,14 +11,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from scipy import integrate
+from scipy import integrate, optimize
 
 from initviz.activations import get_activation
 from initviz.errors import InvalidSpec
 from initviz.meanfield import chi1, fixed_point, mean_field, predict, slope_moment
 from initviz.network import NetworkSpec, build_model
-from initviz.phase import (MAX_GRID_SIDE, critical_line, fixed_points, phase_axes, phase_diagram,
-                           phase_grid, phase_map)
+from initviz.phase import (MAX_GRID_SIDE, chi1_many, critical_line, fixed_points, phase_axes,
+                           phase_diagram, phase_grid, phase_map)
 from initviz.reach import (chaotic_depth_scale, correlation_fixed_point, correlation_map,
                            correlation_slope, depth_reach)
 from single_thread import one_thread  # noqa: F401  (autouse: one torch thread)
@@ -88,6 +88,35 @@ def test_grid_chi1_matches_scalar_theory_at_sample_points(activation):
             assert math.isnan(row.q_star)
         elif abs(row.chi1 - 1) > 0.05:  # q* is ill-conditioned at criticality; χ₁ is not
             assert row.q_star == pytest.approx(q, rel=1e-4, abs=1e-12)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "gelu", "elu", "sigmoid"])
+def test_vectorized_fixed_points_match_the_scalar_root_search(activation):
+    # find_root on the splined length map against brentq on the quadrature: 1e-6 relative (the
+    # splines' error; ~5e-7 at worst here), NaN where q diverges, 0 where it collapses.
+    w = np.array([0.3, 0.9, 1.3, 2.5, 4.0, 9.0])
+    b = np.array([0.0, 0.01, 0.2, 0.5, 0.05, 0.3])
+    vectorized = fixed_points(activation, w, b)
+    scalar = [fixed_point(get_activation(activation), wi, bi) for wi, bi in zip(w, b)]
+    for many, one in zip(vectorized, scalar):
+        if one is None:
+            assert math.isnan(many)
+        else:
+            assert many == pytest.approx(one, rel=1e-6, abs=0.0)
+
+
+@pytest.mark.parametrize("activation, window", [("tanh", 4.0), ("elu", 4.0), ("sigmoid", 200.0)])
+def test_critical_line_is_where_the_splined_chi1_crosses_one(activation, window):
+    # Each crossing refined by find_root to 1e-10 of the window; brentq on the same χ₁(σ_w²)
+    # agrees to 1e-9 of it.
+    line = critical_line(activation, [0.05, 0.3], window)
+    assert line["sigma_b2"].tolist() == [0.05, 0.3]
+    for row in line.itertuples():
+        def gap(w, b=row.sigma_b2):
+            return float(chi1_many(activation, fixed_points(activation, w, b), w)) - 1.0
+        step = window / 128
+        root = optimize.brentq(gap, row.sigma_w2 - step, row.sigma_w2 + step, xtol=1e-14)
+        assert abs(row.sigma_w2 - root) < 1e-9 * window
 
 
 def test_fixed_points_follow_the_scalar_rules_at_the_edges():
