@@ -18,7 +18,7 @@ import streamlit as st
 from initviz import charts, jacobian, probe, report, training
 from initviz.activations import ACTIVATIONS
 from initviz.codegen import pytorch_code
-from initviz.datasets import DATASETS
+from initviz.datasets import DATASETS, MAX_SEED
 from initviz.devices import DEVICE_CHOICES, limit_threads, resolve_device
 from initviz.errors import InitvizError
 from initviz.jacobian import JacobianSpectrum
@@ -225,7 +225,7 @@ def sidebar() -> dict:
                        for p in BIAS_SCHEMES[bias].params}
         compare = st.multiselect("compare (drawn and trained side by side)", list(SCHEMES),
                                  default=DEFAULTS["compare"], key="compare", **BOUND)
-        st.number_input("seed", 0, 2**31 - 1, DEFAULTS["seed"], key="seed",
+        st.number_input("seed", 0, MAX_SEED, DEFAULTS["seed"], key="seed",
                         **_number_binding("seed"))
         st.number_input("batch", 1, MAX_PAGE_BATCH, DEFAULTS["batch"], key="batch",
                         help="Inputs per probe pass, and the mini-batch size for training.",

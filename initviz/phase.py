@@ -27,7 +27,7 @@ from initviz.errors import InvalidSpec
 from initviz.meanfield import (HUGE_Q, TINY_Q, UNRESOLVED_Q, MeanField, as_activation, is_linear,
                                mean_field, positively_homogeneous, predict, second_moment,
                                slope_moment, theory_unavailable_reason)
-from initviz.network import NetworkSpec
+from initviz.network import NetworkSpec, _check_int
 from initviz.reach import DepthReach, depth_reach
 
 _TABLE_PER_DECADE = 24   # spline knots per decade of q in [1e-8, 1e8]: error about 2e-7
@@ -317,8 +317,7 @@ def phase_map(activation: str | Activation, summary: MeanField | None, depth: in
     """The diagram around a network already summarized (``summary`` None: the map alone, and
     ``note`` says why). It depends on nothing else, so callers may cache it by these arguments:
     networks of other widths with the same σ_w², σ_b² share it."""
-    if isinstance(n, bool) or not isinstance(n, int) or not 2 <= n <= MAX_GRID_SIDE:
-        raise InvalidSpec("grid", n, f"a whole number in [2, {MAX_GRID_SIDE}]")
+    n = _check_int("grid", n, 2, MAX_GRID_SIDE)
     act = as_activation(activation)
     where = None if summary is None else (summary.sigma_w2, summary.sigma_b2)
     w_axis, b_axis = phase_axes(act, where, n)

@@ -334,8 +334,9 @@ def test_the_map_from_a_summary_is_the_diagram_of_every_network_with_that_summar
         pd.testing.assert_frame_equal(alone.grid, shared.grid)
         pd.testing.assert_frame_equal(alone.point, shared.point)
         assert alone.reach == shared.reach
-    with pytest.raises(InvalidSpec, match="grid"):
-        phase_map("relu", None, 12, n=1)
+    for bad in (1, MAX_GRID_SIDE + 1, 2.5, True, "x"):
+        with pytest.raises(InvalidSpec, match="grid"):
+            phase_map("relu", None, 12, n=bad)
 
 
 @pytest.mark.parametrize("activation", ["relu", "leaky_relu", "linear"])
