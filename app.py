@@ -27,17 +27,18 @@ from streamlit.runtime.state.query_params import (CLIENT_STATE_QUERY_STRING_MAX_
 from initviz import charts, jacobian, probe, report, training
 from initviz.activations import ACTIVATIONS
 from initviz.codegen import pytorch_code
-from initviz.datasets import DATASETS
+from initviz.datasets import DATASETS, MAX_SEED
 from initviz.devices import DEVICE_CHOICES, limit_threads, resolve_device
 from initviz.errors import InitvizError, InvalidSpec
 from initviz.jacobian import JacobianSpectrum
+from initviz.meanfield import MeanField
 from initviz.network import MAX_INPUT_DIM, NORMS, NetworkSpec
+from initviz.phase import PhaseDiagram, phase_map
 from initviz.presets import PRESETS
 from initviz.probe import Profile
 from initviz.race import RaceView, TrainingJob, server_board
 from initviz.schemes import BIAS_SCHEMES, SCHEMES, Param, Scheme
 from initviz.text import escape, quote
-from initviz.theory import MeanField, PhaseDiagram, phase_map
 
 MAX_PAGE_WIDTH = 2048
 MAX_PAGE_DEPTH = 200
@@ -380,7 +381,7 @@ def sidebar() -> dict:
                        for p in BIAS_SCHEMES[bias].params}
         compare = st.multiselect("compare (drawn and trained side by side)", list(SCHEMES),
                                  default=link_default("compare"), key="compare", **BOUND)
-        st.number_input("seed", 0, 2**31 - 1, link_default("seed"), key="seed",
+        st.number_input("seed", 0, MAX_SEED, link_default("seed"), key="seed",
                         **_binding("seed"))
         st.number_input("batch", 1, MAX_PAGE_BATCH, link_default("batch"), key="batch",
                         help="Inputs per probe pass, and the mini-batch size for training.",
@@ -770,8 +771,7 @@ def _phase_points(profiles: dict[str, Profile]) -> pd.DataFrame:
 
 def phase_view(diagram: PhaseDiagram, profiles: dict[str, Profile], schemes: list[str]) -> None:
     points = _phase_points(profiles)
-    in_view = (points["sigma_w2"] <= diagram.grid["sigma_w2"].max()) & (
-        points["sigma_b2"] <= diagram.grid["sigma_b2"].max())
+    in_view = diagram.in_view(points)
     draw(charts.phase_diagram(
         diagram.grid, diagram.critical_line, points[in_view], schemes,
         title=f"Order and chaos for {diagram.activation}: χ₁ = 1 on the black line"),

@@ -32,7 +32,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch.func import jacrev  # noqa: E402
 
-from initviz import theory  # noqa: E402
+from initviz import meanfield, phase  # noqa: E402
+from initviz.activations import get_activation  # noqa: E402
 from initviz.devices import limit_threads, usable_cpus  # noqa: E402
 from initviz.jacobian import jacobian_spectrum, probe_input  # noqa: E402
 from initviz.network import NetworkSpec, build_model  # noqa: E402
@@ -50,25 +51,25 @@ def _median_line(label: str, times: list[float]) -> str:
 
 
 def bench_grid(activation: str, side: int, repeats: int, sample: int) -> None:
-    act = theory.get_activation(activation)
-    w_axis, b_axis = theory.phase_axes(act, n=side)
+    act = get_activation(activation)
+    w_axis, b_axis = phase.phase_axes(act, n=side)
     w, b = (a.ravel() for a in np.meshgrid(w_axis, b_axis, indexing="ij"))
 
     def cold():
-        theory._moment_table.cache_clear()
-        theory.phase_grid(act, w_axis, b_axis)
+        phase._moment_table.cache_clear()
+        phase.phase_grid(act, w_axis, b_axis)
 
     cold_times = [_timed(cold) for _ in range(repeats)]
-    warm_times = [_timed(lambda: theory.phase_grid(act, w_axis, b_axis)) for _ in range(repeats)]
-    grid = theory.phase_grid(act, w_axis, b_axis)
+    warm_times = [_timed(lambda: phase.phase_grid(act, w_axis, b_axis)) for _ in range(repeats)]
+    grid = phase.phase_grid(act, w_axis, b_axis)
     q = np.nan_to_num(grid["q_star"].to_numpy(), nan=1e12)
-    once_times = [_timed(lambda: theory.slope_moment(act, q)) for _ in range(repeats)]
+    once_times = [_timed(lambda: meanfield.slope_moment(act, q)) for _ in range(repeats)]
     picks = np.random.default_rng(0).choice(len(w), sample, replace=False)
-    scalar = _timed(lambda: [theory.mean_field(act, w[i], b[i]) for i in picks]) * len(w) / sample
-    line_times = [_timed(lambda: theory.critical_line(act, b_axis, float(w_axis[-1])))
+    scalar = _timed(lambda: [meanfield.mean_field(act, w[i], b[i]) for i in picks]) * len(w) / sample
+    line_times = [_timed(lambda: phase.critical_line(act, b_axis, float(w_axis[-1])))
                   for _ in range(repeats)]
     spec = NetworkSpec.stack(256, 20, activation=activation, scheme="xavier_normal")
-    diagram_times = [_timed(lambda: theory.phase_diagram(spec, n=side)) for _ in range(repeats)]
+    diagram_times = [_timed(lambda: phase.phase_diagram(spec, n=side)) for _ in range(repeats)]
 
     warm = statistics.median(warm_times)
     print(f"phase grid: {activation}, {side} x {side} = {len(w)} points over sigma_w2 in "

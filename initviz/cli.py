@@ -293,7 +293,7 @@ def _add_schemes(sub, common) -> None:
 
 
 def _cmd_theory(args: argparse.Namespace) -> None:
-    from initviz.theory import phase_diagram
+    from initviz.phase import phase_diagram
 
     given = (args.sigma_w2, args.sigma_b2)
     if (given[0] is None) != (given[1] is None):

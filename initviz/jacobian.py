@@ -49,7 +49,7 @@ from torch.func import jacrev
 from initviz.devices import resolve_device, side_by_side
 from initviz.errors import InitvizError, InvalidSpec
 from initviz.network import NetworkSpec, build_model, check_memory, memory_budget
-from initviz.probe import INPUT_STREAM
+from initviz.probe import input_generator
 
 MAX_JACOBIAN_SIDE = 2048
 """Largest input or output size: an SVD of 2048 × 2048 takes a few seconds on a laptop CPU."""
@@ -98,7 +98,7 @@ def check(spec: NetworkSpec) -> None:
 
 def probe_input(spec: NetworkSpec, seed: int) -> torch.Tensor:
     """The probe input ``x ~ N(0, I)``, drawn apart from the weights' random stream."""
-    return torch.randn(spec.input_dim, generator=torch.Generator().manual_seed(seed ^ INPUT_STREAM))
+    return torch.randn(spec.input_dim, generator=input_generator(seed))
 
 
 def _within_reach(jac: torch.Tensor) -> bool:

@@ -208,11 +208,7 @@ def build_model(spec: NetworkSpec, seed: int, *, out_features: int | None = None
     return nn.Sequential(*blocks).to(device)
 
 
-def hidden_linears(model: nn.Sequential, spec: NetworkSpec) -> list[nn.Linear]:
-    return [model[i].linear for i in range(spec.depth)]
-
-
 __all__ = [
     "DEFAULT_MEMORY_BUDGET", "MAX_DEPTH", "MAX_INPUT_DIM", "MAX_WIDTH", "NORMS", "NetworkSpec",
-    "build_model", "check_memory", "estimate_bytes", "hidden_linears", "init_linear", "memory_budget",
+    "build_model", "check_memory", "estimate_bytes", "init_linear", "memory_budget",
 ]

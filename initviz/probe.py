@@ -33,12 +33,13 @@ import pandas as pd
 import torch
 
 from initviz.activations import get_activation
+from initviz.datasets import MAX_SEED
 from initviz.devices import resolve_device, side_by_side
 from initviz.errors import InvalidSpec
+from initviz.meanfield import MeanField, Prediction, predict, theory_unavailable_reason
 from initviz.network import (NetworkSpec, _check_int, build_model, check_memory, estimate_bytes,
                              memory_budget as memory_budget_bytes)
 from initviz.schemes import get_scheme
-from initviz.theory import MeanField, Prediction, predict, theory_unavailable_reason
 
 LAYER_COLUMNS = (
     "layer", "fan_in", "fan_out", "weight_mean", "weight_std", "weight_std_theory",
@@ -50,9 +51,8 @@ KINDS = ("weight", "preact", "act", "grad")
 BASIS_POINTS = (0, 668, 1587, 3085, 5000, 6915, 8413, 9332, 10000)
 """TensorBoard's distribution basis points, in 1/100 of a percent."""
 
-MAX_BATCH = 8192
+MAX_PROBE_BATCH = 8192  # inputs per profile; the training minibatch has its own limit
 MAX_BINS = 200
-MAX_SEED = 2**31 - 1  # the same range as the training seed and the page's seed input
 INPUT_STREAM = 0x9E3779B9  # the inputs' generator is seeded apart from the weights' one
 _FLOAT32_TINY = torch.finfo(torch.float32).tiny
 
@@ -189,6 +189,12 @@ class _TensorStats:
         }
 
 
+def input_generator(seed: int) -> torch.Generator:
+    """The generator of the probe's inputs for ``seed``: seeded apart from the weights' stream, so
+    the same seed gives the same inputs under every scheme (codegen's script writes it out)."""
+    return torch.Generator().manual_seed(seed ^ INPUT_STREAM)
+
+
 def _fraction_outside(z: torch.Tensor, low: float, high: float) -> torch.Tensor:
     count = torch.zeros((), device=z.device, dtype=torch.int64)
     if math.isfinite(low):
@@ -221,7 +227,7 @@ def _percentiles(counts: torch.Tensor, low: torch.Tensor, span: torch.Tensor) ->
 def profile(spec: NetworkSpec, batch: int = 256, seed: int = 0, device: str = "auto",
             bins: int = 60, memory_budget: int | None = None) -> Profile:
     """Measure ``spec`` freshly initialized from ``seed``: see the module docstring."""
-    batch = _check_int("batch", batch, 1, MAX_BATCH)
+    batch = _check_int("batch", batch, 1, MAX_PROBE_BATCH)
     if spec.norm == "batchnorm" and batch < 2:  # torch refuses to normalize over one input
         raise InvalidSpec("batch", batch, "at least 2 with batchnorm, which normalizes over "
                           "the batch")
@@ -234,7 +240,7 @@ def profile(spec: NetworkSpec, batch: int = 256, seed: int = 0, device: str = "a
 
     start = time.perf_counter()
     model = build_model(spec, seed, device=dev)
-    inputs = torch.Generator().manual_seed(seed ^ INPUT_STREAM)
+    inputs = input_generator(seed)
     x = torch.randn(batch, spec.input_dim, generator=inputs).to(dev)
     projection = torch.randn(batch, spec.sizes[-1], generator=inputs).to(dev)
 
@@ -312,7 +318,7 @@ def profiles(specs: Sequence[NetworkSpec], batch: int = 256, seed: int = 0,
     """:func:`profile` of each spec (the page's compared schemes), computed side by side where
     their memory fits the budget together (:func:`initviz.devices.side_by_side`)."""
     budget = memory_budget_bytes() if memory_budget is None else memory_budget
-    batch = _check_int("batch", batch, 1, MAX_BATCH)
+    batch = _check_int("batch", batch, 1, MAX_PROBE_BATCH)
     return side_by_side(
         lambda spec: profile(spec, batch=batch, seed=seed, device=device, bins=bins,
                              memory_budget=budget),
@@ -398,5 +404,5 @@ def _assemble(spec, batch, seed, choice, seconds, bins, host) -> Profile:
     )
 
 
-__all__ = ["BASIS_POINTS", "KINDS", "LAYER_COLUMNS", "MAX_BATCH", "MAX_BINS", "MAX_SEED",
-           "Profile", "profile", "profiles"]
+__all__ = ["BASIS_POINTS", "INPUT_STREAM", "KINDS", "LAYER_COLUMNS", "MAX_BINS", "MAX_PROBE_BATCH",
+           "Profile", "input_generator", "profile", "profiles"]

@@ -8,10 +8,12 @@ import pytest
 from scipy import stats
 
 from initviz import NetworkSpec, SCHEMES, profile
-from initviz import theory as T
 from initviz.activations import get_activation
 from initviz.cli import main
+from initviz.meanfield import predict
+from initviz.phase import phase_diagram
 from initviz.presets import PRESETS
+from initviz.reach import correlation_fixed_point, depth_reach
 from initviz.report import verdict
 
 PAGE_KEYS = {"preset", "input_dim", "width", "depth", "sizes", "activation", "scheme", "bias",
@@ -94,7 +96,7 @@ def _ratios(spec: NetworkSpec, seeds=(0,)) -> tuple[float, float]:
 
 
 def _predicted(spec: NetworkSpec) -> tuple[float, float]:
-    p = T.predict(spec)
+    p = predict(spec)
     return (math.sqrt(p.act_var[-1] / p.act_var[0]), math.sqrt(p.grad_var[0] / p.grad_var[-1]))
 
 
@@ -102,22 +104,22 @@ def test_he2015_story_numbers():
     story = PRESETS["he2015"].story
     assert "2^−14.5 ≈ 4·10⁻⁵" in story and "(χ₁ = 1)" in story
     xavier = _with("he2015", scheme="xavier_normal")
-    assert T.predict(xavier).summary.chi1 == pytest.approx(0.5)
+    assert predict(xavier).summary.chi1 == pytest.approx(0.5)
     assert _predicted(xavier) == pytest.approx((2 ** -14.5, 2 ** -14.5), rel=1e-3)
     act, grad = _ratios(xavier, seeds=range(3))
     assert act == pytest.approx(4e-5, rel=0.6) and grad == pytest.approx(4e-5, rel=0.6)
-    assert T.predict(_with("he2015")).summary.chi1 == pytest.approx(1.0)
+    assert predict(_with("he2015")).summary.chi1 == pytest.approx(1.0)
 
 
 def test_glorot2010_story_numbers():
     story = PRESETS["glorot2010"].story
     assert "χ₁ = 1/3" in story and "about 0.65%" in story and "about 45%" in story
     old = _with("glorot2010", scheme="pytorch_default")
-    assert T.predict(old).summary.chi1 == pytest.approx(1 / 3)
+    assert predict(old).summary.chi1 == pytest.approx(1 / 3)
     for factor in (*_predicted(old), *_ratios(old)):
         assert factor == pytest.approx(0.0065, rel=0.1)
     xavier = _with("glorot2010")
-    assert T.predict(xavier).summary.chi1 == pytest.approx(1.0)
+    assert predict(xavier).summary.chi1 == pytest.approx(1.0)
     for factor in (*_predicted(xavier), *_ratios(xavier)):
         assert factor == pytest.approx(0.45, rel=0.1)
 
@@ -132,7 +134,7 @@ def test_small_weights_story_numbers():
     story = PRESETS["small_weights"].story
     assert "falls by √c = 0.1 per layer, 10⁻⁹ over these 10 layers" in story
     spec = _spec(PRESETS["small_weights"].values)
-    assert T.predict(spec).summary.chi1 == pytest.approx(0.01, rel=1e-3)
+    assert predict(spec).summary.chi1 == pytest.approx(0.01, rel=1e-3)
     for factor in (*_predicted(spec), *_ratios(spec)):
         assert factor == pytest.approx(1e-9, rel=0.2)
     assert verdict(profile(_with("small_weights", scheme="lecun_normal"), batch=128)).kind == (
@@ -146,7 +148,7 @@ def test_large_weights_story_numbers():
     # gradients grew ×2350; c = 10 is on the map, and the story says what the numbers do.
     story = PRESETS["large_weights"].story
     spec = _spec(PRESETS["large_weights"].values)
-    summary = T.predict(spec).summary
+    summary = predict(spec).summary
     assert f"√q* ≈ {math.sqrt(summary.q_star):.2g}" in story
     assert f"χ₁ = {summary.chi1:.3g}" in story
     limit = get_activation("tanh").saturated_outside[1]
@@ -157,11 +159,12 @@ def test_large_weights_story_numbers():
     _, grad = _ratios(spec)
     assert _predicted(spec)[1] == pytest.approx(20, rel=0.1) and grad == pytest.approx(20, rel=0.1)
     assert "×20 in std" in story
-    assert T.correlation_fixed_point("tanh", summary.q_star, summary.sigma_w2, 0.0) == 0.0
-    reach = T.depth_reach("tanh", summary, 10)
+    assert correlation_fixed_point("tanh", summary.q_star, summary.sigma_w2, 0.0) == 0.0
+    reach = depth_reach("tanh", summary, 10)
     assert f"ξ_c = {reach.depth_scale:.2g} layers" in story
     assert f"6 ξ_c ≈ {reach.trainable_depth:.0f} layers" in story and reach.ratio < 1
-    assert T.phase_diagram(spec, n=10).point_in_view
+    diagram = phase_diagram(spec, n=10)
+    assert diagram.in_view(diagram.point).tolist() == [True]
 
 
 def test_selu_story_numbers():
@@ -169,7 +172,7 @@ def test_selu_story_numbers():
     # "chaotic"; Kaiming has no fixed point at all.
     story = PRESETS["selu"].story
     lecun = _spec(PRESETS["selu"].values)
-    summary = T.predict(lecun).summary
+    summary = predict(lecun).summary
     assert summary.phase == "chaotic" and f"χ₁ = {summary.chi1:.3g}" in story
     act, grad = _ratios(lecun)
     assert _predicted(lecun)[0] == pytest.approx(1.0, abs=1e-6)
@@ -178,9 +181,9 @@ def test_selu_story_numbers():
     assert _predicted(lecun)[1] == pytest.approx(5, rel=0.15)
     assert grad == pytest.approx(5, rel=0.25)
     kaiming = _with("selu", scheme="kaiming_normal")
-    summary = T.predict(kaiming).summary
+    summary = predict(kaiming).summary
     assert summary.q_star is None and f"×{summary.chi1:.2f} per layer" in story
-    p = T.predict(kaiming)
+    p = predict(kaiming)
     assert "std to about 34" in story and math.sqrt(p.act_var[-1]) == pytest.approx(34, rel=0.05)
     assert "gradients' ×150" in story and _predicted(kaiming)[1] == pytest.approx(150, rel=0.05)
     layers = profile(kaiming, batch=256).layers

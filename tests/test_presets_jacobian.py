@@ -9,7 +9,7 @@ from initviz.activations import get_activation
 from initviz.jacobian import jacobian_spectrum
 from initviz.network import NetworkSpec
 from initviz.presets import PRESETS
-from initviz.theory import mean_field, second_moment
+from initviz.meanfield import mean_field, second_moment
 from single_thread import one_thread  # noqa: F401  (autouse: one torch thread)
 
 SEEDS = (0, 1, 2)

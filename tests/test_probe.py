@@ -22,7 +22,8 @@ from scipy import stats
 from initviz.activations import get_activation
 from initviz.errors import InvalidSpec
 from initviz.network import NetworkSpec, build_model
-from initviz.probe import BASIS_POINTS, INPUT_STREAM, KINDS, MAX_BATCH, MAX_BINS, profile
+from initviz.probe import (BASIS_POINTS, INPUT_STREAM, KINDS, MAX_BINS, MAX_PROBE_BATCH,
+                           profile)
 from initviz.schemes import get_scheme
 
 CONTRACT_COLUMNS = [
@@ -208,7 +209,8 @@ def test_profile_is_reproducible_from_a_seed():
 
 
 @pytest.mark.parametrize("kwargs, field", [
-    ({"batch": 0}, "batch"), ({"batch": MAX_BATCH + 1}, "batch"), ({"batch": 2.5}, "batch"),
+    ({"batch": 0}, "batch"), ({"batch": MAX_PROBE_BATCH + 1}, "batch"),
+    ({"batch": 2.5}, "batch"),
     ({"bins": 1}, "bins"), ({"bins": MAX_BINS + 1}, "bins"), ({"device": "tpu"}, "device"),
 ])
 def test_bad_profile_arguments_name_the_field(kwargs, field):

@@ -30,10 +30,11 @@ from streamlit.testing.v1 import AppTest
 
 from initviz.activations import ACTIVATIONS
 from initviz.cli import main as cli_main
+from initviz.datasets import MAX_SEED
 from initviz.devices import DEVICE_CHOICES
 from initviz.errors import InvalidSpec
 from initviz.network import MAX_DEPTH, MAX_INPUT_DIM, MAX_WIDTH, NORMS, NetworkSpec
-from initviz.probe import KINDS, MAX_BATCH, MAX_BINS, MAX_SEED, profile
+from initviz.probe import KINDS, MAX_BINS, MAX_PROBE_BATCH, profile
 from initviz.schemes import BIAS_SCHEMES, SCHEMES, Param
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
@@ -238,7 +239,8 @@ def test_a_bad_scheme_parameter_is_refused_naming_scheme_and_parameter(kind, tab
              lambda: NetworkSpec(**BASE, **{kind: name, params_field: {key: value}}))
 
 
-@pytest.mark.parametrize("field,low,high", [("batch", 1, MAX_BATCH), ("bins", 2, MAX_BINS),
+@pytest.mark.parametrize("field,low,high", [("batch", 1, MAX_PROBE_BATCH),
+                                            ("bins", 2, MAX_BINS),
                                             ("seed", 0, MAX_SEED)])
 @given(data=st.data())
 def test_bad_probe_arguments_are_refused(field, low, high, data):

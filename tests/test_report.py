@@ -5,11 +5,12 @@ import math
 
 import pytest
 
-from initviz import NetworkSpec, profile
 from scipy import stats
 
-from initviz import theory as T
+from initviz import NetworkSpec, profile
 from initviz.activations import ACTIVATIONS, get_activation
+from initviz.meanfield import first_moment, mean_field, predict
+from initviz.phase import critical_line
 from initviz.report import (FRACTION_MEASURES, WEIGHT_TABLE_GAPS, _recommendation, _span,
                             by_layer_frame, fractions_frame, fractions_note, verdict,
                             weight_table, weight_theory)
@@ -113,40 +114,40 @@ def test_sigmoid_is_told_to_switch_to_tanh_not_that_xavier_keeps_its_signal(sche
 def test_every_number_a_recommendation_quotes_is_the_mean_field_one():
     why = {name: get_activation(name).why for name in ACTIVATIONS}
     # sigmoid: χ₁ at Xavier's σ_w² = 1; critical only at σ_w² ≈ 103, where 61% saturate
-    assert f"χ₁ = {T.mean_field('sigmoid', 1.0, 0.0).chi1:.2g}" in why["sigmoid"]
-    critical = T.critical_line("sigmoid", [0.0], 200.0, scan=400)["sigma_w2"].iloc[0]
+    assert f"χ₁ = {mean_field('sigmoid', 1.0, 0.0).chi1:.2g}" in why["sigmoid"]
+    critical = critical_line("sigmoid", [0.0], 200.0, scan=400)["sigma_w2"].iloc[0]
     assert f"σ_w² ≈ {critical:.0f} (gain ≈ {math.sqrt(critical):.0f})" in why["sigmoid"]
-    q = T.mean_field("sigmoid", critical, 0.0).q_star
+    q = mean_field("sigmoid", critical, 0.0).q_star
     limit = get_activation("sigmoid").saturated_outside[1]
     assert f"{2 * stats.norm.sf(limit / math.sqrt(q)):.0%} of the units" in why["sigmoid"]
     # tanh, ReLU and linear (orthogonal, gain 1) at their schemes are critical; leaky ReLU
     # within 0.01%; SELU at 1.07
-    assert T.mean_field("linear", 1.0, 0.0).phase == "critical"
-    assert T.mean_field("tanh", 1.0, 0.0).phase == "critical"
-    assert T.mean_field("relu", 2.0, 0.0).phase == "critical"
-    assert T.mean_field("leaky_relu", 2.0, 0.0).chi1 == pytest.approx(1.0001, abs=1e-6)
-    assert f"χ₁ = {T.mean_field('selu', 1.0, 0.0).chi1:.3g}" in why["selu"]
+    assert mean_field("linear", 1.0, 0.0).phase == "critical"
+    assert mean_field("tanh", 1.0, 0.0).phase == "critical"
+    assert mean_field("relu", 2.0, 0.0).phase == "critical"
+    assert mean_field("leaky_relu", 2.0, 0.0).chi1 == pytest.approx(1.0001, abs=1e-6)
+    assert f"χ₁ = {mean_field('selu', 1.0, 0.0).chi1:.3g}" in why["selu"]
     # tanh at Xavier: the variance falls about as 1/(2·layer)
-    tanh = T.predict(NetworkSpec.stack(128, 50, input_dim=128, activation="tanh",
+    tanh = predict(NetworkSpec.stack(128, 50, input_dim=128, activation="tanh",
                                        scheme="xavier_normal"))
     assert tanh.preact_var[-1] * 2 * 50 == pytest.approx(1.0, rel=0.2)
     # smooth rectifiers: what Kaiming's √2 does over 20 square layers, and the gain's fixed point
     for name, factor in (("elu", "×2.5"), ("gelu", "×0.05"), ("silu", "×0.005")):
         act = get_activation(name)
-        kaiming = T.predict(NetworkSpec.stack(256, 20, input_dim=256, activation=name))
+        kaiming = predict(NetworkSpec.stack(256, 20, input_dim=256, activation=name))
         drift = math.sqrt(kaiming.preact_var[-1] / kaiming.preact_var[0])
         assert f"(std {factor} over 20 layers)" in why[name]
         assert drift == pytest.approx(float(factor[1:]), rel=0.1), name
-        assert T.mean_field(act, act.gain**2, 0.0, q_start=1.0).q_star == pytest.approx(1.0,
+        assert mean_field(act, act.gain**2, 0.0, q_start=1.0).q_star == pytest.approx(1.0,
                                                                                  rel=1e-3)
-        above = T.mean_field(act, act.gain**2, 0.0, q_start=1.2).q_star
+        above = mean_field(act, act.gain**2, 0.0, q_start=1.2).q_star
         stable = above is not None and above == pytest.approx(1.0, rel=1e-3)
         assert stable == ("unstable" not in why[name]), name
     softplus = get_activation("softplus")
-    assert f"mean {float(T.first_moment(softplus, 1.0)):.2f} at unit input" in why["softplus"]
-    chi = T.mean_field(softplus, softplus.gain**2, 0.0).chi1
+    assert f"mean {float(first_moment(softplus, 1.0)):.2f} at unit input" in why["softplus"]
+    chi = mean_field(softplus, softplus.gain**2, 0.0).chi1
     assert f"χ₁ is only {chi:.2f}" in why["softplus"]
-    kaiming = T.predict(NetworkSpec.stack(256, 20, input_dim=256, activation="softplus"))
+    kaiming = predict(NetworkSpec.stack(256, 20, input_dim=256, activation="softplus"))
     fade = math.sqrt(kaiming.grad_var[0] / kaiming.grad_var[-1])
     assert f"(std ×{fade:.1g})" in why["softplus"]
 

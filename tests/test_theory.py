@@ -15,9 +15,10 @@ from scipy import optimize
 
 from initviz.activations import get_activation
 from initviz.network import NetworkSpec
-from initviz.theory import (chi1, depth_scale, first_moment, fixed_point, fixed_points,
-                            mean_field, phase, predict, second_moment, slope_moment,
-                            theory_unavailable_reason)
+from initviz.meanfield import (chi1, depth_scale, first_moment, fixed_point, mean_field, phase,
+                               positively_homogeneous, predict, second_moment, slope_moment,
+                               theory_unavailable_reason)
+from initviz.phase import fixed_points
 
 RELU, TANH = get_activation("relu"), get_activation("tanh")
 QS = [1e-6, 1e-2, 0.5, 1.0, 7.0, 1e4]
@@ -104,7 +105,6 @@ def test_relu_above_kaiming_diverges_and_only_its_scale_grows():
 ])
 def test_positive_homogeneity_is_detected(activation, homogeneous):
     from initviz.activations import get_activation
-    from initviz.theory import positively_homogeneous
     assert positively_homogeneous(get_activation(activation)) is homogeneous
 
 
@@ -126,6 +126,17 @@ def test_linear_fixed_point():
     summary = mean_field("linear", 0.6, 0.2)
     assert summary.q_star == pytest.approx(0.2 / 0.4, rel=1e-9)
     assert summary.chi1 == pytest.approx(0.6, rel=1e-10)
+
+
+def test_a_critical_summary_has_no_depth_scale():
+    # One tolerance decides "critical" for the phase and for ξ_c: χ₁ = 1 − 1e-7 was "critical"
+    # with a depth scale of 1e7 layers beside it.
+    summary = mean_field("linear", 1.0 - 1e-7, 0.1)
+    assert summary.chi1 == pytest.approx(1.0 - 1e-7, rel=1e-12)
+    assert (summary.phase, summary.depth_scale, summary.trainable_depth) == ("critical", None,
+                                                                              None)
+    near = mean_field("linear", 1.0 - 1e-5, 0.1)
+    assert near.phase == "ordered" and near.depth_scale == pytest.approx(1e5, rel=1e-4)
 
 
 def test_tanh_is_critical_at_unit_weight_variance_and_zero_bias():
