@@ -18,13 +18,13 @@ import streamlit as st
 
 from initviz import charts, jacobian, probe, report, training
 from initviz.activations import ACTIVATIONS
-from initviz.cache import LRU, MemoryLedger
+from initviz.cache import computed, finished_trainings, server_ledger
 from initviz.codegen import pytorch_code
 from initviz.datasets import DATASETS
 from initviz.devices import DEVICE_CHOICES, limit_threads, resolve_device
-from initviz.errors import InitvizError
+from initviz.errors import InitvizError, ServerBusy
 from initviz.jacobian import JacobianSpectrum
-from initviz.network import MAX_INPUT_DIM, NORMS, NetworkSpec
+from initviz.network import MAX_INPUT_DIM, NORMS, NetworkSpec, estimate_bytes, peak_bytes
 from initviz.presets import PRESETS
 from initviz.probe import Profile
 from initviz.schemes import BIAS_SCHEMES, SCHEMES, Param
@@ -43,6 +43,7 @@ TRAIN_REDRAW_SECONDS = 0.5  # the live curve redraws at least twice a second
 TRAIN_SLICE_SECONDS = 0.3   # compute per redraw, so the page stays responsive
 CURVE_POINTS = 40           # evaluation steps per training run
 PHASE_GRID_SIDE = 50        # 2,500 cells: a smooth map that the browser still draws at once
+PHASE_MAP_BYTES = 16 * 1024**2  # about 4 times the peak that tracemalloc sees at this grid
 BOUND = {"bind": "query-params"}
 
 st.set_page_config(page_title="initviz: weight initialization, made visible", layout="wide",
@@ -58,30 +59,36 @@ _threads()
 
 
 # --------------------------------------------------------------------------------------------------
-# Cached computation (keyed by frozen specs)
+# Shared computation (keyed by frozen specs): every session's results in one byte-bounded cache,
+# every computation's memory reserved in the server's one ledger (initviz.cache) while it runs.
 
 
-@st.cache_data(max_entries=48, show_spinner=False)
 def cached_profiles(specs: tuple[NetworkSpec, ...], batch: int, seed: int, device: str
                     ) -> dict[str, Profile]:
     """Every compared scheme's profile, computed side by side, by scheme name."""
-    return {spec.scheme: result for spec, result in
-            zip(specs, probe.profiles(specs, batch=batch, seed=seed, device=device))}
+    return computed(
+        ("profiles", specs, batch, seed, device), "this profile",
+        peak_bytes([estimate_bytes(spec, batch) for spec in specs]),
+        lambda: {spec.scheme: result for spec, result in
+                 zip(specs, probe.profiles(specs, batch=batch, seed=seed, device=device))})
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
 def cached_phase_map(activation: str, summary: MeanField | None, depth: int,
                      note: str | None) -> PhaseDiagram:
     """Keyed by the mean-field summary, not the spec: a width change keeps σ_w² and the map."""
-    return phase_map(activation, summary, depth, note, n=PHASE_GRID_SIDE)
+    return computed(("phase_map", activation, summary, depth, note), "this phase map",
+                    PHASE_MAP_BYTES,
+                    lambda: phase_map(activation, summary, depth, note, n=PHASE_GRID_SIDE))
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
 def cached_jacobians(specs: tuple[NetworkSpec, ...], seed: int, device: str
                      ) -> dict[str, JacobianSpectrum]:
     """Each (square) network's spectrum, computed side by side, by scheme name."""
-    return {spec.scheme: spectrum for spec, spectrum in
-            zip(specs, jacobian.jacobian_spectra(specs, seed=seed, device=device))}
+    return computed(
+        ("jacobians", specs, seed, device), "this Jacobian",
+        peak_bytes([jacobian.jacobian_bytes(spec) for spec in specs]),
+        lambda: {spec.scheme: spectrum for spec, spectrum in
+                 zip(specs, jacobian.jacobian_spectra(specs, seed=seed, device=device))})
 
 
 def draw(figure: charts.Figure, key: str | None = None, width: str | None = None,
@@ -364,12 +371,6 @@ def signal_section(profiles: dict[str, Profile], schemes: list[str]) -> None:
                  f"layer {main.first_nonfinite_layer}; layers from there on are not drawn.")
 
 
-@st.cache_resource
-def finished_trainings() -> LRU:
-    """Finished training results, shared by every session of this server, by their TrainSpec."""
-    return LRU(maxsize=32)
-
-
 def train_spec(specs: dict[str, NetworkSpec], device: str, problems: list[str]
                ) -> training.TrainSpec | None:
     state = st.session_state
@@ -386,17 +387,10 @@ def train_spec(specs: dict[str, NetworkSpec], device: str, problems: list[str]
         return None
 
 
-@st.cache_resource
-def training_ledger() -> MemoryLedger:
-    """The memory all sessions' running trainings hold at once (they keep models between
-    redraws), so a room that presses Train together cannot exhaust the server."""
-    return MemoryLedger()
-
-
 def _start_training(spec: training.TrainSpec) -> None:
     try:
         stream = training.stream(spec)
-        release = training_ledger().reserve("this training run", stream.needed_bytes, stream)
+        release = server_ledger().reserve("this training run", stream.needed_bytes, stream)
     except InitvizError as error:
         st.session_state["train_job"] = {"spec": spec, "error": str(error)}
         return
@@ -582,7 +576,11 @@ def jacobian_view(specs: dict[str, NetworkSpec], seed: int, device: str,
         st.info(f"No Jacobian spectrum for {message}")
     if not square:
         return
-    spectra = cached_jacobians(tuple(square), seed, device)
+    try:
+        spectra = cached_jacobians(tuple(square), seed, device)
+    except ServerBusy as error:
+        st.info(f"No Jacobian spectrum now: {error}.")
+        return
     values = pd.concat([spectrum.frame().assign(scheme=name) for name, spectrum in
                         spectra.items()], ignore_index=True)
     side = specs[schemes[0]].sizes[0]
@@ -601,8 +599,12 @@ def theory_section(specs: dict[str, NetworkSpec], profiles: dict[str, Profile],
                    schemes: list[str], seed: int, device: str) -> None:
     st.header("Theory", divider="gray")
     main_spec, main = specs[schemes[0]], profiles[schemes[0]]
-    diagram = cached_phase_map(main_spec.activation, main.theory, main_spec.depth,
-                               main.theory_note)
+    try:
+        diagram = cached_phase_map(main_spec.activation, main.theory, main_spec.depth,
+                                   main.theory_note)
+    except ServerBusy as error:
+        st.info(f"No phase diagram now: {error}.")
+        return
     if diagram.summary is None:
         st.info(f"Mean-field theory does not describe this network: {diagram.note}. The map "
                 f"shows {main_spec.activation} without normalization.")
@@ -671,13 +673,19 @@ def main() -> None:
     specs = compare_specs(spec, choices["compare"])
     schemes = list(specs)
     try:
-        profiles = cached_profiles(tuple(specs.values()), state["batch"], state["seed"],
-                                   device.name)
-    except InitvizError as error:
-        st.error(f"{error}. Showing the default network instead.")
-        spec = NetworkSpec.stack(DEFAULTS["width"], DEFAULTS["depth"])
-        specs, schemes = {spec.scheme: spec}, [spec.scheme]
-        profiles = cached_profiles((spec,), DEFAULTS["batch"], 0, device.name)
+        try:
+            profiles = cached_profiles(tuple(specs.values()), state["batch"], state["seed"],
+                                       device.name)
+        except ServerBusy:
+            raise
+        except InitvizError as error:
+            st.error(f"{error}. Showing the default network instead.")
+            spec = NetworkSpec.stack(DEFAULTS["width"], DEFAULTS["depth"])
+            specs, schemes = {spec.scheme: spec}, [spec.scheme]
+            profiles = cached_profiles((spec,), DEFAULTS["batch"], 0, device.name)
+    except ServerBusy as error:
+        st.warning(f"Nothing computed: {error}.", icon=":material/hourglass_top:")
+        return
     main_profile = profiles[spec.scheme]
     train_specification = train_spec(specs, device.name, problems)
     for problem in problems[len(shown_problems):]:
