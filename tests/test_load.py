@@ -417,7 +417,7 @@ async def browse(url: str, visitor: Visitor, seconds: float, rng: random.Random)
     """Open a link, then change the seed every 5 s (± 2 s) until ``seconds`` have passed."""
     end = time.perf_counter() + seconds
     async with PageClient(url, visitor.query) as page:
-        changes = [None]
+        changes: list[WidgetState] = []
         while True:
             start = time.perf_counter()
             await page.rerun(*changes)
