@@ -197,15 +197,29 @@ class Session:
     exceptions: list[str] = field(default_factory=list)
 
 
+BUSY_RETRIES = 10
+BUSY_PAUSE_S = 3
+
+
+async def served(page: PageClient, *states: WidgetState) -> None:
+    """Rerun as a visitor does who is told the server is busy: again in a moment, until served."""
+    for _ in range(BUSY_RETRIES):
+        await page.rerun(*states)
+        if not any("the server is busy" in a for a in page.texts("alert", "body")):
+            return
+        await asyncio.sleep(BUSY_PAUSE_S)
+    raise AssertionError(f"still busy after {BUSY_RETRIES} tries")
+
+
 async def attend(url: str, session: Session) -> Session:
     """Open the preset link, set the seed, press Train, follow the live curve to "finished"."""
     async with PageClient(url, f"preset={session.preset}&{TRAINING}") as page:
         start = time.perf_counter()
-        await page.rerun()
+        await served(page)
         session.first_page_s = time.perf_counter() - start
 
         start = time.perf_counter()
-        await page.rerun(page.widget("seed", int_value=session.seed))
+        await served(page, page.widget("seed", int_value=session.seed))
         session.seed_rerun_s = time.perf_counter() - start
 
         start = time.perf_counter()
