@@ -10,6 +10,7 @@ from initviz import cache as shared
 from initviz.cache import (DEFAULT_SERVER_MEMORY, LRU, MemoryLedger, computed, nbytes_of,
                            server_ledger, server_memory_budget)
 from initviz.errors import ServerBusy
+from initviz.network import peak_bytes
 
 
 class Owner:
@@ -160,3 +161,9 @@ def test_the_server_budget_is_configurable(monkeypatch):
     assert server_memory_budget() == int(1.5 * 1024**2)
     monkeypatch.delenv("INITVIZ_SERVER_MEMORY_MB")
     assert server_memory_budget() == DEFAULT_SERVER_MEMORY
+
+
+def test_a_computation_reserves_what_side_by_side_holds_at_once():
+    assert peak_bytes([30, 40], budget=100) == 70   # together: both at once
+    assert peak_bytes([60, 70], budget=100) == 70   # one at a time: the larger
+    assert peak_bytes([60, 300], budget=100) == 100  # over the budget: refused before allocating
