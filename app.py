@@ -26,13 +26,14 @@ from streamlit.runtime.state.query_params import (CLIENT_STATE_QUERY_STRING_MAX_
 
 from initviz import charts, jacobian, probe, report, training
 from initviz.activations import ACTIVATIONS
+from initviz.cache import computed
 from initviz.codegen import pytorch_code
 from initviz.datasets import DATASETS, MAX_SEED
 from initviz.devices import DEVICE_CHOICES, limit_threads, resolve_device
-from initviz.errors import InitvizError, InvalidSpec
+from initviz.errors import InitvizError, InvalidSpec, ServerBusy
 from initviz.jacobian import JacobianSpectrum
 from initviz.meanfield import MeanField
-from initviz.network import MAX_INPUT_DIM, NORMS, NetworkSpec
+from initviz.network import MAX_INPUT_DIM, NORMS, NetworkSpec, estimate_bytes, peak_bytes
 from initviz.phase import PhaseDiagram, phase_map
 from initviz.presets import PRESETS
 from initviz.probe import Profile
@@ -52,6 +53,7 @@ DEFAULTS = {
 TRAIN_REDRAW_SECONDS = 0.5  # the live curve redraws at least twice a second
 CURVE_POINTS = 40           # evaluation steps per training run
 PHASE_GRID_SIDE = 50        # 2,500 cells: a smooth map that the browser still draws at once
+PHASE_MAP_BYTES = 16 * 1024**2  # about 4 times the peak that tracemalloc sees at this grid
 BOUND = {"bind": "query-params"}
 
 st.set_page_config(page_title="initviz: weight initialization, made visible", layout="wide",
@@ -67,30 +69,36 @@ _threads()
 
 
 # --------------------------------------------------------------------------------------------------
-# Cached computation (keyed by frozen specs)
+# Shared computation (keyed by frozen specs): every session's results in one byte-bounded cache,
+# every computation's memory reserved in the server's one ledger (initviz.cache) while it runs.
 
 
-@st.cache_data(max_entries=48, show_spinner=False)
 def cached_profiles(specs: tuple[NetworkSpec, ...], batch: int, seed: int, device: str
                     ) -> dict[str, Profile]:
     """Every compared scheme's profile, computed side by side, by scheme name."""
-    return {spec.scheme: result for spec, result in
-            zip(specs, probe.profiles(specs, batch=batch, seed=seed, device=device))}
+    return computed(
+        ("profiles", specs, batch, seed, device), "this profile",
+        peak_bytes([estimate_bytes(spec, batch) for spec in specs]),
+        lambda: {spec.scheme: result for spec, result in
+                 zip(specs, probe.profiles(specs, batch=batch, seed=seed, device=device))})
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
 def cached_phase_map(activation: str, summary: MeanField | None, depth: int,
                      note: str | None) -> PhaseDiagram:
     """Keyed by the mean-field summary, not the spec: a width change keeps σ_w² and the map."""
-    return phase_map(activation, summary, depth, note, n=PHASE_GRID_SIDE)
+    return computed(("phase_map", activation, summary, depth, note), "this phase map",
+                    PHASE_MAP_BYTES,
+                    lambda: phase_map(activation, summary, depth, note, n=PHASE_GRID_SIDE))
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
 def cached_jacobians(specs: tuple[NetworkSpec, ...], seed: int, device: str
                      ) -> dict[str, JacobianSpectrum]:
     """Each (square) network's spectrum, computed side by side, by scheme name."""
-    return {spec.scheme: spectrum for spec, spectrum in
-            zip(specs, jacobian.jacobian_spectra(specs, seed=seed, device=device))}
+    return computed(
+        ("jacobians", specs, seed, device), "this Jacobian",
+        peak_bytes([jacobian.jacobian_bytes(spec) for spec in specs]),
+        lambda: {spec.scheme: spectrum for spec, spectrum in
+                 zip(specs, jacobian.jacobian_spectra(specs, seed=seed, device=device))})
 
 
 def draw(figure: charts.Figure, key: str | None = None, width: str | None = None,
@@ -796,7 +804,11 @@ def jacobian_view(specs: dict[str, NetworkSpec], seed: int, device: str,
         st.info(f"No Jacobian spectrum{which}: {message}.")
     if not square:
         return
-    spectra = cached_jacobians(tuple(square), seed, device)
+    try:
+        spectra = cached_jacobians(tuple(square), seed, device)
+    except ServerBusy as error:
+        st.info(f"No Jacobian spectrum now: {error}.")
+        return
     drawn = {name: spectrum for name, spectrum in spectra.items() if spectrum.overflow is None}
     side = specs[schemes[0]].sizes[0]
     if drawn:
@@ -822,8 +834,12 @@ def theory_section(specs: dict[str, NetworkSpec], profiles: dict[str, Profile],
                    schemes: list[str], seed: int, device: str) -> None:
     st.header("Theory", divider="gray")
     main_spec, main = specs[schemes[0]], profiles[schemes[0]]
-    diagram = cached_phase_map(main_spec.activation, main.theory, main_spec.depth,
-                               main.theory_note)
+    try:
+        diagram = cached_phase_map(main_spec.activation, main.theory, main_spec.depth,
+                                   main.theory_note)
+    except ServerBusy as error:
+        st.info(f"No phase diagram now: {error}.")
+        return
     if diagram.summary is None:
         st.info(f"Mean-field theory does not describe this network: {diagram.note}. The map "
                 f"shows {main_spec.activation} without normalization.")
@@ -891,13 +907,19 @@ def main() -> None:
     specs = compare_specs(spec, choices["compare"])
     schemes = list(specs)
     try:
-        profiles = cached_profiles(tuple(specs.values()), state["batch"], state["seed"],
-                                   device.name)
-    except InitvizError as error:
-        st.error(f"{escape(str(error))}. Showing the default network instead.")
-        spec = NetworkSpec.stack(DEFAULTS["width"], DEFAULTS["depth"])
-        specs, schemes = {spec.scheme: spec}, [spec.scheme]
-        profiles = cached_profiles((spec,), DEFAULTS["batch"], 0, device.name)
+        try:
+            profiles = cached_profiles(tuple(specs.values()), state["batch"], state["seed"],
+                                       device.name)
+        except ServerBusy:
+            raise
+        except InitvizError as error:
+            st.error(f"{escape(str(error))}. Showing the default network instead.")
+            spec = NetworkSpec.stack(DEFAULTS["width"], DEFAULTS["depth"])
+            specs, schemes = {spec.scheme: spec}, [spec.scheme]
+            profiles = cached_profiles((spec,), DEFAULTS["batch"], 0, device.name)
+    except ServerBusy as error:
+        st.warning(f"Nothing computed: {error}.", icon=":material/hourglass_top:")
+        return
     main_profile = profiles[spec.scheme]
     train_specification = train_spec(specs, device.name, problems)
 

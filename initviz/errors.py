@@ -76,7 +76,7 @@ class ServerBusy(InitvizError):
         super().__init__(
             f"the server is busy: {what} needs about {format_bytes(needed_bytes)} and other "
             f"sessions hold {format_bytes(used_bytes)} of its {format_bytes(budget_bytes)}; "
-            "try again when their training ends"
+            "try again in a moment"
         )
 
 

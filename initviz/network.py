@@ -137,6 +137,16 @@ def estimate_bytes(spec: NetworkSpec, batch: int, *, models: int = 1,
     return 4 * models * per_model
 
 
+def peak_bytes(estimates: Sequence[int], budget: int | None = None) -> int:
+    """The most that computations with these ``estimates`` hold at once when run by
+    :func:`initviz.devices.side_by_side`: all together where their sum fits ``budget`` (default
+    :func:`memory_budget`), else one at a time; never more than ``budget``, since a computation
+    over it is refused before it allocates."""
+    budget = memory_budget() if budget is None else budget
+    together = sum(estimates)
+    return min(together if together <= budget else max(estimates, default=0), budget)
+
+
 def check_memory(what: str, needed: int, budget: int | None = None,
                  reduce: str = "width, depth or batch") -> None:
     """Refuse (:class:`TooLarge`, naming what to ``reduce``) where ``needed`` exceeds the budget."""
@@ -211,4 +221,5 @@ def build_model(spec: NetworkSpec, seed: int, *, out_features: int | None = None
 __all__ = [
     "DEFAULT_MEMORY_BUDGET", "MAX_DEPTH", "MAX_INPUT_DIM", "MAX_WIDTH", "NORMS", "NetworkSpec",
     "build_model", "check_memory", "estimate_bytes", "init_linear", "memory_budget",
+    "peak_bytes",
 ]

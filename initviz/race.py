@@ -40,7 +40,7 @@ import numpy as np
 from scipy.optimize import nnls
 
 from initviz import training
-from initviz.cache import LRU, MemoryLedger, server_ledger
+from initviz.cache import LRU, MemoryLedger, finished_trainings, server_ledger
 from initviz.datasets import load_dataset
 from initviz.errors import InitvizError
 from initviz.training import RunRecord, TrainSpec
@@ -191,13 +191,13 @@ class Race:
 class RaceBoard:
     """The server's races: started once per spec, shared, leased, and kept when finished."""
 
-    def __init__(self, ledger: MemoryLedger, finished: int = FINISHED_RACES,
+    def __init__(self, ledger: MemoryLedger, finished: LRU | None = None,
                  clock: Callable[[], float] = time.monotonic):
         self._ledger = ledger
         self._clock = clock
         self._lock = threading.Lock()
         self._running: dict[TrainSpec, Race] = {}
-        self._finished = LRU(finished)
+        self._finished = LRU(FINISHED_RACES) if finished is None else finished
         self._timings: deque[tuple[float, float, float]] = deque(maxlen=TIMED_RACES)
         self.started = 0
         """How many races this board has started: single flight keeps it at one per spec."""
@@ -323,7 +323,7 @@ def server_board() -> RaceBoard:
     global _board
     with _board_lock:
         if _board is None:
-            _board = RaceBoard(server_ledger())
+            _board = RaceBoard(server_ledger(), finished_trainings())
             atexit.register(_board.close)
         return _board
 

@@ -10,9 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
+import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from initviz import training
+from initviz import cache, training
 from initviz.datasets import DATASETS
 from initviz.network import NetworkSpec
 from initviz.presets import PRESETS
@@ -391,3 +392,30 @@ def test_a_race_where_every_run_diverges_says_so_instead_of_finished():
     step = seen[-1].split("step ")[1].split(" of")[0]
     assert (table[f"val. accuracy at step {step}"] == "—").all()  # not "final": it ended early
     assert any("— where every run diverged" in text for text in _texts(at, "caption"))
+
+
+def test_a_page_whose_computation_finds_the_server_full_says_so_and_caches_survive_a_clear(
+        monkeypatch):
+
+    class Holder:
+        """Another session's computation, holding all but 1 KiB of the server's memory."""
+
+    monkeypatch.setattr(cache, "BUSY_WAIT_SECONDS", 0.1)
+    holder = Holder()
+    ledger = cache.server_ledger()
+    release = ledger.reserve("another session", ledger.budget - ledger.used - 1024, holder)
+    try:
+        at = _app(depth="4", width="48", seed="9191")  # no other test computes this page
+        _no_exception(at)
+        warned = " ".join(_texts(at, "warning"))
+        assert "the server is busy: this profile needs about" in warned
+        assert "try again in a moment" in warned
+        held = ledger.used
+        st.cache_data.clear()  # what a client's clear_cache message does, for every session
+        st.cache_resource.clear()
+        assert cache.server_ledger() is ledger and ledger.used == held
+    finally:
+        release()
+    at = _app(depth="4", width="48", seed="9191")
+    _no_exception(at)
+    assert "the server is busy" not in " ".join(_texts(at, "warning"))

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import re
 import statistics
 import threading
@@ -126,6 +127,13 @@ class PageClient:
         self.sent += 1
         await asyncio.wait_for(self._until_finished(), RUN_S)
 
+    async def clear_caches(self) -> None:
+        """What the page menu's "Clear cache" sends: Streamlit clears every st.cache_* for all."""
+        msg = BackMsg()
+        msg.clear_cache = True
+        await self._socket.send(msg.SerializeToString())
+        self.sent += 1
+
     async def tick(self) -> float:
         """One tick of the live fragment's timer; returns the seconds left to the next one."""
         (fragment, interval), = self.timers.items()
@@ -189,15 +197,29 @@ class Session:
     exceptions: list[str] = field(default_factory=list)
 
 
+BUSY_RETRIES = 10
+BUSY_PAUSE_S = 3
+
+
+async def served(page: PageClient, *states: WidgetState) -> None:
+    """Rerun as a visitor does who is told the server is busy: again in a moment, until served."""
+    for _ in range(BUSY_RETRIES):
+        await page.rerun(*states)
+        if not any("the server is busy" in a for a in page.texts("alert", "body")):
+            return
+        await asyncio.sleep(BUSY_PAUSE_S)
+    raise AssertionError(f"still busy after {BUSY_RETRIES} tries")
+
+
 async def attend(url: str, session: Session) -> Session:
     """Open the preset link, set the seed, press Train, follow the live curve to "finished"."""
     async with PageClient(url, f"preset={session.preset}&{TRAINING}") as page:
         start = time.perf_counter()
-        await page.rerun()
+        await served(page)
         session.first_page_s = time.perf_counter() - start
 
         start = time.perf_counter()
-        await page.rerun(page.widget("seed", int_value=session.seed))
+        await served(page, page.widget("seed", int_value=session.seed))
         session.seed_rerun_s = time.perf_counter() - start
 
         start = time.perf_counter()
@@ -383,3 +405,126 @@ def test_a_room_of_sessions_trains_at_once_without_leaking_state_or_memory():
     rss = summary["rss_mb"]
     assert rss["peak"] <= RSS_BUDGET_MB, rss
     assert rss["resting_after"] <= rss["resting_before"] + RESTING_TOLERANCE_MB, rss
+
+
+# --------------------------------------------------------------------------------------------------
+# The README's largest link, a browsing room of 30, and a visitor who clears every cache
+
+WIDE = "width=1024&depth=20&batch=256"
+"""The README's width-1024 link: about 250 MiB per profile, so two fit the server's budget."""
+BROWSERS = 30
+BROWSE_S = 60
+"""How long the browsing room lasts; a visitor changes a control about every 5 s within it."""
+BROWSE_LINKS = ["width=128&depth=10", "width=256&depth=20", "width=512&depth=10",
+                "width=1024&depth=20", "width=64&depth=50&activation=tanh"]
+
+
+@dataclass
+class Visitor:
+    query: str
+    reruns_s: list[float] = field(default_factory=list)
+    busy: int = 0
+    exceptions: list[str] = field(default_factory=list)
+
+
+async def browse(url: str, visitor: Visitor, seconds: float, rng: random.Random) -> Visitor:
+    """Open a link, then change the seed every 5 s (± 2 s) until ``seconds`` have passed."""
+    end = time.perf_counter() + seconds
+    async with PageClient(url, visitor.query) as page:
+        changes: list[WidgetState] = []
+        while True:
+            start = time.perf_counter()
+            await page.rerun(*changes)
+            visitor.reruns_s.append(time.perf_counter() - start)
+            visitor.busy += sum("the server is busy" in a for a in page.texts("alert", "body"))
+            visitor.exceptions += page.texts("exception", "message")
+            pause = 5 + rng.uniform(-2, 2)
+            if time.perf_counter() + pause > end:
+                return visitor
+            await asyncio.sleep(pause)
+            changes = [page.widget("seed", int_value=rng.randrange(10_000))]
+
+
+async def room_of_visitors(url: str, sampler: RssSampler, visitors: list[Visitor],
+                           seconds: float, trainers: int) -> dict:
+    await glance(url, SWEEP)  # imports and first caches, outside the measurement
+    before = await at_rest(url, sampler)
+    sampler.peak = before
+    rng = random.Random(19)
+    start = time.perf_counter()
+    training = [Session(name, FIRST_SEED + i) for i, name in enumerate(ROOM[:trainers])]
+    outcomes = await asyncio.wait_for(asyncio.gather(
+        *(browse(url, v, seconds, random.Random(rng.random())) for v in visitors),
+        *(attend(url, s) for s in training), return_exceptions=True), ROOM_S)
+    room_s = time.perf_counter() - start
+    latencies = sorted(t for v in visitors for t in v.reruns_s)
+    return {
+        "visitors": len(visitors), "training": trainers, "room_wall_s": round(room_s, 1),
+        "failed": [repr(o) for o in outcomes if isinstance(o, BaseException)],
+        "exceptions": [e for v in visitors for e in v.exceptions]
+                      + [e for s in training for e in s.exceptions],
+        "reruns": len(latencies), "busy_notices": sum(v.busy for v in visitors),
+        "rerun_s": {"p50": round(statistics.median(latencies), 2),
+                    "p95": round(latencies[int(0.95 * (len(latencies) - 1))], 2),
+                    "max": round(latencies[-1], 2)} if latencies else {},
+        "rss_mb": {"resting_before": _mb(before), "peak": _mb(sampler.peak),
+                   "budget": RSS_BUDGET_MB},
+    }
+
+
+def _serve(name: str, run) -> dict:
+    ARTIFACTS.mkdir(exist_ok=True)
+    server = start_server(ARTIFACTS / f"load-{name}-streamlit.log",
+                          "--server.disconnectedSessionTTL", str(DISCONNECTED_TTL_S))
+    sampler = RssSampler(server.proc.pid)
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            result = pool.submit(asyncio.run, run(server.url, sampler)).result()
+        server.check_alive()
+    finally:
+        sampler.stop()
+        server.stop()
+    (ARTIFACTS / f"load-{name}.json").write_text(json.dumps(result, indent=2))
+    print(name, json.dumps(result, indent=2))
+    return result
+
+
+def _held_a_room(result: dict) -> None:
+    assert not result["failed"] and not result["exceptions"], result
+    assert result["rss_mb"]["peak"] <= RSS_BUDGET_MB, result
+
+
+def test_eight_visitors_open_the_width_1024_link_at_once_within_1_gb():
+    visitors = [Visitor(f"{WIDE}&seed={i}") for i in range(8)]
+    _held_a_room(_serve("wide", lambda url, sampler: room_of_visitors(
+        url, sampler, visitors, 0, trainers=0)))
+
+
+@pytest.mark.parametrize("trainers", [0, 8])
+def test_a_browsing_room_of_30_stays_within_1_gb(trainers):
+    rng = random.Random(trainers)
+    visitors = [Visitor(f"{rng.choice(BROWSE_LINKS)}&seed={i}") for i in range(BROWSERS)]
+    _held_a_room(_serve(f"browse-{trainers}", lambda url, sampler: room_of_visitors(
+        url, sampler, visitors, BROWSE_S, trainers)))
+
+
+async def _race_then_clear(url: str, sampler: RssSampler) -> dict:
+    link = "width=512&depth=10&steps=2000"  # 214.5 MiB a race: one fits the budget, two do not
+    async with PageClient(url, f"{link}&seed=1") as first, \
+            PageClient(url, f"{link}&seed=2") as second:
+        await first.rerun()
+        await first.rerun(first.widget("train_button", trigger_value=True))
+        # The first race holds its reservation: its tab never ticks its fragment here.
+        await second.rerun()
+        await second.clear_caches()
+        await second.rerun(second.widget("train_button", trigger_value=True))
+        return {"first": first.texts("progress", "text"),
+                "second": second.texts("alert", "body") + second.texts("progress", "text"),
+                "failed": [], "exceptions": [],
+                "rss_mb": {"peak": _mb(sampler.peak)}}
+
+
+def test_a_client_that_clears_every_cache_cannot_start_a_race_past_the_budget():
+    result = _serve("clear-cache", _race_then_clear)
+    assert result["first"] and result["first"][0].startswith("training"), result
+    assert any("the server is busy: this training run" in a for a in result["second"]), result
