@@ -11,7 +11,7 @@ import torch
 
 from initviz import examples
 from initviz.cli import main
-from initviz.inspect import init_, inspect
+from initviz.inspection import init_, inspect
 from initviz.probe import LAYER_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,7 +105,7 @@ def test_a_model_from_the_current_directory(capsys, user_models):
     ("badimport:f", "4,4", "importing badimport raised ValueError: boom at import"),
     ("mymodels:good", "4,x", "--input-shape: expected positive whole numbers"),
     ("mymodels:good", "4,0", "--input-shape: expected positive whole numbers"),
-    ("mymodels:good", "4,5", "inputs='4x5' is not valid: expected inputs the model accepts: on "
+    ("mymodels:good", "4,5", 'inputs "4x5" is not valid: give inputs the model accepts: on '
                              "the first entry of each it raised RuntimeError: mat1 and mat2"),
 ])
 def test_errors_are_one_line_with_exit_2(capsys, user_models, model, shape, message):
@@ -120,7 +120,7 @@ def test_param_without_scheme_and_unknown_scheme(capsys):
     assert code == 2 and "--param needs --scheme" in err
     code, _, err = run(capsys, "inspect", "--model", "initviz.examples:net", "--input-shape",
                        "2,784", "--scheme", "nope")
-    assert code == 2 and "scheme='nope' is not valid" in err
+    assert code == 2 and 'scheme "nope" is not valid' in err
 
 
 def test_real_subprocess():

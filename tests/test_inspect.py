@@ -12,7 +12,7 @@ from torch import nn
 import initviz
 from initviz import examples
 from initviz.errors import InvalidSpec, TooLarge
-from initviz.inspect import INSPECT_COLUMNS, init_, inspect, recognize
+from initviz.inspection import INSPECT_COLUMNS, init_, inspect, recognize
 from initviz.schemes import SCHEMES
 
 
@@ -57,7 +57,10 @@ def test_statistics_equal_plain_autograd_through_activation_modules():
         assert row.grad_std == pytest.approx(_std(grad), rel=1e-6)
         assert row.weight_grad_norm == pytest.approx(float(wgrad.double().norm()), rel=1e-6)
         assert row.weight_std == pytest.approx(_std(lin.weight), rel=1e-9)
-    assert layers["dead_frac"].iloc[0] == pytest.approx(float((z1 <= 0).double().mean()))
+    # zero_frac: (input, unit) pairs off; dead_frac: units off for every input
+    assert layers["zero_frac"].iloc[0] == pytest.approx(float((z1 <= 0).double().mean()))
+    assert layers["dead_frac"].iloc[0] == pytest.approx(
+        float((z1 <= 0).all(dim=0).double().mean()))
     tanh_limit = math.atanh(0.97)
     assert layers["saturated_frac"].iloc[1] == pytest.approx(
         float((z2.abs() > tanh_limit).double().mean()))
@@ -147,7 +150,7 @@ def test_bad_arguments_are_one_line_errors():
     with pytest.raises(InvalidSpec, match="holds weights"):
         inspect(nn.ReLU(), torch.zeros(2, 2))
     model = nn.Linear(4, 3)
-    with pytest.raises(InvalidSpec, match="inputs='2x5' is not valid: .* RuntimeError"):
+    with pytest.raises(InvalidSpec, match='inputs "2x5" is not valid: .* RuntimeError'):
         inspect(model, torch.zeros(2, 5))
     assert model.training  # restored after the sizing pass in eval mode
 
@@ -262,7 +265,7 @@ def test_init_bias_scheme_and_generator():
     assert torch.equal(a.bias, torch.full((10,), 0.25))
     with pytest.raises(InvalidSpec, match="needs no data"):
         init_(a, "lsuv")
-    with pytest.raises(InvalidSpec, match="normal.gain"):
+    with pytest.raises(InvalidSpec, match='normal has no parameter "gain"'):
         init_(a, "normal", gain=2)
 
 
@@ -371,8 +374,10 @@ def test_lstm_and_resnet_gradients_equal_plain_autograd():
     # the ReLU after bn1 is bn1's activation: dead where its input is <= 0
     assert rows.loc["blocks.0.bn1", "preact_std"] == pytest.approx(_std(bn1), rel=1e-6)
     assert rows.loc["blocks.0.bn1", "act_std"] == pytest.approx(_std(torch.relu(bn1)), rel=1e-6)
-    assert rows.loc["blocks.0.bn1", "dead_frac"] == pytest.approx(
+    assert rows.loc["blocks.0.bn1", "zero_frac"] == pytest.approx(
         float((bn1 <= 0).double().mean()))
+    assert rows.loc["blocks.0.bn1", "dead_frac"] == pytest.approx(
+        float((bn1 <= 0).all(dim=0).double().mean()))
 
 
 def test_a_pooling_head_is_not_read_as_vanishing_gradients():

@@ -28,7 +28,7 @@ from initviz.activations import Activation, get_activation
 from initviz.errors import InvalidSpec
 from initviz.network import check_memory, memory_budget
 from initviz.probe import LAYER_COLUMNS
-from initviz.report import DEAD_SHARE, SATURATED_SHARE, SIGNAL_FACTOR, _g, _span
+from initviz.report import DEAD_MIN_BATCH, DEAD_SHARE, SATURATED_SHARE, SIGNAL_FACTOR, _g, _span
 from initviz.schemes import SCHEMES, WeightLaw, get_scheme
 
 INSPECT_COLUMNS = ("name", "kind", *LAYER_COLUMNS)
@@ -401,6 +401,7 @@ class _Entry:
     activation: Activation | None = None
     saturated: float = math.nan
     dead: float = math.nan
+    zero: float = math.nan
 
 
 class _State:
@@ -521,7 +522,10 @@ def inspect(model: nn.Module, inputs, loss: Callable | None = None, *, targets=N
         if sat is not None:
             entry.saturated = float(((z < sat[0]) | (z > sat[1])).double().mean())
         if dead_below is not None:
-            entry.dead = float((z <= dead_below).double().mean())
+            off = z <= dead_below
+            entry.zero = float(off.double().mean())
+            # a unit is one entry of a sample's output; dead when off for every sample
+            entry.dead = float(off.all(dim=0).double().mean()) if off.dim() > 1 else math.nan
 
     handles = [m.register_forward_hook(layer_hook) for m in entries]
     handles += [m.register_forward_hook(activation_hook) for m in model.modules()
@@ -556,7 +560,8 @@ def inspect(model: nn.Module, inputs, loss: Callable | None = None, *, targets=N
     not_called = tuple(e.name for e in entries.values() if e not in order)
     sizes = [e.grad_tensors[0].numel() // max(e.grad_tensors[0].shape[0], 1)
              if e.grad_tensors[0].dim() else 1 for e in order]
-    kind, headline = _verdict(frame, sizes)
+    batch = order[0].grad_tensors[0].shape[0] if order and order[0].grad_tensors[0].dim() else 1
+    kind, headline = _verdict(frame, sizes, batch)
     return Inspection(frame, recognized, not_called, description, kind, headline)
 
 
@@ -576,7 +581,8 @@ def _row(number: int, entry: _Entry, weight_grad, act_grads) -> dict:
         "weight_std_theory": math.nan,
         "preact_mean": preact[0], "preact_std": preact[1], "preact_var_theory": math.nan,
         "act_mean": act[0], "act_std": act[1],
-        "saturated_frac": entry.saturated, "dead_frac": entry.dead, "grad_std": grad_std,
+        "saturated_frac": entry.saturated, "dead_frac": entry.dead, "zero_frac": entry.zero,
+        "grad_std": grad_std,
         "weight_grad_norm": grad_norm,
         "grad_to_weight_ratio": grad_norm / weight_norm if weight_norm > 0 else math.nan,
     }
@@ -593,7 +599,23 @@ def _last_alike(sizes: Sequence[int]) -> int:
     return alike[-1] if len(alike) > 1 else len(sizes) - 1
 
 
-def _verdict(layers: pd.DataFrame, sizes: Sequence[int]) -> tuple[str, str]:
+def _trend(what: str, noun: str, start: float, at: str, end: float, to: str,
+           direction: str = "") -> tuple[str, str] | None:
+    """A vanishing or exploding verdict where ``what`` changes by more than SIGNAL_FACTOR from
+    ``start`` (at ``at``) to ``end`` (at ``to``); None where it does not, or starts at 0."""
+    if not start > 0:
+        return None
+    ratio = end / start
+    trend = (f"{what} {'falls' if ratio < 1 else 'grows'} from {_g(start)} ({at}) to "
+             f"{_g(end)} ({to}){direction}")
+    if ratio < 1 / SIGNAL_FACTOR:
+        return "vanishing", f"Vanishing{noun}: {trend}."
+    if ratio > SIGNAL_FACTOR:
+        return "exploding", f"Exploding{noun}: {trend}."
+    return None
+
+
+def _verdict(layers: pd.DataFrame, sizes: Sequence[int], batch: int) -> tuple[str, str]:
     """The probe's verdict (initviz.report's thresholds) over the layers in forward order;
     ``sizes`` are the entries per input of each layer's output (see :func:`_last_alike`)."""
     n = len(layers)
@@ -603,10 +625,11 @@ def _verdict(layers: pd.DataFrame, sizes: Sequence[int]) -> tuple[str, str]:
         return "exploding", (f"Exploding: values overflow to inf/NaN at layer {bad + 1} of {n} "
                              f"({layers['name'].iloc[bad]}).")
     dead = layers["dead_frac"].to_numpy(dtype=float)
-    if np.nanmax(np.append(dead, 0)) > DEAD_SHARE:
+    if batch >= DEAD_MIN_BATCH and np.nanmax(np.append(dead, 0)) > DEAD_SHARE:
         i = int(np.nanargmax(dead))
         return "dead", (f"Dead units: {dead[i]:.0%} of the units after layer {i + 1} "
-                        f"({layers['name'].iloc[i]}) output nothing.")
+                        f"({layers['name'].iloc[i]}) output nothing for any of the {batch} "
+                        "inputs.")
     sat = layers["saturated_frac"].to_numpy(dtype=float)
     if np.nanmax(np.append(sat, 0)) > SATURATED_SHARE:
         i = int(np.nanargmax(sat))
@@ -615,22 +638,12 @@ def _verdict(layers: pd.DataFrame, sizes: Sequence[int]) -> tuple[str, str]:
     acts, grads = layers["act_std"].to_numpy(float), layers["grad_std"].to_numpy(float)
     last = _last_alike(sizes)
     where = "" if last == n - 1 else f", the last with as many entries per input ({sizes[0]})"
-    if acts[0] > 0:
-        ratio = acts[last] / acts[0]
-        trend = (f"activation std {'falls' if ratio < 1 else 'grows'} from {_g(acts[0])} "
-                 f"(layer 1) to {_g(acts[last])} (layer {last + 1}{where})")
-        if ratio < 1 / SIGNAL_FACTOR:
-            return "vanishing", f"Vanishing: {trend}."
-        if ratio > SIGNAL_FACTOR:
-            return "exploding", f"Exploding: {trend}."
-    if grads[last] > 0:
-        ratio = grads[0] / grads[last]
-        trend = (f"gradient std {'falls' if ratio < 1 else 'grows'} from {_g(grads[last])} "
-                 f"(layer {last + 1}{where}) to {_g(grads[0])} (layer 1) going backward")
-        if ratio < 1 / SIGNAL_FACTOR:
-            return "vanishing", f"Vanishing gradients: {trend}."
-        if ratio > SIGNAL_FACTOR:
-            return "exploding", f"Exploding gradients: {trend}."
+    first, final = "layer 1", f"layer {last + 1}{where}"
+    for found in (_trend("activation std", "", acts[0], first, acts[last], final),
+                  _trend("gradient std", " gradients", grads[last], final, grads[0], first,
+                         " going backward")):
+        if found is not None:
+            return found
     return "healthy", (f"Healthy: activation std stays {_span(acts.min(), acts.max())} over "
                        f"{n} layers, and gradient std {_span(grads.min(), grads.max())}.")
 
