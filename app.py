@@ -126,6 +126,7 @@ def draw(figure: charts.Figure, key: str | None = None, width: str | None = None
 PARAM_DEFAULTS = {f"{name}.{p.name}": p.default for name, s in SCHEMES.items() for p in s.params}
 PARAM_DEFAULTS |= {f"bias.{name}.{p.name}": p.default for name, s in BIAS_SCHEMES.items()
                    for p in s.params}
+VIEW_KEYS = ("weight_layer", "focus_scheme")  # bound too, but chosen below the sidebar
 NOT_SET_BY_PRESETS = ("preset", "seed", "device", "batch")
 # Streamlit ignores a whole query string past these limits (runtime/state/query_params.py)
 MAX_LINK_PARAMETERS = CLIENT_STATE_QUERY_STRING_MAX_FIELDS
@@ -315,11 +316,13 @@ def url_warnings(link: dict) -> list[str]:
     for key, values in link["raw"].items():
         if key in link["rejected"] and link["rejected"][key] is None:
             continue  # refused with the other parameters of its scheme, in link["problems"]
-        if key in PARAM_DEFAULTS and key not in state:
+        # a bound control that this run drew (session state also holds buttons and the job)
+        known = (key in DEFAULTS or key in PARAM_DEFAULTS or key in VIEW_KEYS) and key in state
+        if key in PARAM_DEFAULTS and not known:
             owner = key.removeprefix("bias.").split(".")[0]
             problems.append(f"The link's {key} belongs to the {owner} scheme, which the page "
                             "does not use now, so it was ignored.")
-        elif key not in state:
+        elif not known:
             problems.append(f"The link's parameter {quote(key)} is not a setting of this page, "
                             "so it was ignored.")
         elif not _matches(values, state[key]):

@@ -25,10 +25,12 @@ import torch
 
 from initviz.errors import ServerBusy, env_megabytes
 
-DEFAULT_SERVER_MEMORY = 384 * 1024**2
+DEFAULT_SERVER_MEMORY = 320 * 1024**2
 """Bytes that all sessions' computations may hold together; ``INITVIZ_SERVER_MEMORY_MB``
-overrides it. With the cached results (:data:`RESULTS_BYTES`) and the ~550 MB the server itself
-takes, this fits a 1 GB host: the estimates it counts run 5–40% above the measured peaks."""
+overrides it. With the cached results (:data:`RESULTS_BYTES`), the ~510 MB the server itself
+takes and what the allocator keeps after a computation, this fits a 1 GB host: rooms of 30 on
+384 MiB peaked at 987-1016 MB, too near the line. Any single computation (at most the 256 MiB
+per-computation budget) still fits."""
 BUSY_WAIT_SECONDS = 10.0
 """How long a page's computation waits for others to release memory before it is refused: a
 profile at the page's largest sizes takes a few seconds, so a short queue clears within it."""

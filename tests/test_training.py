@@ -445,7 +445,7 @@ def test_the_presets_trainings_fit_the_default_budget_and_a_large_race_is_refuse
 
 
 def test_batchnorm_over_a_single_example_is_refused_as_batch():
-    with pytest.raises(InvalidSpec, match="batch=1 .*at least 2 with batchnorm"):
+    with pytest.raises(InvalidSpec, match="batch 1 is not valid: give at least 2 with batchnorm"):
         TrainSpec(NetworkSpec.stack(8, 2, norm="batchnorm"), batch=1)
 
 
