@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import sys
 import threading
 import time
 import uuid
@@ -52,6 +53,12 @@ about once a second, well inside the lease."""
 STOP_WAIT_SECONDS = 5.0
 """How long a stop waits for the worker to leave its current step and free its memory."""
 FINISHED_RACES = 32
+SWITCH_INTERVAL = 1e-4
+"""Seconds a thread may hold the GIL while another waits (Python's default: 5 ms). A race's worker
+releases the GIL in every torch op and must win it back to go on; while a page's script thread
+runs Python, each of those hand-backs waited out the whole interval, hundreds per step: a
+30-layer race beside a busy thread ran 14 times slower than alone at 5 ms, 1.45 times at 0.1 ms
+(benchmarks/README.md)."""
 TIMED_RACES = 16
 """The time estimate is fitted to this many of the server's latest finished races."""
 
@@ -98,6 +105,26 @@ def race_work(spec: TrainSpec) -> tuple[float, float]:
     rows = 3 * spec.batch * spec.steps + len(data.y_val) * evaluations
     layers = spec.network.depth + 1
     return len(spec.runs) * weights * rows, layers * (spec.steps + evaluations)
+
+
+def fitted_seconds(timings: list[tuple[float, float, float]],
+                   work: tuple[float, float]) -> float | None:
+    """Seconds for ``work`` by the races timed so far.
+
+    Args:
+        timings: ``(multiply_adds, layer_steps, seconds)`` of finished races.
+        work: ``(multiply_adds, layer_steps)`` of the race to time (:func:`race_work`).
+
+    Returns:
+        ``a·multiply_adds + b·layer_steps`` with ``a, b ≥ 0`` fitted to ``timings`` by
+        non-negative least squares; None without timings.
+    """
+    if not timings:
+        return None
+    measured = np.array(timings, dtype=float)
+    scale = measured[:, :2].max(axis=0)  # both columns near 1, so neither dominates the fit
+    rates, _ = nnls(measured[:, :2] / scale, measured[:, 2])
+    return float(np.dot(np.array(work, dtype=float) / scale, rates))
 
 
 class Race:
@@ -212,12 +239,7 @@ class RaceBoard:
         :func:`race_work`) to this server's latest finished races; None before the first."""
         with self._lock:
             timings = list(self._timings)
-        if not timings:
-            return None
-        work = np.array([t[:2] for t in timings])
-        scale = work.max(axis=0)  # both columns near 1, so neither dominates the fit
-        rates, _ = nnls(work / scale, np.array([t[2] for t in timings]))
-        return float(np.dot(np.array(race_work(spec)) / scale, rates))
+        return fitted_seconds(timings, race_work(spec))
 
     def finished(self, spec: TrainSpec) -> RaceView | None:
         """The finished race of ``spec``, if this server has one."""
@@ -325,8 +347,10 @@ def server_board() -> RaceBoard:
         if _board is None:
             _board = RaceBoard(server_ledger(), finished_trainings())
             atexit.register(_board.close)
+            # a server's races share the interpreter with its pages: see SWITCH_INTERVAL
+            sys.setswitchinterval(SWITCH_INTERVAL)
         return _board
 
 
 __all__ = ["LEASE_SECONDS", "Race", "RaceBoard", "RaceView", "STATES", "TrainingJob",
-           "race_work", "server_board"]
+           "fitted_seconds", "race_work", "server_board"]

@@ -9,7 +9,7 @@ import pytest
 from initviz import race as race_module
 from initviz.cache import MemoryLedger
 from initviz.network import NetworkSpec
-from initviz.race import LEASE_SECONDS, RaceBoard
+from initviz.race import LEASE_SECONDS, RaceBoard, fitted_seconds, race_work
 from initviz.training import TrainSpec
 
 SMALL = dict(network=NetworkSpec.stack(16, 2), seeds=1, batch=32, eval_every=10)
@@ -174,13 +174,20 @@ def test_the_server_board_is_one_per_process():
 def test_the_time_estimate_is_fitted_to_the_races_this_server_finished():
     board = RaceBoard(MemoryLedger(budget=2**40))
     assert board.estimate(spec(steps=100, seed=7)) is None  # nothing measured yet
-    for steps in (100, 300):
-        job = board.start(spec(steps=steps, seed=7))
-        wait_until(lambda: not job.running)
-    timed = {steps: board.finished(spec(steps=steps, seed=7)).seconds for steps in (100, 300)}
-    # the fit (time per multiply-add and per layer call, neither negative) meets both races
-    for steps, seconds in timed.items():
-        assert board.estimate(spec(steps=steps, seed=7)) == pytest.approx(seconds, rel=0.15)
-    # and a longer race of the same network takes longer, about in proportion
-    longer = board.estimate(spec(steps=600, seed=7))
-    assert 1.5 * timed[300] < longer < 2.5 * timed[300]
+    job = board.start(spec(steps=40, seed=7))
+    wait_until(lambda: not job.running)
+    assert board.estimate(spec(steps=80, seed=7)) > 0
+
+
+def test_the_fit_recovers_a_known_cost_per_multiply_add_and_per_layer_call():
+    # races that cost 2 ns per multiply-add and 50 µs per layer call, exactly
+    def seconds(work):
+        return 2e-9 * work[0] + 5e-5 * work[1]
+
+    works = [race_work(spec(steps=steps)) for steps in (40, 100)]
+    works += [race_work(TrainSpec(network=NetworkSpec.stack(64, 8), seeds=2, batch=128,
+                                  steps=60))]
+    timings = [(*work, seconds(work)) for work in works]
+    other = race_work(TrainSpec(network=NetworkSpec.stack(128, 5), seeds=3, batch=64, steps=500))
+    assert fitted_seconds(timings, other) == pytest.approx(seconds(other), rel=1e-9)
+    assert fitted_seconds([], other) is None
