@@ -375,20 +375,27 @@ def _own_state(session: Session) -> None:
         (session.preset, session.progress, session.alerts)
 
 
-def test_a_room_of_sessions_trains_at_once_without_leaking_state_or_memory():
+def _on_a_server(log_name: str, run) -> dict:
+    """``run(url, sampler)`` against a fresh server whose memory is sampled; the server stops
+    whatever happens."""
     ARTIFACTS.mkdir(exist_ok=True)
-    server = start_server(ARTIFACTS / "load-streamlit.log",
+    server = start_server(ARTIFACTS / log_name,
                           "--server.disconnectedSessionTTL", str(DISCONNECTED_TTL_S))
     sampler = RssSampler(server.proc.pid)
     try:
         # A thread of its own, so that this asyncio loop cannot meet the one the browser tests'
         # sync Playwright keeps in the main thread.
         with ThreadPoolExecutor(1) as pool:
-            result = pool.submit(asyncio.run, workshop(server.url, sampler)).result()
+            result = pool.submit(asyncio.run, run(server.url, sampler)).result()
         server.check_alive()
     finally:
         sampler.stop()
         server.stop()
+    return result
+
+
+def test_a_room_of_sessions_trains_at_once_without_leaking_state_or_memory():
+    result = _on_a_server("load-streamlit.log", workshop)
 
     failed = [(name, o) for name, o in zip(ROOM, result["outcomes"])
               if isinstance(o, BaseException)]
@@ -473,17 +480,7 @@ async def room_of_visitors(url: str, sampler: RssSampler, visitors: list[Visitor
 
 
 def _serve(name: str, run) -> dict:
-    ARTIFACTS.mkdir(exist_ok=True)
-    server = start_server(ARTIFACTS / f"load-{name}-streamlit.log",
-                          "--server.disconnectedSessionTTL", str(DISCONNECTED_TTL_S))
-    sampler = RssSampler(server.proc.pid)
-    try:
-        with ThreadPoolExecutor(1) as pool:
-            result = pool.submit(asyncio.run, run(server.url, sampler)).result()
-        server.check_alive()
-    finally:
-        sampler.stop()
-        server.stop()
+    result = _on_a_server(f"load-{name}-streamlit.log", run)
     (ARTIFACTS / f"load-{name}.json").write_text(json.dumps(result, indent=2))
     print(name, json.dumps(result, indent=2))
     return result
