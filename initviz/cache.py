@@ -9,6 +9,7 @@ held and let the room allocate the budget again.
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import os
 import sys
@@ -38,6 +39,8 @@ RESULTS_BYTES = 32 * 1024**2
 """Bytes of finished results (profiles, spectra, phase maps) kept for every session to reuse."""
 TRAININGS_BYTES = 16 * 1024**2
 """Bytes of finished training curves kept for every session to reuse."""
+_M_ARENA_MAX = -8
+"""glibc's ``mallopt`` parameter for the most malloc arenas (malloc.h)."""
 
 
 def nbytes_of(value, _seen: set[int] | None = None) -> int:
@@ -192,6 +195,7 @@ class MemoryLedger:
         with self._freed:
             self._used -= nbytes
             self._freed.notify_all()
+        return_freed_memory()
 
 
 _singletons: dict[str, object] = {}
@@ -205,9 +209,60 @@ def _process_wide(name: str, make: Callable[[], object]):
         return _singletons[name]
 
 
+def _load_glibc():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt, libc.malloc_trim  # absent from musl
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+_glibc = _load_glibc()
+
+
+def cap_malloc_arenas(arenas: int | None = None) -> bool:
+    """Let glibc's malloc keep at most ``arenas`` arenas (default: one per core).
+
+    glibc gives a thread that finds the arenas busy a new one, up to eight per core, and each keeps
+    the memory freed in it for reuse. A server runs every session's script on its own thread, so a
+    room of 30 spread its computations over 16 arenas on 2 cores, and the server's resident memory
+    rose past what the ledger admits: a browsing room of 30 peaked at 1041 MB with glibc's default
+    and at 870 MB with two arenas (benchmarks/README.md). A ``MALLOC_ARENA_MAX`` in the environment
+    is the operator's choice and is kept.
+
+    Returns:
+        Whether the cap was set: False off glibc (macOS, Windows, musl) or when the environment
+        sets it.
+    """
+    if os.environ.get("MALLOC_ARENA_MAX") or _glibc is None:
+        return False
+    return _glibc.mallopt(_M_ARENA_MAX, arenas or os.cpu_count() or 1) == 1
+
+
+def return_freed_memory() -> None:
+    """Hand the pages that malloc holds free back to the system (glibc's ``malloc_trim``).
+
+    Called when a reservation is released: a finished computation's tensors are freed into its
+    arena, which otherwise keeps them resident for the next allocation of that thread, so the
+    server's memory would follow the room's largest moment rather than what it holds now.
+    """
+    if _glibc is not None:
+        _glibc.malloc_trim(0)
+
+
 def server_ledger() -> MemoryLedger:
-    """The one ledger of this process: every session's computations reserve their memory here."""
-    return _process_wide("ledger", MemoryLedger)
+    """The one ledger of this process: every session's computations reserve their memory here.
+
+    Its creation also caps the allocator's arenas (:func:`cap_malloc_arenas`), before the room's
+    script threads allocate: the ledger bounds what computations hold, the cap what malloc keeps.
+    """
+    def make() -> MemoryLedger:
+        cap_malloc_arenas()
+        return MemoryLedger()
+    return _process_wide("ledger", make)
 
 
 def results() -> LRU:
@@ -240,5 +295,5 @@ def computed(key: Hashable, what: str, nbytes: int, compute: Callable[[], object
 
 
 __all__ = ["BUSY_WAIT_SECONDS", "DEFAULT_SERVER_MEMORY", "LRU", "MemoryLedger", "RESULTS_BYTES",
-           "TRAININGS_BYTES", "computed", "finished_trainings", "nbytes_of", "results",
-           "server_ledger", "server_memory_budget"]
+           "TRAININGS_BYTES", "cap_malloc_arenas", "computed", "finished_trainings", "nbytes_of",
+           "results", "return_freed_memory", "server_ledger", "server_memory_budget"]

@@ -1,4 +1,6 @@
 import gc
+import platform
+import sys
 import threading
 import time
 
@@ -7,8 +9,8 @@ import pandas as pd
 import pytest
 
 from initviz import cache as shared
-from initviz.cache import (DEFAULT_SERVER_MEMORY, LRU, MemoryLedger, computed, nbytes_of,
-                           server_ledger, server_memory_budget)
+from initviz.cache import (DEFAULT_SERVER_MEMORY, LRU, MemoryLedger, cap_malloc_arenas, computed,
+                           nbytes_of, server_ledger, server_memory_budget)
 from initviz.errors import ServerBusy
 from initviz.network import peak_bytes
 
@@ -167,3 +169,12 @@ def test_a_computation_reserves_what_side_by_side_holds_at_once():
     assert peak_bytes([30, 40], budget=100) == 70   # together: both at once
     assert peak_bytes([60, 70], budget=100) == 70   # one at a time: the larger
     assert peak_bytes([60, 300], budget=100) == 100  # over the budget: refused before allocating
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",
+                    reason="the arena cap is glibc's")
+def test_the_server_caps_glibc_arenas_unless_the_environment_chose(monkeypatch):
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    assert cap_malloc_arenas() is True  # glibc accepted the mallopt call
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert cap_malloc_arenas() is False
