@@ -1,9 +1,11 @@
 """Altair chart builders: tidy DataFrames in, a :class:`Figure` out. No Streamlit here.
 
-Conventions shared by every chart, so a page reads as one: one colour per scheme everywhere (the
-Okabe–Ito palette, safe for the common colour-vision deficiencies, in the order the schemes are
-listed); measured values solid with points, theory dashed; log scales where values span decades;
-every axis titled with what it measures; tooltips on every mark.
+Conventions shared by every chart, so a page reads as one: one colour per scheme everywhere
+(:data:`PALETTE`, safe for the common colour-vision deficiencies and readable on a light and a
+dark page, in the order the schemes are listed); measured values solid with points, theory
+dashed, reference lines grey; log scales where values span decades; every axis titled with what
+it measures; tooltips on every mark; legends under the plot and titles wrapped, so that a chart
+keeps its plot area on a narrow screen.
 
 Encodings are channel objects (``alt.X("f:Q")``), never bare shorthand strings: Altair turns each
 bare string into a channel through ``from_dict``, which hashes its whole schema first (~10 ms a
@@ -24,11 +26,21 @@ import pandas as pd
 # The data are bounded by initviz's own limits (depth, bins, grid), not by Altair's default guard.
 alt.data_transformers.disable_max_rows()
 
-OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442",
-             "#000000")
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00")
+"""The Okabe–Ito colours (distinct under the common colour-vision deficiencies) that read on both
+a white and Streamlit's dark page (#0E1117): at least 2.2:1 in contrast against each. Its yellow
+(1.3:1 against white) and black (1.1:1 against the dark page) are left out."""
+REFERENCE = "#888888"
+"""Theory and reference lines (a density, the critical line): mid-grey, 3.5:1 against white and
+5:1 against Streamlit's dark background."""
 LAYER_AXIS = "layer (1 = first hidden layer)"
-HEIGHT = 260
-SUBTITLE_CHARS = 75  # a line of subtitle that fits the width of a chart in half the page
+HEIGHT = 220
+"""Pixels of a chart's plot area, its title, axes and legend not counted."""
+TITLE_CHARS = 45  # a line of title that fits a chart on a 390-pixel phone
+SUBTITLE_CHARS = 55
+LEGEND = {"orient": "bottom", "columns": 3, "labelLimit": 220, "titleLimit": 300}
+"""Every legend under its plot (beside it, a legend takes a fixed width from a narrow chart); the
+line-style legend of measured and theory goes above it, in one row."""
 DIAMOND_SIZE = 320  # square pixels of the first scheme's point on the phase diagram
 # Axes of values that may sit far from 1 or span decades. Vega's default format writes a constant
 # layer's range (~1e-15 around its value) as "0.000000000000…" and a log axis as 0.1, 0.00001,
@@ -62,7 +74,7 @@ class Figure:
 
     def chart(self) -> alt.TopLevelMixin:
         """The Altair chart with its tables inline (for a notebook, or to save)."""
-        return self.build(self.tables, *self.structure)
+        return _configured(self.build(self.tables, *self.structure))
 
     def to_dict(self) -> dict:
         """The whole Vega-Lite spec, rows inline, validated against the schema by Altair."""
@@ -84,22 +96,35 @@ class Figure:
 @functools.lru_cache(maxsize=256)
 def _template(build: Callable[..., alt.TopLevelMixin], names: tuple[str, ...],
               structure: tuple) -> dict:
-    return build({name: alt.NamedData(name=name) for name in names},
-                 *structure).to_dict(validate=False)
+    return _configured(build({name: alt.NamedData(name=name) for name in names},
+                             *structure)).to_dict(validate=False)
+
+
+def _configured(chart: alt.TopLevelMixin) -> alt.TopLevelMixin:
+    # The width fits the page; the height is the plot's, with the title, axes and legend added
+    # to it (Streamlit's default, "fit", squeezes all of them into the height, the plot last).
+    return chart.configure_legend(**LEGEND).properties(
+        autosize=alt.AutoSizeParams(type="fit-x", contains="padding"))
+
+
+def scheme_colour(schemes: Sequence[str], scheme: str) -> str:
+    """The colour of ``scheme`` among ``schemes``: fixed by its position, for every chart."""
+    return PALETTE[list(schemes).index(scheme) % len(PALETTE)]
 
 
 def scheme_scale(schemes: Sequence[str]) -> alt.Scale:
-    """The colour of each scheme: fixed by its position in ``schemes`` for every chart of a page."""
-    colours = [OKABE_ITO[i % len(OKABE_ITO)] for i in range(len(schemes))]
-    return alt.Scale(domain=list(schemes), range=colours)
+    """The colour of each scheme (:func:`scheme_colour`) as an Altair scale."""
+    return alt.Scale(domain=list(schemes), range=[scheme_colour(schemes, s) for s in schemes])
 
 
-def _titled(title: str, subtitle: str | None) -> str | alt.TitleParams:
-    """``title`` with ``subtitle`` under it in lines that fit a half-page chart: Vega cuts a
+def _titled(title: str, subtitle: str | None = None) -> str | list[str] | alt.TitleParams:
+    """``title`` with ``subtitle`` under it, each in lines that fit a narrow chart: Vega cuts a
     longer line short with an ellipsis."""
+    lines = textwrap.wrap(title, TITLE_CHARS)
+    text = lines if len(lines) > 1 else title
     if not subtitle:
-        return title
-    return alt.TitleParams(title, subtitle=textwrap.wrap(subtitle, SUBTITLE_CHARS))
+        return text
+    return alt.TitleParams(text, subtitle=textwrap.wrap(subtitle, SUBTITLE_CHARS))
 
 
 def _layer_x() -> alt.X:
@@ -119,7 +144,7 @@ def _by_layer(tables: Tables, value_title: str, schemes: tuple[str, ...], log: b
     dash = alt.StrokeDash("source:N", title="", scale=alt.Scale(
         domain=list(sources),
         range=[[6, 4] if source == "theory" else measured.pop(0) for source in sources]),
-        legend=alt.Legend() if legend else None)
+        legend=alt.Legend(orient="top", columns=0) if legend else None)
     tooltip = [alt.Tooltip("scheme:N"), alt.Tooltip("source:N"), alt.Tooltip("layer:Q"),
                alt.Tooltip("value:Q", title=value_title, format=".3g")]
     base = alt.Chart().encode(x=_layer_x(), y=y, color=color, tooltip=tooltip)
@@ -168,20 +193,20 @@ def _weight_histogram(tables: Tables, title: str, colour: str) -> alt.LayerChart
     layers = [bars]
     if "density" in tables:
         layers.append(alt.Chart(tables["density"]).mark_line(
-            color="black", strokeDash=[6, 4]).encode(
+            color=REFERENCE, strokeDash=[6, 4]).encode(
             x=alt.X("value:Q"), y=alt.Y("expected:Q"),
             tooltip=[alt.Tooltip("value:Q", format=".3g"),
                      alt.Tooltip("expected:Q", format=".1f", title="theory (count)")]))
     elif "point_mass" in tables:
         layers.append(alt.Chart(tables["point_mass"]).mark_rule(
-            color="black", strokeDash=[6, 4]).encode(
+            color=REFERENCE, strokeDash=[6, 4]).encode(
             x=alt.X("point_mass:Q"),
             tooltip=[alt.Tooltip("point_mass:Q", title="theory: all at")]))
-    return alt.layer(*layers, title=title, height=HEIGHT)
+    return alt.layer(*layers, title=_titled(title), height=HEIGHT)
 
 
 def weight_histogram(bins: pd.DataFrame, theory: pd.DataFrame | None, *, title: str,
-                     colour: str = OKABE_ITO[0]) -> Figure:
+                     colour: str = PALETTE[0]) -> Figure:
     """Histogram of one layer's weights with the scheme's theoretical density drawn over it.
 
     ``bins``: ``bin_lo``, ``bin_hi``, ``count``. ``theory``: ``value``, ``expected`` (the density
@@ -224,7 +249,7 @@ def _percentile_bands(tables: Tables, value_title: str, title: str,
 
 
 def percentile_bands(percentiles: pd.DataFrame, *, value_title: str, title: str,
-                     colour: str = OKABE_ITO[0]) -> Figure:
+                     colour: str = PALETTE[0]) -> Figure:
     """TensorBoard's distribution view: nested percentile bands per layer and the median.
 
     ``percentiles`` columns: ``layer`` and ``p0 p668 p1587 p3085 p5000 p6915 p8413 p9332 p10000``
@@ -235,7 +260,7 @@ def percentile_bands(percentiles: pd.DataFrame, *, value_title: str, title: str,
 
 
 def _histogram_heatmap(tables: Tables, value_title: str, title: str) -> alt.Chart:
-    return alt.Chart(tables["data"], title=title, height=HEIGHT).mark_rect().encode(
+    return alt.Chart(tables["data"], title=_titled(title), height=HEIGHT).mark_rect().encode(
         x=alt.X("bin_lo:Q", title=value_title, axis=VALUE_AXIS),
         x2=alt.X2("bin_hi:Q"),
         y=alt.Y("layer:O", title="layer", sort="descending"),
@@ -264,7 +289,7 @@ def histogram_heatmap(histograms: pd.DataFrame, *, value_title: str, title: str)
 def _fractions_by_layer(tables: Tables, schemes: tuple[str, ...], measures: tuple[str, ...],
                         title: str, subtitle: str | None) -> alt.LayerChart:
     color = alt.Color("scheme:N", scale=scheme_scale(schemes), title="scheme")
-    dash = alt.StrokeDash("measure:N", title="", legend=alt.Legend(labelLimit=260),
+    dash = alt.StrokeDash("measure:N", title="", legend=alt.Legend(orient="top", columns=0),
                           scale=alt.Scale(domain=list(measures),
                                           range=[[1, 0], [6, 4], [2, 2]][:len(measures)]))
     shape = alt.Shape("measure:N", title="", scale=alt.Scale(
@@ -346,7 +371,7 @@ def _training_curves(tables: Tables, schemes: tuple[str, ...], metric: str, titl
             x=alt.X("step:Q"), y=alt.Y("value:Q"), color=color,
             tooltip=[alt.Tooltip("scheme:N"), alt.Tooltip("seed:Q"), alt.Tooltip("step:Q"),
                      alt.Tooltip("value:Q", format=".3g")]))
-    return alt.layer(*layers, data=tables["summary"], title=title, height=HEIGHT)
+    return alt.layer(*layers, data=tables["summary"], title=_titled(title), height=HEIGHT)
 
 
 def training_curves(history: pd.DataFrame, schemes: Sequence[str], *, metric: str,
@@ -385,24 +410,24 @@ def _phase_diagram(tables: Tables, schemes: tuple[str, ...], title: str) -> alt.
                  alt.Tooltip("sigma_b2:Q", format=".3f", title="σ_b²"),
                  alt.Tooltip("chi1:Q", format=".3g", title="χ₁")],
     )
-    line = alt.Chart(tables["critical"]).mark_line(color="black", strokeWidth=2).encode(
+    line = alt.Chart(tables["critical"]).mark_line(color=REFERENCE, strokeWidth=2).encode(
         x=alt.X("sigma_w2:Q"), y=alt.Y("sigma_b2:Q"), order=alt.Order("sigma_b2:Q"),
         tooltip=[alt.Tooltip("sigma_w2:Q", format=".3f", title="critical σ_w²"),
                  alt.Tooltip("sigma_b2:Q", format=".3f", title="σ_b²")])
     layers = [heat, line]
     if "points" in tables:
         layers.append(alt.Chart(tables["points"]).mark_point(
-            shape="diamond", filled=True, opacity=1, stroke="black", strokeWidth=1).encode(
+            shape="diamond", filled=True, opacity=1, stroke=REFERENCE, strokeWidth=1).encode(
                 x=alt.X("sigma_w2:Q"), y=alt.Y("sigma_b2:Q"), size=alt.Size("size:Q", scale=None),
-                # below the map: at the right, under χ₁'s colour bar, it had no room
                 color=alt.Color("scheme:N", scale=scheme_scale(schemes), title="scheme",
-                                legend=alt.Legend(orient="bottom", symbolType="diamond",
+                                legend=alt.Legend(orient="top", symbolType="diamond",
                                                   symbolSize=160, symbolStrokeWidth=0)),
                 tooltip=[alt.Tooltip("scheme:N"),
                          alt.Tooltip("sigma_w2:Q", format=".3f", title="σ_w²"),
                          alt.Tooltip("sigma_b2:Q", format=".3f", title="σ_b²"),
                          alt.Tooltip("chi1:Q", format=".3g", title="χ₁")]))
-    return alt.layer(*layers, title=title, height=HEIGHT + 40).resolve_scale(color="independent")
+    return alt.layer(*layers, title=_titled(title), height=HEIGHT + 40).resolve_scale(
+        color="independent")
 
 
 def phase_diagram(grid: pd.DataFrame, critical: pd.DataFrame, points: pd.DataFrame,
@@ -427,10 +452,10 @@ def phase_diagram(grid: pd.DataFrame, critical: pd.DataFrame, points: pd.DataFra
 def _singular_value_histogram(tables: Tables, schemes: tuple[str, ...], title: str,
                               subtitle: str | None) -> alt.Chart:
     return alt.Chart(tables["data"], height=HEIGHT,
-                     title=alt.TitleParams(title, subtitle=subtitle) if subtitle else title,
+                     title=_titled(title, subtitle),
                      ).mark_bar(opacity=0.6, binSpacing=0).encode(
         x=alt.X("log10_s:Q", bin=alt.Bin(maxbins=40),
-                title="singular value s of the Jacobian (log10 s; 0 means s = 1)"),
+                title="log10 s, singular value s of J (0: s = 1)"),
         y=alt.Y("count():Q", title="count (singular values)", stack=None),
         color=alt.Color("scheme:N", scale=scheme_scale(schemes), title="scheme"),
         tooltip=[alt.Tooltip("scheme:N"), alt.Tooltip("count():Q", title="count")],
@@ -455,7 +480,7 @@ def singular_value_histogram(values: pd.DataFrame, schemes: Sequence[str], *,
 
 
 __all__ = [
-    "Figure", "LAYER_AXIS", "OKABE_ITO", "by_layer", "fractions_by_layer", "histogram_heatmap",
-    "percentile_bands", "phase_diagram", "scheme_scale", "singular_value_histogram",
+    "Figure", "LAYER_AXIS", "PALETTE", "REFERENCE", "by_layer", "fractions_by_layer", "histogram_heatmap",
+    "percentile_bands", "phase_diagram", "scheme_colour", "scheme_scale", "singular_value_histogram",
     "training_curves", "weight_histogram",
 ]

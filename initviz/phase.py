@@ -239,7 +239,7 @@ class PhaseDiagram:
             kept = "stays as it is" if is_linear(act) else "still rises to 1"
             return (f"{ordered} Along the bottom edge (σ_b² = 0) only the scale shrinks, by χ₁ "
                     f"per layer. Orange (χ₁ > 1) is not chaos for {act.name}: it is positively "
-                    f"homogeneous (φ(a·u) = a·φ(u) for a > 0), so a σ_w² above the black line "
+                    f"homogeneous (φ(a·u) = a·φ(u) for a > 0), so a σ_w² above the grey line "
                     f"only makes the scale grow by about χ₁ per layer, without bound, while the "
                     f"correlation of two inputs {kept}.")
         chaotic = self.grid["chi1"] > 1.0

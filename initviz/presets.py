@@ -11,12 +11,27 @@ import math
 from dataclasses import dataclass, field
 
 
+SECTIONS = ("Weights", "Signal", "Training", "Theory", "Code")
+"""The page's sections (its tabs), in the order of the page; the link names the open one as
+``?section=NAME``."""
+
+
 @dataclass(frozen=True)
 class Preset:
+    """One classic result: the controls that show it, and the story they tell.
+
+    ``section`` is the page section whose chart tells the story: the one a preset's link opens.
+    """
+
     name: str
     title: str
     story: str
     values: dict = field(default_factory=dict, hash=False)
+    section: str = "Signal"
+
+    def __post_init__(self):
+        if self.section not in SECTIONS:
+            raise ValueError(f"{self.name}: no section {self.section!r} (one of {SECTIONS})")
 
 
 def _normal_c(c: float, width: int = 256) -> float:
@@ -68,6 +83,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
         {"width": 64, "depth": 3, "activation": "tanh", "scheme": "zeros",
          "compare": ["zeros", "xavier_normal"], "bias": "zeros", "norm": "none",
          "dataset": "digits", "optimizer": "sgd", "lr": 0.1, "steps": 200},
+        section="Training",
     ),
     Preset(
         "small_weights", "Too small: N(0, 0.01/n) with tanh",
@@ -122,6 +138,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
         {"width": 128, "depth": 50, "input_dim": 128, "activation": "linear",
          "scheme": "orthogonal", "compare": ["orthogonal", "lecun_normal"], "bias": "zeros",
          "norm": "none"},
+        section="Theory",
     ),
     Preset(
         "isometry", "Dynamical isometry: tanh at criticality, orthogonal vs Gaussian",
@@ -139,8 +156,9 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
         {"width": 128, "depth": 32, "input_dim": 128, "activation": "tanh",
          "scheme": "orthogonal", "orthogonal.gain": 1.0,
          "compare": ["orthogonal", "xavier_normal"], "bias": "zeros", "norm": "none"},
+        section="Theory",
     ),
 )}
 
 
-__all__ = ["PRESETS", "Preset"]
+__all__ = ["PRESETS", "Preset", "SECTIONS"]

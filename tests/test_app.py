@@ -16,7 +16,7 @@ from streamlit.testing.v1 import AppTest
 from initviz import cache, training
 from initviz.datasets import DATASETS
 from initviz.network import NetworkSpec
-from initviz.presets import PRESETS
+from initviz.presets import PRESETS, SECTIONS
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 TIMEOUT = 180  # the first run imports torch; CI machines are small
@@ -50,18 +50,35 @@ def default_page() -> AppTest:
     return _app()
 
 
-def test_default_page_renders_every_section(default_page):
+def _open(at: AppTest, section: str) -> AppTest:
+    """Click the tab of ``section``. (AppTest sends its query parameters with every run, where a
+    browser's address bar follows the page, so a tab opened by the link is changed there.)"""
+    at.session_state["section"] = section
+    if "section" in at.query_params:
+        at.query_params["section"] = section
+    at.run()
+    assert at.session_state["section"] == section
+    _no_exception(at)
+    return at
+
+
+def test_the_page_opens_on_the_signal_tab_and_draws_only_the_open_one(default_page):
     at = default_page
     _no_exception(at)
     assert "Healthy" in _verdict(at) and "kaiming_normal is the usual choice for relu" in \
         _verdict(at)
-    headers = [h.value for h in at.header]
-    for section in ("Weights", "Signal through depth", "Training", "Theory", "PyTorch code",
-                    "Downloads"):
-        assert section in headers
-    assert _charts(at) >= 8
-    assert "nn.init.kaiming_normal_" in at.code[0].value
+    assert [tab.label for tab in at.tabs] == list(SECTIONS)
+    assert at.session_state["section"] == "Signal"
+    assert _charts(at) == 6 and not at.metric and not at.code  # no theory, no code computed
+    at = _open(_app(), "Theory")
+    assert _charts(at) == 2 and len(at.metric) == 5
+    at = _open(at, "Weights")
+    assert _charts(at) == 2 and not at.metric
+    at = _open(at, "Code")
+    assert "nn.init.kaiming_normal_" in at.code[0].value and not _charts(at)
     assert len(at.get("download_button")) == 2
+    at = _open(at, "Training")
+    assert at.button(key="train_button").proto.label == "Train"
 
 
 def test_the_page_opens_with_two_plain_sentences_and_explains_its_sidebar_jargon(default_page):
@@ -89,7 +106,7 @@ def test_a_linear_network_says_why_it_has_no_saturated_or_dead_units():
 
 
 def test_the_weight_table_shows_a_dash_and_says_why_where_a_scheme_has_no_number():
-    at = _app(scheme="lsuv", depth="3", width="32")
+    at = _app(scheme="lsuv", depth="3", width="32", section="Weights")
     _no_exception(at)
     table = at.dataframe[0].value
     assert (table[["gain", "std (theory)", "bound (theory)"]] == "—").all().all()
@@ -112,12 +129,13 @@ CONTROL_CHANGES = [
 
 
 def test_every_control_can_be_changed_without_an_error():
-    at = _app()
+    at = _app(section="Weights")
     for widget, key, value in CONTROL_CHANGES:
         getattr(at, widget)(key=key).set_value(value)
         at.run()
         _no_exception(at)
         assert getattr(at, widget)(key=key).value == value, key
+    _open(at, "Code")
     assert "orthogonal" in at.code[0].value and "nn.LayerNorm" in at.code[0].value
     assert "sizes = [32, 48, 96, 24]" in at.code[0].value
 
@@ -132,8 +150,9 @@ def test_every_preset_sets_its_controls_and_tells_its_story(name):
         if key != "compare":
             assert at.session_state[key] == value, key
     assert any(preset.title in text for text in _texts(at, "info"))
+    assert at.session_state["section"] == preset.section  # the tab that tells its story
     # Train works as the preset stands: its race fits the memory budget.
-    at.button(key="train_button").click().run()
+    _open(at, "Training").button(key="train_button").click().run()
     assert _progress_text(at).startswith("training"), _texts(at, "error")
     at.button(key="stop_button").click().run()
 
@@ -153,8 +172,8 @@ def _markdown(at: AppTest) -> str:
     return " ".join(_texts(at, "markdown"))
 
 
-def test_theory_places_the_network_on_the_phase_diagram_with_its_depth_reach(default_page):
-    at = default_page
+def test_theory_places_the_network_on_the_phase_diagram_with_its_depth_reach():
+    at = _app(section="Theory")
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["χ₁"] == "1" and metrics["depth scale ξ_c"] == "∞"  # Kaiming + ReLU: critical
     # two values, not "σ_w² · σ_b² = 2 · 0", which read as a product; each term explained
@@ -164,18 +183,18 @@ def test_theory_places_the_network_on_the_phase_diagram_with_its_depth_reach(def
     assert any(c.startswith("Mean field: the theory of very wide") for c in _texts(at, "caption"))
     assert "sets only the scale" in _markdown(at) and "which keeps it" in _markdown(at)
     # Xavier ReLU without bias only rescales (χ₁ = 1/2 per layer): no depth limit is claimed
-    scaled = _app(scheme="xavier_normal", depth="60")
+    scaled = _app(scheme="xavier_normal", depth="60", section="Theory")
     _no_exception(scaled)
     assert "sets only the scale" in _markdown(scaled)
     assert "deeper than signals can travel" not in _markdown(scaled)
     metrics = {m.label: m.value for m in scaled.metric}
     assert metrics["χ₁"] == "0.5" and metrics["depth scale ξ_c"] == "none: scale only"
-    ordered = _app(preset="small_weights")  # tanh, σ_w² = 0.01: ξ_c = 0.22 against 10 layers
+    ordered = _app(preset="small_weights", section="Theory")  # tanh, σ_w² = 0.01: ξ_c = 0.22 against 10 layers
     _no_exception(ordered)
     assert "deeper than signals can travel" in _markdown(ordered)
     # SELU with LeCun normal is slightly chaotic (χ₁ ≈ 1.07): its ξ_c comes from the correlation
     # fixed point c*, and the metric shows the same ξ_c as the sentence, not χ₁'s "∞"
-    chaotic = _app(preset="selu")
+    chaotic = _app(preset="selu", section="Theory")
     metrics = {m.label: m.value for m in chaotic.metric}
     xi = metrics["depth scale ξ_c"]
     assert float(metrics["χ₁"]) > 1 and xi.endswith(" layers")
@@ -195,7 +214,7 @@ def test_the_isometry_preset_shows_a_narrow_orthogonal_and_a_wide_gaussian_spect
 
 
 def test_theory_explains_what_it_cannot_show_instead_of_failing():
-    at = _app(norm="batchnorm")
+    at = _app(norm="batchnorm", section="Theory")
     _no_exception(at)
     infos = " ".join(_texts(at, "info"))
     assert "Mean-field theory does not describe this network" in infos
@@ -210,7 +229,8 @@ def test_theory_explains_what_it_cannot_show_instead_of_failing():
 def test_an_overflowing_network_gets_a_sentence_in_place_of_its_spectrum():
     # normal(std=1), ReLU, width 256: the Jacobian grows about √128 a layer and leaves float64's
     # reach (s⁴ for the variance of s²) at layer 72; the other scheme is still drawn
-    at = _app(scheme="normal", depth="80", compare=["normal", "kaiming_normal"])
+    at = _app(scheme="normal", depth="80", compare=["normal", "kaiming_normal"],
+              section="Theory")
     _no_exception(at)
     readings = {line.split("**")[1]: line for line in _texts(at, "markdown")
                 if line.startswith("**") and ("s²" in line or "No spectrum" in line)}
@@ -221,7 +241,7 @@ def test_an_overflowing_network_gets_a_sentence_in_place_of_its_spectrum():
 
 def test_a_link_with_parameters_opens_exactly_that_view():
     at = _app(activation="tanh", scheme="xavier_normal", depth="12", width="128",
-              compare=["xavier_normal", "orthogonal"])
+              compare=["xavier_normal", "orthogonal"], section="Code")
     _no_exception(at)
     assert at.selectbox(key="activation").value == "tanh"
     assert at.slider(key="depth").value == 12
@@ -268,9 +288,9 @@ def test_bad_sizes_warn_and_use_width_and_depth():
 def test_too_large_a_network_is_refused_with_the_number():
     at = _app(width="2048", depth="200", batch="4096")
     _no_exception(at)
-    errors = " ".join(_texts(at, "error"))
-    assert "GiB" in errors and "memory budget" in errors
-    assert "Showing the default network" in errors
+    warnings = " ".join(_texts(at, "warning"))
+    assert "GiB" in warnings and "memory budget" in warnings
+    assert "Showing the default network" in warnings
 
 
 def test_asking_for_a_missing_gpu_falls_back_and_says_so():
@@ -298,7 +318,7 @@ def _train(at: AppTest, seconds: float = 600) -> list[str]:
     return seen
 
 
-SMALL_TRAINING = dict(depth="3", width="32", steps="40", seeds="1", batch="64")
+SMALL_TRAINING = dict(depth="3", width="32", steps="40", seeds="1", batch="64", section="Training")
 
 
 def test_training_runs_live_and_then_shows_the_finished_race():
@@ -315,8 +335,8 @@ def test_training_runs_live_and_then_shows_the_finished_race():
     assert _charts(at) == charts_before + 3
     table = at.dataframe[-1].value
     assert set(table["scheme"]) == {"kaiming_normal", "xavier_normal"}
-    # A change that does not touch training keeps the finished result and trains nothing.
-    at.slider(key="weight_layer").set_value(2).run()
+    # Leaving the tab and coming back keeps the finished result and trains nothing.
+    _open(_open(at, "Weights"), "Training")
     assert _progress_text(at).startswith("finished")
     assert not at.button(key="stop_button").proto.disabled is False
 
@@ -383,7 +403,7 @@ def test_a_busy_server_refuses_training_until_another_session_frees_its_memory(m
 
 
 def test_a_race_where_every_run_diverges_says_so_instead_of_finished():
-    at = _app(preset="selu", steps="20", seeds="1", lr="0.05")  # too fast for 50 SELU layers
+    at = _app(preset="selu", steps="20", seeds="1", lr="0.05", section="Training")  # too fast for 50 SELU layers
     seen = _train(at)
     assert seen[-1].startswith("ended early, every run diverged: step"), seen[-1]
     # what a run measured before it diverged is not passed off as its final result

@@ -26,12 +26,47 @@ def _encodings(chart_dict):
     return [layer["encoding"] for layer in _layers(chart_dict) if "encoding" in layer]
 
 
-def test_scheme_colours_follow_the_okabe_ito_order_and_repeat_past_eight():
-    schemes = [f"s{i}" for i in range(10)]
+def test_scheme_colours_follow_the_palette_order_and_repeat_past_six():
+    schemes = [f"s{i}" for i in range(8)]
     scale = charts.scheme_scale(schemes).to_dict()
     assert scale["domain"] == schemes
-    assert scale["range"][:8] == list(charts.OKABE_ITO)
-    assert scale["range"][8:] == list(charts.OKABE_ITO[:2])
+    assert scale["range"][:6] == list(charts.PALETTE)
+    assert scale["range"][6:] == list(charts.PALETTE[:2])
+    assert charts.scheme_colour(schemes, "s7") == charts.PALETTE[1]
+
+
+def _contrast(colour: str, background: str) -> float:
+    """WCAG 2 contrast ratio of two sRGB colours."""
+    def luminance(hex_colour: str) -> float:
+        channels = [int(hex_colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+        linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+    high, low = sorted([luminance(colour), luminance(background)], reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+@pytest.mark.parametrize("background", ["#FFFFFF", "#0E1117"])  # Streamlit's light and dark
+def test_every_colour_reads_on_a_light_and_a_dark_page(background):
+    assert min(_contrast(c, background) for c in charts.PALETTE) >= 2.2
+    assert _contrast(charts.REFERENCE, background) >= 3  # WCAG's minimum for graphics
+    assert _contrast("#F0E442", "#FFFFFF") < 2.2 and _contrast("#000000", "#0E1117") < 2.2
+
+
+def test_every_chart_keeps_its_plot_height_and_puts_legends_under_it(profiles):
+    spec = charts.by_layer(report.by_layer_frame(profiles, "act_std"), "std", list(profiles),
+                           title="t").to_dict()
+    # Streamlit's own default ("fit") squeezes title, axes and legend into the height
+    assert spec["autosize"] == {"type": "fit-x", "contains": "padding"}
+    assert spec["config"]["legend"]["orient"] == "bottom"
+    assert spec["height"] == charts.HEIGHT
+
+
+def test_a_long_title_wraps_instead_of_being_cut(profiles):
+    title = "Forward: activation std per layer, mean-field theory dashed"
+    spec = charts.by_layer(report.by_layer_frame(profiles, "act_std"), "std", list(profiles),
+                           title=title).to_dict()
+    lines = spec["title"]
+    assert " ".join(lines) == title and all(len(line) <= charts.TITLE_CHARS for line in lines)
 
 
 @pytest.mark.parametrize("column,log", [("act_std", True), ("grad_std", True),
@@ -187,8 +222,8 @@ def test_phase_diagram_centres_its_diverging_palette_on_chi1_equal_1():
     # each scheme's point wears that scheme's colour, as in every other chart of the page
     point = spec["layer"][2]
     assert point["encoding"]["color"]["scale"] == {"domain": ["a", "b"],
-                                                   "range": list(charts.OKABE_ITO[:2])}
-    assert point["encoding"]["color"]["legend"]["orient"] == "bottom"  # apart from χ₁'s bar
+                                                   "range": list(charts.PALETTE[:2])}
+    assert point["encoding"]["color"]["legend"]["orient"] == "top"  # apart from χ₁'s bar
     # two schemes at one point both stay visible: the later one is drawn smaller, on top
     sizes = [row["size"] for row in spec["datasets"][point["data"]["name"]]]
     assert sizes[0] > sizes[1]
@@ -219,7 +254,8 @@ def test_singular_value_histogram_leaves_zero_values_out_and_counts_them():
     assert chart.tables["data"]["log10_s"].min() == pytest.approx(np.log10(0.25))
     assert len(chart.tables["data"]) == 5
     title = chart.to_dict()["title"]
-    assert title["text"] == "s" and title["subtitle"] == "Not drawn, zero (directions lost): a 1 of 3"
+    assert title["text"] == "s" and title["subtitle"] == [
+        "Not drawn, zero (directions lost): a 1 of 3"]
 
 
 def _every_chart(profiles):
@@ -307,7 +343,7 @@ def test_by_layer_draws_a_few_training_steps_dotted_to_solid_with_a_legend():
     dash = _encodings(spec)[0]["strokeDash"]
     assert dash["scale"] == {"domain": ["step 10", "step 150", "step 300"],
                              "range": [[2, 3], [6, 3], [1, 0]]}
-    assert dash["legend"] == {}  # shown: which line is which step
+    assert dash["legend"] == {"columns": 0, "orient": "top"}  # shown, in one row over the plot
     assert _layers(spec)[1]["transform"][0]["filter"] == "(datum.source !== 'theory')"
 
 

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from streamlit.testing.v1 import AppTest
 
+from initviz.presets import PRESETS
 from initviz.text import MAX_SHOWN, escape, quote, shorten
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
@@ -61,9 +62,23 @@ def _same(a, b) -> bool:
     return a == b
 
 
+def _section_default(at: AppTest) -> str:
+    preset = at.session_state["preset"]
+    return PRESETS[preset].section if preset in PRESETS else "Signal"
+
+
 def _move(at: AppTest, kind: str, key: str, value) -> bool:
     """Move a control as a visitor would, writing the address bar as the browser does; False
-    where the control is not on the page or cannot take the value."""
+    where the control is not on the page or cannot take the value. A "tab" is the section."""
+    if kind == "tab":
+        at.session_state[key] = value
+        if value == _section_default(at):
+            at.query_params.pop(key, None)
+        else:
+            at.query_params[key] = value
+        at.run()
+        _no_exception(at)
+        return True
     widgets = [w for w in getattr(at, kind) if w.key == key]
     if not widgets:
         return False
@@ -85,10 +100,12 @@ def _move(at: AppTest, kind: str, key: str, value) -> bool:
 
 
 def _controls(at: AppTest) -> dict:
-    """Every control's value, by key: the sidebar, the weight layer and the focused scheme."""
+    """Every control's value, by key: the sidebar, the open section, and the weight layer and
+    the focused scheme where their section is open."""
     kinds = ("slider", "selectbox", "multiselect", "number_input", "text_input",
              "segmented_control")
-    return {w.key: w.value for kind in kinds for w in getattr(at, kind) if w.key}
+    return {"section": at.session_state["section"],
+            **{w.key: w.value for kind in kinds for w in getattr(at, kind) if w.key}}
 
 
 CHANGES = st.sampled_from([
@@ -104,6 +121,7 @@ CHANGES = st.sampled_from([
     ("slider", "steps", 200), ("slider", "steps", 300), ("number_input", "lr", 0.05),
     ("number_input", "lr", 0.02), ("slider", "weight_layer", 1), ("slider", "weight_layer", 3),
     ("segmented_control", "focus_scheme", 0), ("segmented_control", "focus_scheme", 1),
+    ("tab", "section", "Weights"), ("tab", "section", "Signal"), ("tab", "section", "Theory"),
 ])
 
 
@@ -113,8 +131,9 @@ CHANGES = st.sampled_from([
        changes=st.lists(CHANGES, min_size=1, max_size=4))
 @example(start={"preset": "he2015"}, changes=[("slider", "depth", 20)])
 @example(start={}, changes=[("selectbox", "preset", "he2015"), ("selectbox", "preset", "none")])
-@example(start={}, changes=[("slider", "weight_layer", 3), ("segmented_control",
-                                                            "focus_scheme", 1)])
+@example(start={}, changes=[("tab", "section", "Weights"), ("slider", "weight_layer", 3),
+                           ("tab", "section", "Signal"), ("segmented_control", "focus_scheme", 1)])
+@example(start={"preset": "zeros"}, changes=[("tab", "section", "Signal")])
 def test_the_address_bar_reopens_every_control_as_it_was(start, changes):
     at = _app(start)
     for change in changes:
@@ -192,7 +211,7 @@ def test_steps_off_the_sliders_step_is_refused():
 
 
 def test_sizes_wider_than_the_page_allows_are_refused():
-    at = _app({"sizes": "4096,4096"})
+    at = _app({"sizes": "4096,4096", "section": "Code"})
     _no_exception(at)
     assert any("4,096" in w and "2,048" in w and "width × depth" in w for w in _warnings(at))
     assert "[64] + [256] * 20" in at.code[0].value
@@ -217,23 +236,35 @@ def test_messages_read_as_sentences_each_once():
             assert code not in text, text
 
 
-def test_a_bad_weight_layer_or_focused_scheme_is_named():
-    at = _app({"depth": "5", "weight_layer": "9", "focus_scheme": "zz"})
+def test_a_bad_weight_layer_or_focused_scheme_is_named_where_its_section_is_open():
+    query = {"depth": "5", "weight_layer": "9", "focus_scheme": "zz"}
+    weights, signal = _app({**query, "section": "Weights"}), _app(query)
+    _no_exception(weights)
+    assert weights.slider(key="weight_layer").value == 2
+    assert "weight_layer “9”" in " ".join(_warnings(weights))
+    assert "focus_scheme" not in " ".join(_warnings(weights))  # its tab is not open
+    assert signal.segmented_control(key="focus_scheme").value == "kaiming_normal"
+    assert "focus_scheme “zz”" in " ".join(_warnings(signal))
+
+
+def test_a_bad_section_is_named_and_the_default_one_opens():
+    at = _app({"section": "Nowhere", "preset": "isometry"})
     _no_exception(at)
-    assert at.slider(key="weight_layer").value == 2
-    assert at.segmented_control(key="focus_scheme").value == "kaiming_normal"
-    warnings = " ".join(_warnings(at))
-    assert "weight_layer “9”" in warnings and "focus_scheme “zz”" in warnings
+    assert at.session_state["section"] == "Theory"
+    assert _warnings(at) == ["The link's section “Nowhere” is not a valid value; showing Theory "
+                             "(the isometry preset's value) instead."]
 
 
 def test_a_view_the_network_no_longer_has_leaves_the_link():
     at = _app({"depth": "4", "width": "32"})
     _move(at, "segmented_control", "focus_scheme", 1)
-    _move(at, "slider", "weight_layer", 4)
-    assert {"focus_scheme", "weight_layer"} <= set(at.query_params)
     _move(at, "multiselect", "compare", ["lecun_normal"])  # xavier_normal is no longer drawn
-    _move(at, "slider", "depth", 3)  # nor is layer 4
-    assert dict(at.query_params) == {"depth": "3", "width": "32", "compare": "lecun_normal"}
+    assert dict(at.query_params) == {"depth": "4", "width": "32", "compare": "lecun_normal"}
+    at = _app({"depth": "4", "width": "32", "section": "Weights"})
+    _move(at, "slider", "weight_layer", 4)
+    assert "weight_layer" in at.query_params
+    _move(at, "slider", "depth", 3)  # layer 4 is no longer drawn
+    assert dict(at.query_params) == {"depth": "3", "width": "32", "section": "Weights"}
     assert not _warnings(_app(dict(at.query_params)))
 
 

@@ -1,0 +1,119 @@
+"""The page's computations, shared by every session of one server.
+
+Each result is keyed by frozen specs and kept in the server's one byte-bounded cache; while it is
+computed, its estimated peak memory is held in the server's ledger (:mod:`initviz.cache`), so a
+room of visitors cannot together allocate more than the server's budget. The tables the page
+builds from these results live here too, so that the page only lays them out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pandas as pd
+
+from initviz import jacobian, probe
+from initviz.cache import computed
+from initviz.errors import InitvizError
+from initviz.jacobian import JacobianSpectrum
+from initviz.meanfield import MeanField
+from initviz.network import NetworkSpec, estimate_bytes, peak_bytes
+from initviz.phase import PhaseDiagram, phase_map
+from initviz.probe import Profile
+
+PHASE_GRID_SIDE = 50
+"""Cells per side of the phase map: 2,500 cells, a smooth map that a browser draws at once."""
+PHASE_MAP_BYTES = 16 * 1024**2
+"""The memory held for one phase map: about four times the peak that tracemalloc sees at
+:data:`PHASE_GRID_SIDE`."""
+
+
+def profiles(specs: tuple[NetworkSpec, ...], batch: int, seed: int, device: str
+             ) -> dict[str, Profile]:
+    """Every compared scheme's profile, computed side by side on the same inputs.
+
+    Args:
+        specs: one network per scheme, differing only in their scheme.
+        batch, seed, device: as for :func:`initviz.probe.profiles`.
+
+    Returns:
+        The profiles by scheme name, in the order of ``specs``.
+
+    Raises:
+        ServerBusy: other sessions' computations keep the server's memory taken.
+    """
+    return computed(
+        ("profiles", specs, batch, seed, device), "this profile",
+        peak_bytes([estimate_bytes(spec, batch) for spec in specs]),
+        lambda: {spec.scheme: result for spec, result in
+                 zip(specs, probe.profiles(specs, batch=batch, seed=seed, device=device))})
+
+
+def phase_diagram(activation: str, summary: MeanField | None, depth: int,
+                  note: str | None) -> PhaseDiagram:
+    """The phase map around a network's mean-field point (:func:`initviz.phase.phase_map`).
+
+    Keyed by the mean-field summary, not the spec: a change of width keeps σ_w² and the map.
+    """
+    return computed(("phase_map", activation, summary, depth, note), "this phase map",
+                    PHASE_MAP_BYTES,
+                    lambda: phase_map(activation, summary, depth, note, n=PHASE_GRID_SIDE))
+
+
+def square(specs: dict[str, NetworkSpec]) -> tuple[list[NetworkSpec], dict[str, list[str]]]:
+    """The square networks whose Jacobian spectrum can be computed, and why the others cannot.
+
+    A network is made square by giving its input the first hidden width.
+
+    Returns:
+        The square specs, and the schemes refused, by the sentence that says why (the schemes
+        share sizes and norm, so usually one sentence for all or none).
+    """
+    accepted, refused = [], {}
+    for name, spec in specs.items():
+        spec = replace(spec, input_dim=spec.sizes[0])
+        try:
+            jacobian.check(spec)
+            accepted.append(spec)
+        except InitvizError as error:
+            refused.setdefault(str(error), []).append(name)
+    return accepted, refused
+
+
+def jacobians(specs: tuple[NetworkSpec, ...], seed: int, device: str
+              ) -> dict[str, JacobianSpectrum]:
+    """Each square network's input-output Jacobian spectrum, by scheme name.
+
+    Raises:
+        ServerBusy: other sessions' computations keep the server's memory taken.
+    """
+    return computed(
+        ("jacobians", specs, seed, device), "this Jacobian",
+        peak_bytes([jacobian.jacobian_bytes(spec) for spec in specs]),
+        lambda: {spec.scheme: spectrum for spec, spectrum in
+                 zip(specs, jacobian.jacobian_spectra(specs, seed=seed, device=device))})
+
+
+def spectra_frame(spectra: dict[str, JacobianSpectrum]) -> pd.DataFrame:
+    """Every drawable spectrum's singular values (scheme, singular_value, zero), one table."""
+    return pd.concat([spectrum.frame().assign(scheme=name) for name, spectrum in spectra.items()],
+                     ignore_index=True)
+
+
+def phase_points(profiles_: dict[str, Profile]) -> pd.DataFrame:
+    """Each scheme's network on the phase diagram: scheme, sigma_w2, sigma_b2, chi1 (none where
+    mean-field theory does not apply)."""
+    return pd.DataFrame([{"scheme": name, "sigma_w2": p.theory.sigma_w2,
+                          "sigma_b2": p.theory.sigma_b2, "chi1": p.theory.chi1}
+                         for name, p in profiles_.items() if p.theory is not None],
+                        columns=["scheme", "sigma_w2", "sigma_b2", "chi1"])
+
+
+def statistics_csv(profiles_: dict[str, Profile]) -> str:
+    """Every scheme's per-layer statistics as one CSV table, with a ``scheme`` column."""
+    return pd.concat([p.layers.assign(scheme=name) for name, p in profiles_.items()],
+                     ignore_index=True).to_csv(index=False)
+
+
+__all__ = ["PHASE_GRID_SIDE", "PHASE_MAP_BYTES", "jacobians", "phase_diagram", "phase_points",
+           "profiles", "spectra_frame", "square", "statistics_csv"]

@@ -1,0 +1,137 @@
+"""The training section: a race of every compared scheme on the same data, drawn live.
+
+The race runs on the server's worker (:mod:`initviz.race`); this session holds a
+:class:`~initviz.race.TrainingJob` in ``st.session_state["train_job"]`` (the one state below the
+sidebar) and a fragment redraws the race's latest snapshot while it runs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import streamlit as st
+
+from initviz import charts, training
+from initviz.datasets import DATASETS
+from initviz.race import RaceView, TrainingJob, server_board
+from ui.sections import draw, or_dash, pair
+
+TRAIN_REDRAW_SECONDS = 0.5
+"""The live curve redraws at least twice a second while a race runs."""
+
+
+def _start_training(spec: training.TrainSpec) -> None:
+    st.session_state["train_job"] = server_board().start(spec)
+
+
+def _stop_training() -> None:
+    job: TrainingJob | None = st.session_state.get("train_job")
+    if job is not None:
+        job.stop()  # safe at any moment: the race runs on the server's worker, not in this rerun
+
+
+def training_section(spec: training.TrainSpec | None, schemes: list[str]) -> None:
+    if spec is None:
+        st.info("Fix the training settings in the sidebar to train.")
+        return
+    info = DATASETS[spec.dataset]
+    st.caption(f"{len(spec.schemes)} schemes × {spec.seeds} seeds on **{spec.dataset}** "
+               f"({info.description}; {info.n_classes} classes), {spec.optimizer}, lr "
+               f"{spec.lr:g}, {spec.steps} steps of {spec.batch}. Every run sees the same "
+               "batches in the same order; the band spans the seeds."
+               + _race_time(server_board().estimate(spec)))
+    job: TrainingJob | None = st.session_state.get("train_job")
+    if job is not None and job.spec != spec:
+        job.stop()
+        del st.session_state["train_job"]
+        job = None
+    running = job is not None and job.running
+    buttons = st.container(horizontal=True)
+    buttons.button("Train", type="primary", disabled=running, on_click=_start_training,
+                   args=(spec,), key="train_button", shortcut="T")
+    buttons.button("Stop", disabled=not running, on_click=_stop_training, key="stop_button",
+                   shortcut="S")
+    training_live(spec, schemes, running)
+
+
+def training_live(spec: training.TrainSpec, schemes: list[str], running: bool) -> None:
+    @st.fragment(run_every=TRAIN_REDRAW_SECONDS if running else None)
+    def live() -> None:
+        job: TrainingJob | None = st.session_state.get("train_job")
+        shown = job.view() if job is not None else server_board().finished(spec)
+        if shown is None:
+            st.info("Press **Train** to train every scheme on the same data, side by side.")
+            return
+        if shown.error is not None:
+            st.error(shown.error)
+            return
+        training_view(spec, schemes, shown)
+        if running and not shown.running:
+            st.rerun()  # the whole page, to stop this fragment's timer and free the buttons
+
+    live()
+
+
+def _race_time(seconds: float | None) -> str:
+    if seconds is None:
+        return " The first race on this server also measures how fast it trains."
+    return f" It should take about {seconds:.0f} s here (fitted to this server's latest races)."
+
+
+def _time_left(shown: RaceView, steps: int) -> str:
+    if not shown.running or shown.step == 0:
+        return ""
+    return f", about {shown.seconds / shown.step * (steps - shown.step):.0f} s left"
+
+
+RACE_STATUS = {"training": "training", "finished": "finished", "stopped": "stopped",
+               "diverged": "ended early, every run diverged"}
+
+
+def training_view(spec: training.TrainSpec, schemes: list[str], shown: RaceView) -> None:
+    if shown.notice:
+        st.warning(shown.notice)
+    st.progress(shown.step / spec.steps,
+                text=f"{RACE_STATUS[shown.state]}: step {shown.step} of {spec.steps}, "
+                     f"{shown.seconds:.1f} s on {shown.device}{_time_left(shown, spec.steps)}")
+    history = training.history_frame(shown.records)
+    if history.empty:
+        return
+    left, right = pair("training")
+    draw(where=left, figure=charts.training_curves(
+        history, schemes, metric="train_loss", log=True, total_steps=spec.steps,
+        title="Training loss (mean over seeds; band: min to max)"), key="train_loss")
+    classes = DATASETS[spec.dataset].n_classes
+    left.caption(f"Cross-entropy in nats (natural-log units): 0 is a perfect, sure prediction; "
+                 f"guessing evenly among the {classes} classes gives ln {classes} = "
+                 f"{math.log(classes):.2f}.")
+    draw(where=right, figure=charts.training_curves(
+        history, schemes, metric="val_acc", total_steps=spec.steps,
+        title=f"Validation accuracy (chance: {1 / DATASETS[spec.dataset].n_classes:.0%})"),
+        key="val_acc")
+    ratio = training.update_ratio_steps(training.layer_frame(shown.records))
+    if len(ratio):
+        draw(where=left, figure=charts.by_layer(
+            ratio, "‖ΔW‖ / ‖W‖ per update (log)", schemes,
+            sources=[f"step {step}" for step in ratio["step"].unique()],
+            title="Update-to-weight ratio over the run (≈1e-3 is healthy early on)"),
+            key="update_ratio")
+        left.caption("‖ΔW‖ / ‖W‖ of one update, mean over seeds, at the first update, mid-run and "
+                     "the latest record; the last layer is the output layer. Early on, much "
+                     "below 1e-3 a layer barely learns and much above it is being overwritten "
+                     "(Karpathy, CS231n); once the loss settles, updates shrink, so a small ratio "
+                     "late in a run is expected.")
+    final = training.final_frame(history)
+    finished = shown.state == "finished"
+    when = "" if finished else f" at step {shown.step}"
+    right.dataframe(final.assign(val_acc=or_dash(final["val_acc"], "{:.1%}"),
+                                 val_loss=or_dash(final["val_loss"], "{:.3g}")).rename(
+        columns={"val_acc": f"{'final ' * finished}val. accuracy{when}",
+                 "val_loss": f"{'final ' * finished}val. loss{when}"}),
+        hide_index=True)
+    right.caption(f"{'Final v' if finished else 'V'}alidation accuracy and loss{when}: the means "
+                  "over each scheme's runs that did not diverge"
+                  + ("; — where every run diverged." if final["diverged"].any() else "."))
+
+
+__all__ = ["TRAIN_REDRAW_SECONDS", "training_section"]

@@ -1,0 +1,232 @@
+"""The sidebar: every control of the page, read once into a :class:`Choices` record.
+
+Nothing below the sidebar reads ``st.session_state`` for a control: the sections get the specs
+built here. A problem with a control's value (a sizes field that is not a list of numbers, a
+training setting the spec refuses) becomes a sentence in ``Choices.problems`` and a safe default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import partial
+
+import streamlit as st
+
+from initviz import training
+from initviz.activations import ACTIVATIONS
+from initviz.datasets import DATASETS, MAX_SEED
+from initviz.devices import DEVICE_CHOICES
+from initviz.errors import InitvizError
+from initviz.network import MAX_INPUT_DIM, NORMS, NetworkSpec
+from initviz.presets import PRESETS
+from initviz.schemes import BIAS_SCHEMES, SCHEMES, Param, Scheme
+from initviz.text import escape, quote
+from ui.links import (BOUND, MAX_PAGE_BATCH, MAX_PAGE_DEPTH, MAX_PAGE_WIDTH, binding,
+                      link_default, on_preset_change, refused_together)
+
+CURVE_POINTS = 40
+"""Evaluation steps per training run: the points of each training curve."""
+
+
+@dataclass(frozen=True)
+class Choices:
+    """What the sidebar's controls chose, as the specs the sections compute from.
+
+    ``specs`` holds the chosen scheme's network first, then each compared scheme's (the same
+    network with that scheme's default parameters), by scheme name; ``training`` the training
+    controls (dataset, optimizer, lr, steps, seeds) by key.
+    """
+
+    preset: str
+    specs: dict[str, NetworkSpec] = field(hash=False)
+    training: dict = field(hash=False)
+    seed: int
+    batch: int
+    device: str
+    problems: tuple[str, ...]
+
+    @property
+    def spec(self) -> NetworkSpec:
+        """The chosen scheme's network."""
+        return next(iter(self.specs.values()))
+
+    @property
+    def schemes(self) -> list[str]:
+        return list(self.specs)
+
+
+def _param_widget(param: Param, prefix: str, scheme: Scheme, label_prefix: str = ""):
+    key = prefix + param.name
+    label, default = f"{label_prefix}{param.name}", link_default(key)
+    common = dict(key=key, help=param.doc or None,
+                  on_change=partial(_on_param_change, prefix, scheme))
+    if param.choices:
+        return st.selectbox(label, param.choices, index=param.choices.index(default),
+                            **common, **BOUND)
+    if param.integer:
+        return st.number_input(label, int(param.low), int(param.high), int(default), step=1,
+                               **common, **binding(key))
+    return st.number_input(label, float(param.low), float(param.high), float(default),
+                           format="%.6g", **common, **binding(key))
+
+
+def _on_param_change(prefix: str, scheme: Scheme) -> None:
+    """A parameter changed in the sidebar: if the scheme refuses the new set of values, every
+    one of its parameters goes back to its default (assigned here, in code, so Streamlit takes
+    them out of the link too)."""
+    state = st.session_state
+    values = {p.name: state[prefix + p.name] for p in scheme.params}
+    problem = refused_together(prefix, scheme, values)
+    if problem:
+        for name in values:
+            state[prefix + name] = link_default(prefix + name)
+        state["param_problem"] = problem
+
+
+def _index(options, key: str) -> int:
+    return list(options).index(link_default(key))
+
+
+def _network_controls() -> dict:
+    st.header("Network")
+    values = {
+        "width": st.slider("width (units per hidden layer)", 2, MAX_PAGE_WIDTH,
+                           link_default("width"), key="width", **binding("width")),
+        "depth": st.slider("depth (hidden layers)", 1, MAX_PAGE_DEPTH, link_default("depth"),
+                           key="depth", **binding("depth")),
+        "sizes": st.text_input("sizes (overrides width and depth)", link_default("sizes"),
+                               key="sizes", placeholder="e.g. 64,256,128",
+                               help="One width per hidden layer.", **BOUND),
+        "input_dim": st.number_input(
+            "input_dim", 1, MAX_INPUT_DIM, link_default("input_dim"), key="input_dim",
+            help="How many numbers each input has: the size of what layer 1 reads (the probe "
+                 "feeds it random numbers from N(0, 1)).", **binding("input_dim")),
+        "activation": st.selectbox("activation", list(ACTIVATIONS), key="activation",
+                                   index=_index(ACTIVATIONS, "activation"), **BOUND),
+        "norm": st.selectbox("norm", NORMS, key="norm", index=_index(NORMS, "norm"),
+                             help="A normalization layer after each Linear.", **BOUND),
+    }
+    return values
+
+
+def _init_controls() -> dict:
+    st.header("Initialization")
+    chosen = st.session_state.get("scheme", link_default("scheme"))
+    scheme = st.selectbox("scheme", list(SCHEMES), key="scheme", index=_index(SCHEMES, "scheme"),
+                          help=SCHEMES[chosen].formula if chosen in SCHEMES else None, **BOUND)
+    params = {p.name: _param_widget(p, f"{scheme}.", SCHEMES[scheme])
+              for p in SCHEMES[scheme].params}
+    bias = st.selectbox("bias", list(BIAS_SCHEMES), key="bias",
+                        index=_index(BIAS_SCHEMES, "bias"), **BOUND)
+    bias_params = {p.name: _param_widget(p, f"bias.{bias}.", BIAS_SCHEMES[bias], "bias ")
+                   for p in BIAS_SCHEMES[bias].params}
+    compare = st.multiselect("compare (drawn and trained side by side)", list(SCHEMES),
+                             default=link_default("compare"), key="compare", **BOUND)
+    seed = st.number_input("seed", 0, MAX_SEED, link_default("seed"), key="seed",
+                           **binding("seed"))
+    batch = st.number_input("batch", 1, MAX_PAGE_BATCH, link_default("batch"), key="batch",
+                            help="Inputs per probe pass, and the mini-batch size for training.",
+                            **binding("batch"))
+    return {"scheme": scheme, "params": params, "bias": bias, "bias_params": bias_params,
+            "compare": compare, "seed": seed, "batch": batch}
+
+
+def _training_controls() -> dict:
+    st.header("Training")
+    return {
+        "dataset": st.selectbox(
+            "dataset", list(DATASETS), key="dataset", index=_index(DATASETS, "dataset"),
+            help="; ".join(f"**{n}**: {d.description}" for n, d in DATASETS.items()), **BOUND),
+        "optimizer": st.selectbox("optimizer", training.OPTIMIZERS, key="optimizer",
+                                  index=_index(training.OPTIMIZERS, "optimizer"),
+                                  help="sgd; momentum = SGD with momentum 0.9; adam", **BOUND),
+        "lr": st.number_input("lr (learning rate)", 1e-5, training.MAX_LR, link_default("lr"),
+                              format="%.4g", key="lr", **binding("lr")),
+        "steps": st.slider("steps", 10, 2000, link_default("steps"), step=10, key="steps",
+                           **binding("steps")),
+        "seeds": st.slider("seeds (runs per scheme)", 1, 5, link_default("seeds"), key="seeds",
+                           **binding("seeds")),
+    }
+
+
+def sidebar() -> Choices:
+    """Draw every control; return what they chose."""
+    with st.sidebar:
+        # Bound selectboxes show raw names: the URL carries what the option displays.
+        preset = st.selectbox(
+            "Preset", ["none", *PRESETS], key="preset", on_change=on_preset_change,
+            help="The classic results of the literature, one click each: "
+                 + "; ".join(f"**{name}**: {p.title}" for name, p in PRESETS.items()), **BOUND)
+        network = _network_controls()
+        init = _init_controls()
+        train = _training_controls()
+        st.header("Compute")
+        device = st.selectbox("device", DEVICE_CHOICES, key="device",
+                              index=_index(DEVICE_CHOICES, "device"), **BOUND)
+    state = st.session_state
+    problems = [state.pop("param_problem")] if "param_problem" in state else []
+    spec = network_spec(network, init, problems)
+    specs = compare_specs(spec, init["compare"])
+    return Choices(preset=preset, specs=specs, training=train, seed=init["seed"],
+                   batch=init["batch"], device=device, problems=tuple(problems))
+
+
+def train_spec(choices: Choices, device: str) -> tuple[training.TrainSpec | None, str | None]:
+    """The training race of these choices on ``device`` (a resolved device name), or None and
+    the sentence that says which setting the race refuses."""
+    settings = choices.training
+    try:
+        return training.TrainSpec(
+            network=choices.spec,
+            schemes=tuple((s.scheme, s.scheme_params) for s in choices.specs.values()),
+            seeds=settings["seeds"], seed=choices.seed, dataset=settings["dataset"],
+            optimizer=settings["optimizer"], lr=settings["lr"], steps=settings["steps"],
+            batch=min(choices.batch, training.MAX_BATCH),
+            eval_every=max(1, settings["steps"] // CURVE_POINTS), device=device), None
+    except InitvizError as error:
+        return None, f"Training is off until this is fixed: {escape(str(error))}."
+
+
+def network_spec(network: dict, init: dict, problems: list[str]) -> NetworkSpec:
+    """The chosen scheme's network; a refused sizes field adds a sentence to ``problems`` and
+    gives way to width × depth."""
+    common = dict(input_dim=network["input_dim"], activation=network["activation"],
+                  scheme=init["scheme"], scheme_params=init["params"], bias=init["bias"],
+                  bias_params=init["bias_params"], norm=network["norm"])
+    sizes_text = network["sizes"].strip()
+    if sizes_text:
+        sizes, problem = _sizes(sizes_text)
+        if sizes:
+            return NetworkSpec(sizes=sizes, **common)
+        problems.append(f"The sizes field {quote(sizes_text)} {problem}, so the network uses "
+                        "width × depth instead.")
+    return NetworkSpec.stack(network["width"], network["depth"], **common)
+
+
+def _sizes(text: str) -> tuple[tuple[int, ...], str]:
+    """The widths of the sizes field, or () and what is wrong with it, in the page's limits."""
+    parts = [part.strip() for part in text.split(",")]
+    if not all(part.isdigit() for part in parts):
+        return (), "is not a list of whole numbers separated by commas (e.g. 64,256,128)"
+    sizes = tuple(int(part) for part in parts)
+    if len(sizes) > MAX_PAGE_DEPTH:
+        return (), f"gives {len(sizes):,} layers, more than the page's {MAX_PAGE_DEPTH}"
+    outside = [size for size in sizes if not 1 <= size <= MAX_PAGE_WIDTH]
+    if outside:
+        return (), (f"has a width of {outside[0]:,}, outside the page's 1 to {MAX_PAGE_WIDTH:,} "
+                    "units per layer")
+    return sizes, ""
+
+
+def compare_specs(main: NetworkSpec, compare: list[str]) -> dict[str, NetworkSpec]:
+    """The chosen scheme with its parameters, then each compared scheme with its defaults."""
+    specs = {main.scheme: main}
+    for name in compare:
+        if name not in specs:
+            specs[name] = NetworkSpec(
+                sizes=main.sizes, input_dim=main.input_dim, activation=main.activation,
+                scheme=name, bias=main.bias, bias_params=main.bias_params, norm=main.norm)
+    return specs
+
+
+__all__ = ["CURVE_POINTS", "Choices", "compare_specs", "network_spec", "sidebar", "train_spec"]
