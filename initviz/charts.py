@@ -480,7 +480,7 @@ def singular_value_histogram(values: pd.DataFrame, schemes: Sequence[str], *,
 
 
 __all__ = [
-    "Figure", "LAYER_AXIS", "PALETTE", "REFERENCE", "by_layer", "fractions_by_layer", "histogram_heatmap",
-    "percentile_bands", "phase_diagram", "scheme_colour", "scheme_scale", "singular_value_histogram",
-    "training_curves", "weight_histogram",
+    "Figure", "LAYER_AXIS", "PALETTE", "REFERENCE", "by_layer", "fractions_by_layer",
+    "histogram_heatmap", "percentile_bands", "phase_diagram", "scheme_colour", "scheme_scale",
+    "singular_value_histogram", "training_curves", "weight_histogram",
 ]

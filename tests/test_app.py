@@ -189,7 +189,8 @@ def test_theory_places_the_network_on_the_phase_diagram_with_its_depth_reach():
     assert "deeper than signals can travel" not in _markdown(scaled)
     metrics = {m.label: m.value for m in scaled.metric}
     assert metrics["χ₁"] == "0.5" and metrics["depth scale ξ_c"] == "none: scale only"
-    ordered = _app(preset="small_weights", section="Theory")  # tanh, σ_w² = 0.01: ξ_c = 0.22 against 10 layers
+    # tanh, σ_w² = 0.01: ξ_c = 0.22 against 10 layers
+    ordered = _app(preset="small_weights", section="Theory")
     _no_exception(ordered)
     assert "deeper than signals can travel" in _markdown(ordered)
     # SELU with LeCun normal is slightly chaotic (χ₁ ≈ 1.07): its ξ_c comes from the correlation
@@ -403,7 +404,8 @@ def test_a_busy_server_refuses_training_until_another_session_frees_its_memory(m
 
 
 def test_a_race_where_every_run_diverges_says_so_instead_of_finished():
-    at = _app(preset="selu", steps="20", seeds="1", lr="0.05", section="Training")  # too fast for 50 SELU layers
+    # lr 0.05 is too fast for 50 SELU layers
+    at = _app(preset="selu", steps="20", seeds="1", lr="0.05", section="Training")
     seen = _train(at)
     assert seen[-1].startswith("ended early, every run diverged: step"), seen[-1]
     # what a run measured before it diverged is not passed off as its final result

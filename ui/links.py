@@ -292,5 +292,6 @@ def _settings(values: dict) -> str:
 
 
 __all__ = ["BOUND", "DEFAULTS", "MAX_PAGE_BATCH", "MAX_PAGE_DEPTH", "MAX_PAGE_WIDTH", "PRESENT",
-           "apply_preset", "binding", "link_default", "link_problems", "on_preset_change", "read_link",
+           "apply_preset", "binding", "link_default", "link_problems", "on_preset_change",
+           "read_link",
            "refused_together", "shown", "url_warnings", "view_default"]

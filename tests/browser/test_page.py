@@ -30,7 +30,9 @@ FIRST_PAGE_MS = 150_000
 """The first page of the session imports torch and computes every profile: allow for that."""
 RERUN_MS = 90_000
 TRAINING_MS = 180_000
-MIN_CHARTS = 8
+SIGNAL_CHARTS = 6
+"""Charts of the Signal tab, the one the page opens on."""
+SECTIONS = ("Weights", "Signal", "Training", "Theory", "Code")
 
 CHART = '[data-testid="stVegaLiteChart"]'
 MAIN = '[data-testid="stMain"]'
@@ -46,23 +48,36 @@ CHARTS_DRAWN_JS = """(minimum) => {
     const charts = [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')];
     return charts.length >= minimum && charts.every(c => c.querySelector('canvas, svg') !== null);
 }"""
+VERDICT_SHOWN_JS = """() => [...document.querySelectorAll('[data-testid="stMain"] strong')]
+    .some(s => /^(Healthy|Vanishing|Exploding|Saturated|Dead)\\b/.test(s.innerText))"""
 
 
 # --------------------------------------------------------------------------------------------------
 # Helpers
 
 
-def settle(page: Page, timeout_ms: int = RERUN_MS) -> None:
-    """Wait until the script run is over, nothing is stale, and every chart is drawn."""
+def settle(page: Page, timeout_ms: int = RERUN_MS, charts: int = 0) -> None:
+    """Wait until the script run is over, nothing is stale, and every chart (at least
+    ``charts``) is drawn."""
     page.wait_for_function(SETTLED_JS, timeout=timeout_ms)
-    page.wait_for_function(CHARTS_DRAWN_JS, arg=MIN_CHARTS, timeout=timeout_ms)
+    page.wait_for_function(CHARTS_DRAWN_JS, arg=charts, timeout=timeout_ms)
 
 
-def open_view(page: Page, query: str = "") -> None:
-    """Open the page at ``/{query}`` and wait until it has been drawn completely, without errors."""
+def open_view(page: Page, query: str = "", charts: int = 1) -> None:
+    """Open the page at ``/{query}`` and wait until the verdict and at least ``charts`` charts
+    are drawn (the open tab's: a Training or Code tab has none), without errors."""
     page.goto(f"/{query}", wait_until="domcontentloaded")
-    page.wait_for_selector(f"{CHART} :is(canvas, svg)", timeout=FIRST_PAGE_MS)
-    settle(page, FIRST_PAGE_MS)
+    page.wait_for_function(VERDICT_SHOWN_JS, timeout=FIRST_PAGE_MS)
+    settle(page, FIRST_PAGE_MS, charts)
+    assert_no_errors(page)
+
+
+def open_tab(page: Page, name: str, charts: int = 0) -> None:
+    """Click the tab of section ``name`` and wait until it is drawn."""
+    page.get_by_role("tab", name=name, exact=True).click()
+    expect(page).to_have_url(re.compile(rf"[?&]section={name}(&|$)") if name != "Signal"
+                             else re.compile(r"^(?!.*section=)"), timeout=RERUN_MS)
+    settle(page, RERUN_MS, charts)
     assert_no_errors(page)
 
 
@@ -118,18 +133,24 @@ def choose(page: Page, key: str, option: str) -> None:
 # 1. The page loads and draws
 
 
-def test_page_loads_with_verdict_and_charts(page, artifacts):
-    open_view(page)
+def test_page_loads_with_verdict_and_charts_and_each_tab_draws_its_section(page, artifacts):
+    open_view(page, charts=SIGNAL_CHARTS)
     expect(page.locator(f"{MAIN} h1")).to_have_text("initviz")
     expect(verdict(page)).to_have_count(1)
     expect(verdict(page)).to_be_visible()
+    expect(page.get_by_role("tab")).to_have_text(list(SECTIONS))
+    expect(page.get_by_role("tab", name="Signal")).to_have_attribute("aria-selected", "true")
     charts = page.locator(CHART)
-    assert charts.count() >= MIN_CHARTS
+    assert charts.count() == SIGNAL_CHARTS  # only the open tab is drawn
     for chart in charts.all():
         expect(chart.locator("canvas, svg").first).to_be_visible()
-    for section in ("Weights", "Signal through depth", "Theory", "PyTorch code", "Downloads"):
-        expect(page.locator(f"{MAIN} h2").filter(has_text=section)).to_have_count(1)
     snap(page, artifacts, "01-default")
+    for name, drawn, text in [("Weights", 2, "Per-layer table"), ("Theory", 2, "χ₁"),
+                              ("Code", 0, "nn.init.kaiming_normal_"), ("Training", 0, "Train")]:
+        open_tab(page, name, drawn)
+        assert page.locator(CHART).count() == drawn, name
+        expect(page.locator(MAIN).get_by_text(text).first).to_be_visible()
+        snap(page, artifacts, f"01-tab-{name}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -139,7 +160,7 @@ SHAPE_128 = re.compile(r"128\s*[×x]\s*128")
 VIEWS = [
     pytest.param(
         "?activation=tanh&scheme=xavier_normal&depth=12&width=128"
-        "&compare=xavier_normal&compare=orthogonal",
+        "&compare=xavier_normal&compare=orthogonal&section=Weights",
         {"activation": "tanh", "scheme": "xavier_normal", "depth": "12", "width": "128",
          "compare": ["xavier_normal", "orthogonal"]},
         [("verdict", "xavier_normal"), ("verdict", re.compile(r"\b12 layers")),
@@ -206,14 +227,10 @@ def test_changing_activation_rerenders_and_updates_url(page, artifacts):
 WATCH_TRAINING_JS = """() => {
     const main = document.querySelector('[data-testid="stMain"]');
     const section = () => {
-        const heads = [...main.querySelectorAll('[data-testid="stHeading"]')];
-        const at = heads.findIndex(h => /^\\s*Training\\b/.test(h.innerText));
-        if (at < 0) return null;
-        const start = heads[at], end = heads[at + 1];
-        const inside = el => (start.compareDocumentPosition(el) & Node.DOCUMENT_POSITION_FOLLOWING)
-            && (!end || (end.compareDocumentPosition(el) & Node.DOCUMENT_POSITION_PRECEDING));
-        return {inside, text: () => [...main.querySelectorAll('[data-testid="stElementContainer"]')]
-            .filter(inside).map(e => e.innerText).join('\\n')};
+        const panel = main.querySelector('[role="tabpanel"]:not([hidden])');
+        if (panel === null) return null;
+        const inside = el => panel.contains(el);
+        return {inside, text: () => panel.innerText};
     };
     const drawing = () => {
         const s = section();
@@ -245,16 +262,14 @@ WATCH_TRAINING_JS = """() => {
 }"""
 
 
-TRAINING_VIEW = "?depth=8&width=256&batch=256&steps=60"
+TRAINING_VIEW = "?depth=8&width=256&batch=256&steps=60&section=Training"
 """A network small enough that training finishes in seconds on a CPU, with enough steps that the
 page redraws the curve several times (it trains in time slices between redraws)."""
 
 
 def test_train_draws_a_live_curve(page, artifacts):
-    open_view(page, TRAINING_VIEW)
-    heading = page.locator(f"{MAIN} [data-testid='stHeading']").filter(
-        has_text=re.compile(r"^\s*Training\b"))
-    expect(heading, "the page has no 'Training' section").to_have_count(1)
+    open_view(page, TRAINING_VIEW, charts=0)
+    expect(page.get_by_role("tab", name="Training")).to_have_attribute("aria-selected", "true")
     train = page.get_by_role("button", name="Train", exact=True)
     expect(train, "the Training section has no 'Train' button").to_be_visible()
     page.evaluate(WATCH_TRAINING_JS)
@@ -283,7 +298,8 @@ def _download(page: Page, label: str) -> str:
 
 
 def test_downloads_hold_the_statistics_and_configuration_of_this_view(page):
-    open_view(page, "?depth=3&width=32&seed=5&compare=kaiming_normal&compare=orthogonal")
+    open_view(page, "?depth=3&width=32&seed=5&compare=kaiming_normal&compare=orthogonal"
+                    "&section=Code", charts=0)
     statistics = pd.read_csv(io.StringIO(_download(page, "Per-layer statistics (CSV)")))
     assert sorted(zip(statistics["scheme"], statistics["layer"])) == [
         (scheme, layer) for scheme in ("kaiming_normal", "orthogonal") for layer in (1, 2, 3)]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from test_page import CHART, MAIN, open_view, snap
+from test_page import CHART, MAIN, open_tab, open_view, snap
 
 try:
     from playwright.sync_api import expect
@@ -15,26 +15,19 @@ except ImportError:  # the `browser` fixture skips or, under CI, fails every tes
 
 pytestmark = pytest.mark.browser
 
-THEORY_CHARTS_JS = """() => {
-    const main = document.querySelector('[data-testid="stMain"]');
-    const heads = [...main.querySelectorAll('[data-testid="stHeading"]')];
-    const at = heads.findIndex(h => /^\\s*Theory\\b/.test(h.innerText));
-    if (at < 0) return [];
-    const start = heads[at], end = heads[at + 1];
-    const inside = el => (start.compareDocumentPosition(el) & Node.DOCUMENT_POSITION_FOLLOWING)
-        && (!end || (end.compareDocumentPosition(el) & Node.DOCUMENT_POSITION_PRECEDING));
-    return [...main.querySelectorAll('[data-testid="stVegaLiteChart"]')].filter(inside)
-        .map(chart => {
-            const box = chart.getBoundingClientRect();
-            const drawn = chart.querySelector('canvas, svg');
-            return {drawn: drawn !== null && box.width > 100 && box.height > 100,
-                    title: chart.innerText};
-        });
-}"""
+THEORY_CHARTS_JS = """() => [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')]
+    .map(chart => {
+        const box = chart.getBoundingClientRect();
+        const drawn = chart.querySelector('canvas, svg');
+        return {drawn: drawn !== null && box.width > 100 && box.height > 100,
+                title: chart.innerText};
+    })"""
+"""The charts on the page: the isometry preset opens on its Theory tab, the only one drawn."""
 
 
 def test_isometry_link_draws_phase_diagram_and_both_spectra(page, artifacts):
-    open_view(page, "?preset=isometry")
+    open_view(page, "?preset=isometry", charts=2)
+    expect(page.get_by_role("tab", name="Theory")).to_have_attribute("aria-selected", "true")
     charts = page.evaluate(THEORY_CHARTS_JS)
     assert len(charts) == 2, f"the theory section should draw 2 charts, it has {charts}"
     assert all(chart["drawn"] for chart in charts), charts
@@ -44,7 +37,7 @@ def test_isometry_link_draws_phase_diagram_and_both_spectra(page, artifacts):
     expect(page.locator(f"{MAIN} [data-testid='stMetric']").filter(has_text="χ₁").first) \
         .to_contain_text("1")
     expect(page.locator(CHART).filter(has_text="Singular values").first).to_be_visible()
-    # the code below the theory section is drawn too, not an empty box
+    snap(page, artifacts, "05-theory-isometry")
+    open_tab(page, "Code")  # and its code is drawn, not an empty box
     expect(page.locator(f"{MAIN} [data-testid='stCode']").first).to_contain_text(
         "nn.init.orthogonal_")
-    snap(page, artifacts, "05-theory-isometry")

@@ -18,7 +18,7 @@ except ImportError:  # the `browser` fixture skips or, under CI, fails every tes
 
 pytestmark = pytest.mark.browser
 
-LONG_RACE = "?depth=3&width=32&steps=2000&seeds=1&batch=64&seed={seed}"
+LONG_RACE = "?depth=3&width=32&steps=2000&seeds=1&batch=64&seed={seed}&section=Training"
 """Long enough (2000 steps) that every Stop below lands while the race runs."""
 
 
@@ -34,7 +34,7 @@ def _progress(page: Page):
 
 def test_train_and_stop_pressed_again_and_again_never_break_the_page(page, browser, app_server):
     rng = random.Random(12)
-    open_view(page, LONG_RACE.format(seed=41))
+    open_view(page, LONG_RACE.format(seed=41), charts=0)
     train, stop = _buttons(page)
     for press in range(8):
         expect(train).to_be_enabled(timeout=TRAINING_MS)
@@ -55,7 +55,7 @@ def test_train_and_stop_pressed_again_and_again_never_break_the_page(page, brows
     other = browser.new_context(base_url=app_server.url).new_page()
     other.js_errors = []
     other.on("pageerror", lambda error: other.js_errors.append(str(error)))
-    open_view(other, LONG_RACE.format(seed=42))
+    open_view(other, LONG_RACE.format(seed=42), charts=0)
     other_train, other_stop = _buttons(other)
     other_train.click()
     expect(_progress(other)).to_contain_text("training", timeout=TRAINING_MS)
