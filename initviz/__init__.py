@@ -21,7 +21,8 @@ os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 from initviz.activations import ACTIVATIONS, Activation, get_activation
 from initviz.errors import InitvizError, InvalidSpec, TooLarge
-from initviz.inspection import Inspection, init_, inspect
+from initviz.inspection import Inspection, inspect
+from initviz.layers import init_
 from initviz.network import NetworkSpec, build_model
 from initviz.probe import Profile, profile
 from initviz.schemes import BIAS_SCHEMES, SCHEMES, Scheme, get_scheme

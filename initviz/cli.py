@@ -527,7 +527,8 @@ TABLE_WIDTH = 100
 def _cmd_inspect(args: argparse.Namespace) -> None:
     import torch
 
-    from initviz.inspection import init_, inspect
+    from initviz.inspection import inspect
+    from initviz.layers import init_
 
     factory = _module_factory(args.model)
     torch.manual_seed(args.seed)  # for a factory that draws torch's default initialization

@@ -109,7 +109,7 @@ def _json_number(value):
     return value
 
 
-class _TensorStats:
+class TensorStats:
     """Collects on-device summaries of tensors, one kind and layer at a time, with no host sync.
 
     Statistics are memory-bound, so each tensor is read as few times as possible: aminmax, then
@@ -122,10 +122,16 @@ class _TensorStats:
     is done; turning those sums into means, stds and histograms happens in :meth:`summaries`, for
     every tensor at once: at the page's sizes each small operation costs more to launch than to
     run, and the probe records 4 × depth tensors.
+
+    Args:
+        bins: histogram bins per tensor.
+        scatter: bin with ``index_add_`` (True) or ``bincount`` (False); default: ``bincount``
+            on a CPU only, since elsewhere it reads its output size back to the host.
     """
 
-    def __init__(self, bins: int):
+    def __init__(self, bins: int, scatter: bool | None = None):
         self.bins = bins
+        self.scatter = scatter
         self.records: dict[tuple[str, int], tuple] = {}
         self._work: torch.Tensor | None = None
         self._index: torch.Tensor | None = None
@@ -136,7 +142,8 @@ class _TensorStats:
             self._work = torch.empty(n, device=x.device, dtype=torch.float32)
             # bincount of a uint8 index (bins <= MAX_BINS < 255) is the fastest histogram on a
             # CPU; elsewhere bincount would read its output size back to the host: scatter.
-            index_dtype = torch.uint8 if x.device.type == "cpu" else torch.int64
+            scatter = x.device.type != "cpu" if self.scatter is None else self.scatter
+            index_dtype = torch.int64 if scatter else torch.uint8
             self._index = torch.empty(n, device=x.device, dtype=index_dtype)
         return self._work[:n], self._index[:n]
 
@@ -244,7 +251,7 @@ def profile(spec: NetworkSpec, batch: int = 256, seed: int = 0, device: str = "a
     x = torch.randn(batch, spec.input_dim, generator=inputs).to(dev)
     projection = torch.randn(batch, spec.sizes[-1], generator=inputs).to(dev)
 
-    stats = _TensorStats(bins)
+    stats = TensorStats(bins)
     saturated: list[torch.Tensor] = []
     dead: list[torch.Tensor] = []
     off: list[torch.Tensor] = []
@@ -405,4 +412,4 @@ def _assemble(spec, batch, seed, choice, seconds, bins, host) -> Profile:
 
 
 __all__ = ["BASIS_POINTS", "INPUT_STREAM", "KINDS", "LAYER_COLUMNS", "MAX_BINS", "MAX_PROBE_BATCH",
-           "Profile", "input_generator", "profile", "profiles"]
+           "Profile", "TensorStats", "input_generator", "profile", "profiles"]

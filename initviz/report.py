@@ -19,6 +19,7 @@ from torch.nn import init
 from initviz.activations import get_activation
 from initviz.probe import Profile
 from initviz.schemes import get_scheme
+from initviz.text import short_number, span
 
 SIGNAL_FACTOR = 10.0
 SATURATED_SHARE = 0.5
@@ -44,22 +45,6 @@ class Verdict:
     details: tuple[str, ...]
     recommended_scheme: str
     recommendation: str
-
-
-def _g(value: float) -> str:
-    if value == 0 or not math.isfinite(value):
-        return f"{value:g}"
-    return f"{value:.2g}" if 1e-3 <= abs(value) < 1e4 else f"{value:.1e}"
-
-
-def _span(low: float, high: float) -> str:
-    """"between low and high" with as few significant digits (2-4) as tell them apart."""
-    for digits in (2, 3, 4):
-        if f"{low:.{digits}g}" != f"{high:.{digits}g}":
-            if digits == 2:
-                return f"between {_g(low)} and {_g(high)}"
-            return f"between {low:.{digits}g} and {high:.{digits}g}"
-    return f"at {_g(low)}"
 
 
 def _last_finite(series: pd.Series) -> tuple[int, float] | None:
@@ -98,7 +83,7 @@ def verdict(profile: Profile) -> Verdict:
         share = dead if not math.isnan(dead) else 1.0
         headline = (f"Dead units: {share:.0%} of the units of layer {depth} output nothing "
                     f"for any of the {profile.batch} inputs (activation std "
-                    f"{_g(act_last[1] if act_last else 0.0)}).")
+                    f"{short_number(act_last[1] if act_last else 0.0)}).")
     elif not math.isnan(sat) and sat > SATURATED_SHARE:
         low, high = activation.saturated_outside
         headline = (f"Saturated: {sat:.0%} of the units of layer {depth} sit on a flat tail of "
@@ -107,21 +92,21 @@ def verdict(profile: Profile) -> Verdict:
         kind = "saturated"
         if grad_out > 0 and grad_in / grad_out > SIGNAL_FACTOR:
             # weights large enough to saturate most units multiply the gradient through the rest
-            headline += (f" The gradients still grow going backward, from {_g(grad_out)} (layer "
-                         f"{depth}) to {_g(grad_in)} (layer 1): the weights are large enough that "
+            headline += (f" The gradients still grow going backward, from {short_number(grad_out)} (layer "
+                         f"{depth}) to {short_number(grad_in)} (layer 1): the weights are large enough that "
                          f"the units left on the slope amplify them.")
     elif act_last is not None and act_first > 0:
         ratio = act_last[1] / act_first
-        trend = (f"activation std {'falls' if ratio < 1 else 'grows'} from {_g(act_first)} "
-                 f"(layer 1) to {_g(act_last[1])} (layer {act_last[0]})")
+        trend = (f"activation std {'falls' if ratio < 1 else 'grows'} from {short_number(act_first)} "
+                 f"(layer 1) to {short_number(act_last[1])} (layer {act_last[0]})")
         if ratio < 1 / SIGNAL_FACTOR:
             kind, headline = "vanishing", f"Vanishing: {trend}."
         elif ratio > SIGNAL_FACTOR:
             kind, headline = "exploding", f"Exploding: {trend}."
     if kind == "healthy" and grad_out > 0 and math.isfinite(grad_in):
         ratio = grad_in / grad_out
-        trend = (f"gradient std {'falls' if ratio < 1 else 'grows'} from {_g(grad_out)} "
-                 f"(layer {depth}) to {_g(grad_in)} (layer 1) going backward")
+        trend = (f"gradient std {'falls' if ratio < 1 else 'grows'} from {short_number(grad_out)} "
+                 f"(layer {depth}) to {short_number(grad_in)} (layer 1) going backward")
         if ratio < 1 / SIGNAL_FACTOR:
             kind, headline = "vanishing", f"Vanishing gradients: {trend}."
         elif ratio > SIGNAL_FACTOR:
@@ -129,14 +114,14 @@ def verdict(profile: Profile) -> Verdict:
     if kind == "healthy":
         stds = layers["act_std"]
         grads = layers["grad_std"]
-        headline = (f"Healthy: activation std stays {_span(stds.min(), stds.max())} over "
-                    f"{depth} layers, and gradient std {_span(grads.min(), grads.max())}.")
+        headline = (f"Healthy: activation std stays {span(stds.min(), stds.max())} over "
+                    f"{depth} layers, and gradient std {span(grads.min(), grads.max())}.")
 
     return Verdict(kind, headline, tuple(details), activation.recommended_scheme,
-                   _recommendation(profile, kind))
+                   recommendation(profile, kind))
 
 
-def _recommendation(profile: Profile, kind: str) -> str:
+def recommendation(profile: Profile, kind: str) -> str:
     """The scheme the mean-field numbers support for the activation, and why; never the chosen
     scheme as the fix for what the verdict found."""
     spec = profile.spec
@@ -165,7 +150,7 @@ def _with_norm(profile: Profile, kind: str) -> str:
     """What a norm layer does to the statistics the verdict read, and what follows from it."""
     spec = profile.spec
     preact = profile.layers["preact_std"]
-    measured = _span(preact.min(), preact.max()).removeprefix("at ")
+    measured = span(preact.min(), preact.max()).removeprefix("at ")
     text = (f"With {spec.norm} after every Linear layer, each layer's pre-activations are rescaled "
             f"to std 1 whatever the weights' scale (measured: {measured}, layer by layer): the "
             f"scheme's scale divides out, so another scheme would not change these statistics.")
@@ -323,7 +308,7 @@ def _scheme_gain(scheme: str, params: Mapping) -> float:
 
 
 __all__ = [
-    "FRACTION_MEASURES", "VERDICTS", "Verdict", "by_layer_frame", "fractions_frame",
-    "fractions_note", "histogram_of",
-    "WEIGHT_TABLE_GAPS", "percentiles_of", "verdict", "weight_table", "weight_theory",
+    "FRACTION_MEASURES", "VERDICTS", "Verdict", "WEIGHT_TABLE_GAPS", "by_layer_frame",
+    "fractions_frame", "fractions_note", "histogram_of", "percentiles_of", "recommendation",
+    "verdict", "weight_table", "weight_theory",
 ]

@@ -25,6 +25,8 @@ from initviz.errors import InvalidSpec, quote
 
 ParamValue = float | int | str
 Params = Mapping[str, ParamValue]
+ResolvedParams = tuple[tuple[str, ParamValue], ...]
+"""What :meth:`Scheme.resolve` returns: every parameter, sorted by name (hashable)."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -171,7 +173,7 @@ class Scheme:
         return {p.name: p.default for p in self.params}
 
     def resolve(self, given: Params | Sequence[tuple[str, ParamValue]] = (),
-                field: str | None = None) -> tuple:
+                field: str | None = None) -> ResolvedParams:
         """Validate ``given`` and fill in defaults: a sorted tuple of ``(name, value)`` pairs.
 
         The tuple form keeps specs hashable, so they can serve as cache keys. Errors name each
@@ -579,6 +581,6 @@ def lsuv_rescale(blocks: Sequence[nn.Module], x: torch.Tensor, tol: float,
 
 
 __all__ = [
-    "BIAS_SCHEMES", "FanExpr", "Param", "Scheme", "SCHEMES", "TRUNC_NORMAL_MIN_ACCEPTANCE",
+    "BIAS_SCHEMES", "FanExpr", "Param", "ResolvedParams", "Scheme", "SCHEMES", "TRUNC_NORMAL_MIN_ACCEPTANCE",
     "WeightLaw", "get_scheme", "lsuv_rescale", "sparse_", "trunc_normal_acceptance",
 ]

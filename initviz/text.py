@@ -1,4 +1,4 @@
-"""User-supplied text made safe to show inside the page's Markdown.
+"""User-supplied text made safe to show inside the page's Markdown, and numbers put in sentences.
 
 Streamlit renders warnings, infos and captions as Markdown (and raw HTML is off, but links and
 images are not): a value from the link that holds ``[text](url)`` or ``![x](url)`` would become a
@@ -9,6 +9,7 @@ through :func:`quote` before it reaches Markdown.
 
 from __future__ import annotations
 
+import math
 import re
 
 MAX_SHOWN = 60
@@ -76,3 +77,23 @@ def quote(value: object, limit: int = MAX_SHOWN) -> str:
     if isinstance(value, (list, tuple)):
         value = ", ".join(str(v) for v in value)
     return "“" + escape(shorten(str(value), limit)) + "”"
+
+
+def short_number(value: float) -> str:
+    """``value`` in two significant digits, in scientific notation outside [1e-3, 1e4)."""
+    if value == 0 or not math.isfinite(value):
+        return f"{value:g}"
+    return f"{value:.2g}" if 1e-3 <= abs(value) < 1e4 else f"{value:.1e}"
+
+
+def span(low: float, high: float) -> str:
+    """"between low and high" with as few significant digits (2-4) as tell them apart."""
+    for digits in (2, 3, 4):
+        if f"{low:.{digits}g}" != f"{high:.{digits}g}":
+            if digits == 2:
+                return f"between {short_number(low)} and {short_number(high)}"
+            return f"between {low:.{digits}g} and {high:.{digits}g}"
+    return f"at {short_number(low)}"
+
+
+__all__ = ["MAX_SHOWN", "WORD_JOINER", "escape", "quote", "short_number", "shorten", "span"]

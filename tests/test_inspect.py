@@ -12,7 +12,8 @@ from torch import nn
 import initviz
 from initviz import examples
 from initviz.errors import InvalidSpec, TooLarge
-from initviz.inspection import INSPECT_COLUMNS, init_, inspect, recognize
+from initviz.inspection import INSPECT_COLUMNS, inspect
+from initviz.layers import init_, recognize
 from initviz.schemes import SCHEMES
 
 

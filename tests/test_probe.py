@@ -178,17 +178,14 @@ def test_histograms_and_percentiles_match_the_tensors_they_summarize():
 ])
 def test_the_gpu_histogram_path_gives_the_cpu_result(values):
     """On a GPU the probe bins with index_add_ (bincount would sync); check it here on the CPU."""
-    from initviz.probe import _TensorStats
+    from initviz.probe import TensorStats
 
     def summary(stats):
         stats.add("act", 1, values)
         return {key: value[0] for key, value in stats.summaries([("act", 1)]).items()}
 
-    cpu = summary(_TensorStats(bins=7))
-    scatter = _TensorStats(bins=7)
-    scatter._work, scatter._index = torch.empty(values.numel()), torch.empty(
-        values.numel(), dtype=torch.int64)  # what a CUDA tensor gets
-    other = summary(scatter)
+    cpu = summary(TensorStats(bins=7))
+    other = summary(TensorStats(bins=7, scatter=True))  # what a CUDA tensor gets
     assert bool(cpu["finite"]) == bool(torch.isfinite(values).all())
     assert cpu["counts"].shape == other["counts"].shape == (7,)
     if cpu["finite"]:
