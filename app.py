@@ -38,7 +38,8 @@ from initviz.phase import PhaseDiagram, phase_map
 from initviz.presets import PRESETS
 from initviz.probe import Profile
 from initviz.race import RaceView, TrainingJob, server_board
-from initviz.schemes import BIAS_SCHEMES, SCHEMES, Param, Scheme
+from initviz.scheme_types import Param, Scheme
+from initviz.schemes import BIAS_SCHEMES, SCHEMES
 from initviz.text import escape, quote
 
 MAX_PAGE_WIDTH = 2048

@@ -25,7 +25,8 @@ from initviz.inspection import Inspection, inspect
 from initviz.layers import init_
 from initviz.network import NetworkSpec, build_model
 from initviz.probe import Profile, profile
-from initviz.schemes import BIAS_SCHEMES, SCHEMES, Scheme, get_scheme
+from initviz.scheme_types import Scheme
+from initviz.schemes import BIAS_SCHEMES, SCHEMES, get_scheme
 
 __all__ = [
     "ACTIVATIONS", "Activation", "BIAS_SCHEMES", "Inspection", "InitvizError", "InvalidSpec",

@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from initviz.errors import InvalidSpec
-from initviz.schemes import SCHEMES, WeightLaw, get_scheme
+from initviz.scheme_types import WeightLaw
+from initviz.schemes import SCHEMES, get_scheme
 from initviz.text import short_number
 
 RECURRENT = (nn.RNN, nn.LSTM, nn.GRU)

@@ -15,7 +15,8 @@ from torch import nn
 
 from initviz.activations import get_activation
 from initviz.errors import InvalidSpec, TooLarge, env_megabytes
-from initviz.schemes import ParamValue, get_scheme, lsuv_rescale
+from initviz.scheme_types import ParamValue
+from initviz.schemes import get_scheme, lsuv_rescale
 
 MAX_WIDTH = 4096
 MAX_DEPTH = 500

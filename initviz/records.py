@@ -19,7 +19,8 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from initviz.schemes import ResolvedParams, get_scheme
+from initviz.scheme_types import ResolvedParams
+from initviz.schemes import get_scheme
 
 if TYPE_CHECKING:
     from initviz.training import TrainSpec

@@ -38,7 +38,8 @@ from initviz.errors import InvalidSpec
 from initviz.network import (LSUV_CALIBRATION_BATCH, NetworkSpec, _check_int, build_model,
                              check_memory, estimate_bytes)
 from initviz.records import Checkpoint, RunRecord, RunResult, TrainResult
-from initviz.schemes import ResolvedParams, get_scheme
+from initviz.scheme_types import ResolvedParams
+from initviz.schemes import get_scheme
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
 MOMENTUM = 0.9
