@@ -28,8 +28,8 @@ from initviz.errors import InvalidSpec
 from initviz.network import check_memory, memory_budget
 from initviz.probe import LAYER_COLUMNS
 from initviz.layers import Recognized, main_weight, recognize, weight_fans
-from initviz.report import DEAD_MIN_BATCH, DEAD_SHARE, SATURATED_SHARE, SIGNAL_FACTOR
-from initviz.text import short_number, span
+from initviz.report import (DEAD_MIN_BATCH, DEAD_SHARE, SATURATED_SHARE, healthy_headline,
+                            trend_finding)
 
 INSPECT_COLUMNS = ("name", "kind", *LAYER_COLUMNS)
 # Activation modules whose input is a layer's pre-activation, by initviz's activation names.
@@ -294,6 +294,31 @@ def inspect(model: nn.Module, inputs, loss: Callable | None = None, *, targets=N
     if not isinstance(model, nn.Module):
         raise InvalidSpec("model", type(model).__name__, "a torch.nn.Module")
     inputs = _as_tuple(inputs)
+    _check_size(model, inputs, memory_budget_bytes)
+    loss, description = _chosen_loss(loss, targets)
+    recorder = _Recorder(model)
+    state = _State(model)
+    try:
+        for param in model.parameters():
+            param.requires_grad_(True)
+        with torch.enable_grad():
+            given = tuple(x.detach().requires_grad_(True) if isinstance(x, torch.Tensor)
+                          and x.is_floating_point() else x for x in inputs)
+            output = _first_tensor(model(*given))
+            if output is None:
+                raise InvalidSpec("model output", "no tensor", "a tensor (or a tuple with one)")
+            value = loss(output)
+            weights = [e.weight for e in recorder.entries.values()]
+            grad_targets = [t for e in recorder.order for t in e.grad_tensors]
+            grads = torch.autograd.grad(value, weights + grad_targets, allow_unused=True)
+    finally:
+        recorder.remove()
+        state.restore()
+    return _result(recorder, weights, grads, description)
+
+
+def _check_size(model: nn.Module, inputs: tuple, memory_budget_bytes: int | None) -> None:
+    """Refuse inputs the model does not accept, or a pass over the memory budget."""
     state = _State(model)
     try:
         needed = estimate_bytes(model, inputs)
@@ -308,39 +333,52 @@ def inspect(model: nn.Module, inputs, loss: Callable | None = None, *, targets=N
     check_memory("this inspection", needed,
                  memory_budget() if memory_budget_bytes is None else memory_budget_bytes,
                  reduce="the batch or the model")
-    if loss is None:
-        description = LOSS_DESCRIPTIONS["default" if targets is None else "targets"]
-        loss = _default_loss if targets is None else (lambda y: F.cross_entropy(y, targets))
-    else:
-        description = getattr(loss, "__name__", "the given loss")
 
-    entries: dict[nn.Module, _Entry] = {}
-    for name, module in model.named_modules():
-        found = main_weight(module)
-        if found is not None:
-            entries[module] = _Entry(name, module, found[0], found[1], [], [], [])
-    if not entries:
-        raise InvalidSpec("model", type(model).__name__, "a model with at least one layer that "
-                          "holds weights")
-    order: list[_Entry] = []
-    last: list[_Entry] = []
 
-    def layer_hook(module, args, output):
-        entry = entries[module]
+def _chosen_loss(loss: Callable | None, targets) -> tuple[Callable, str]:
+    """The loss function and the words that describe it."""
+    if loss is not None:
+        return loss, getattr(loss, "__name__", "the given loss")
+    if targets is None:
+        return _default_loss, LOSS_DESCRIPTIONS["default"]
+    return (lambda y: F.cross_entropy(y, targets)), LOSS_DESCRIPTIONS["targets"]
+
+
+class _Recorder:
+    """Forward hooks on every layer with weights and every activation module: the moments of
+    each layer's output and of the activation that follows it, in the order the forward ran."""
+
+    def __init__(self, model: nn.Module):
+        self.entries: dict[nn.Module, _Entry] = {}
+        for name, module in model.named_modules():
+            found = main_weight(module)
+            if found is not None:
+                self.entries[module] = _Entry(name, module, found[0], found[1], [], [], [])
+        if not self.entries:
+            raise InvalidSpec("model", type(model).__name__, "a model with at least one layer "
+                              "that holds weights")
+        self.order: list[_Entry] = []
+        self.last: _Entry | None = None
+        self.handles = [m.register_forward_hook(self._layer) for m in self.entries]
+        self.handles += [m.register_forward_hook(self._activation) for m in model.modules()
+                         if type(m) in _ACTIVATION_MODULES]
+
+    def _layer(self, module: nn.Module, args: tuple, output) -> None:
+        entry = self.entries[module]
         tensor = _first_tensor(output)
         if tensor is None:
             return
-        if entry not in order:
-            order.append(entry)
+        if entry not in self.order:
+            self.order.append(entry)
         entry.preact.append(_moments(tensor))
         entry.act.append(None)
         entry.grad_tensors.append(tensor)
-        last[:] = [entry]
+        self.last = entry
 
-    def activation_hook(module, args, output):
-        if not last or not isinstance(output, torch.Tensor):
+    def _activation(self, module: nn.Module, args: tuple, output) -> None:
+        entry = self.last
+        if entry is None or not isinstance(output, torch.Tensor):
             return
-        entry = last[0]
         if entry.act[-1] is not None:  # a second activation in a row: the first one counts
             return
         entry.act[-1] = _moments(output)
@@ -356,26 +394,16 @@ def inspect(model: nn.Module, inputs, loss: Callable | None = None, *, targets=N
             # a unit is one entry of a sample's output; dead when off for every sample
             entry.dead = float(off.all(dim=0).double().mean()) if off.dim() > 1 else math.nan
 
-    handles = [m.register_forward_hook(layer_hook) for m in entries]
-    handles += [m.register_forward_hook(activation_hook) for m in model.modules()
-                if type(m) in _ACTIVATION_MODULES]
-    weights = [e.weight for e in entries.values()]
-    try:
-        for param in model.parameters():
-            param.requires_grad_(True)
-        with torch.enable_grad():
-            given = tuple(x.detach().requires_grad_(True) if isinstance(x, torch.Tensor)
-                          and x.is_floating_point() else x for x in inputs)
-            output = _first_tensor(model(*given))
-            if output is None:
-                raise InvalidSpec("model output", "no tensor", "a tensor (or a tuple with one)")
-            value = loss(output)
-            grad_targets = [t for e in order for t in e.grad_tensors]
-            grads = torch.autograd.grad(value, weights + grad_targets, allow_unused=True)
-    finally:
-        for handle in handles:
+    def remove(self) -> None:
+        for handle in self.handles:
             handle.remove()
-        state.restore()
+
+
+def _result(recorder: _Recorder, weights: list[torch.Tensor], grads: tuple,
+            description: str) -> Inspection:
+    """The table, recognized schemes and verdict from the pass's gradients (``grads``: the
+    weights' first, then one per recorded output, in recording order)."""
+    order = recorder.order
     weight_grads = dict(zip(map(id, weights), grads[:len(weights)]))
     act_grads = iter(grads[len(weights):])
     rows = []
@@ -386,7 +414,7 @@ def inspect(model: nn.Module, inputs, loss: Callable | None = None, *, targets=N
     frame = pd.DataFrame(rows, columns=list(INSPECT_COLUMNS))
     frame["weight_std_theory"] = [np.nan if r.law is None else r.law.std()
                                   for r in recognized.values()]
-    not_called = tuple(e.name for e in entries.values() if e not in order)
+    not_called = tuple(e.name for e in recorder.entries.values() if e not in order)
     sizes = [e.grad_tensors[0].numel() // max(e.grad_tensors[0].shape[0], 1)
              if e.grad_tensors[0].dim() else 1 for e in order]
     batch = order[0].grad_tensors[0].shape[0] if order and order[0].grad_tensors[0].dim() else 1
@@ -428,22 +456,6 @@ def _last_alike(sizes: Sequence[int]) -> int:
     return alike[-1] if len(alike) > 1 else len(sizes) - 1
 
 
-def _trend(what: str, noun: str, start: float, at: str, end: float, to: str,
-           direction: str = "") -> tuple[str, str] | None:
-    """A vanishing or exploding verdict where ``what`` changes by more than SIGNAL_FACTOR from
-    ``start`` (at ``at``) to ``end`` (at ``to``); None where it does not, or starts at 0."""
-    if not start > 0:
-        return None
-    ratio = end / start
-    trend = (f"{what} {'falls' if ratio < 1 else 'grows'} from {short_number(start)} ({at}) to "
-             f"{short_number(end)} ({to}){direction}")
-    if ratio < 1 / SIGNAL_FACTOR:
-        return "vanishing", f"Vanishing{noun}: {trend}."
-    if ratio > SIGNAL_FACTOR:
-        return "exploding", f"Exploding{noun}: {trend}."
-    return None
-
-
 def _verdict(layers: pd.DataFrame, sizes: Sequence[int], batch: int) -> tuple[str, str]:
     """The probe's verdict (initviz.report's thresholds) over the layers in forward order;
     ``sizes`` are the entries per input of each layer's output (see :func:`_last_alike`)."""
@@ -468,13 +480,12 @@ def _verdict(layers: pd.DataFrame, sizes: Sequence[int], batch: int) -> tuple[st
     last = _last_alike(sizes)
     where = "" if last == n - 1 else f", the last with as many entries per input ({sizes[0]})"
     first, final = "layer 1", f"layer {last + 1}{where}"
-    for found in (_trend("activation std", "", acts[0], first, acts[last], final),
-                  _trend("gradient std", " gradients", grads[last], final, grads[0], first,
-                         " going backward")):
+    for found in (trend_finding("activation std", "", acts[0], first, acts[last], final),
+                  trend_finding("gradient std", " gradients", grads[last], final, grads[0], first,
+                                " going backward")):
         if found is not None:
             return found
-    return "healthy", (f"Healthy: activation std stays {span(acts.min(), acts.max())} over "
-                       f"{n} layers, and gradient std {span(grads.min(), grads.max())}.")
+    return "healthy", healthy_headline(acts, grads)
 
 
 __all__ = ["INSPECT_COLUMNS", "Inspection", "estimate_bytes", "inspect"]

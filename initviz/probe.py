@@ -31,6 +31,7 @@ from functools import partial
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
 
 from initviz.activations import get_activation
 from initviz.datasets import MAX_SEED
@@ -243,48 +244,14 @@ def profile(spec: NetworkSpec, batch: int = 256, seed: int = 0, device: str = "a
     check_memory("this profile", estimate_bytes(spec, batch), memory_budget)
     choice = resolve_device(device)
     dev = choice.device
-    activation = get_activation(spec.activation)
 
     start = time.perf_counter()
     model = build_model(spec, seed, device=dev)
     inputs = input_generator(seed)
     x = torch.randn(batch, spec.input_dim, generator=inputs).to(dev)
     projection = torch.randn(batch, spec.sizes[-1], generator=inputs).to(dev)
-
     stats = TensorStats(bins)
-    saturated: list[torch.Tensor] = []
-    dead: list[torch.Tensor] = []
-    off: list[torch.Tensor] = []
-    nan = torch.full((), math.nan, device=dev)
-    handles = []
-
-    def grad_hook(grad, layer):
-        stats.add("grad", layer, grad)  # returns None: the gradient flows on unchanged
-
-    for layer in range(1, spec.depth + 1):
-        act_module = model[layer - 1].act
-
-        def forward_hook(module, inputs_, output, layer=layer):
-            z = inputs_[0]
-            stats.add("preact", layer, z)
-            stats.add("act", layer, output)
-            sat, dead_below = activation.saturated_outside, activation.dead_at_or_below
-            saturated.append(nan if sat is None else _fraction_outside(z, *sat))
-            if dead_below is None:
-                dead.append(nan)
-                off.append(nan)
-            else:
-                is_off = (z <= dead_below).reshape(z.shape[0], -1)
-                # A unit that is off for one input still learns from the others; only one off
-                # for every input of the batch passes on no gradient at all: that is dead.
-                dead.append(is_off.all(dim=0).float().mean())
-                off.append(torch.count_nonzero(is_off).float() / is_off.numel())
-            # dL/d(activation output), as a full backward hook on the module would see it; a
-            # tensor hook skips the identity autograd nodes such a module hook wraps around it.
-            output.register_hook(partial(grad_hook, layer=layer))
-
-        handles.append(act_module.register_forward_hook(forward_hook))
-
+    hooks = _ActivationHooks(model, spec, stats, dev)
     linears = [model[i].linear for i in range(spec.depth)]
     for layer, linear in enumerate(linears, start=1):
         stats.add("weight", layer, linear.weight)
@@ -293,18 +260,67 @@ def profile(spec: NetworkSpec, batch: int = 256, seed: int = 0, device: str = "a
             hidden = model(x.requires_grad_(True))
             (hidden * projection).sum().backward()
     finally:
-        for handle in handles:
+        hooks.remove()
+    host = _to_host(spec, stats, hooks, linears, dev)
+    seconds = time.perf_counter() - start
+    return _assemble(spec, batch, seed, choice, seconds, bins, host)
+
+
+class _ActivationHooks:
+    """Forward hooks on each layer's activation: the pre-activation and activation statistics,
+    the saturated, dead and off shares, and a tensor hook for the gradient of its output."""
+
+    def __init__(self, model: nn.Module, spec: NetworkSpec, stats: TensorStats,
+                 dev: torch.device):
+        self.stats = stats
+        self.activation = get_activation(spec.activation)
+        self.saturated: list[torch.Tensor] = []
+        self.dead: list[torch.Tensor] = []
+        self.off: list[torch.Tensor] = []
+        self.nan = torch.full((), math.nan, device=dev)
+        self.handles = [model[layer - 1].act.register_forward_hook(partial(self._forward,
+                                                                             layer=layer))
+                        for layer in range(1, spec.depth + 1)]
+
+    def _grad(self, grad: torch.Tensor, layer: int) -> None:
+        self.stats.add("grad", layer, grad)  # returns None: the gradient flows on unchanged
+
+    def _forward(self, module: nn.Module, inputs: tuple, output: torch.Tensor, layer: int) -> None:
+        z = inputs[0]
+        self.stats.add("preact", layer, z)
+        self.stats.add("act", layer, output)
+        sat, dead_below = self.activation.saturated_outside, self.activation.dead_at_or_below
+        self.saturated.append(self.nan if sat is None else _fraction_outside(z, *sat))
+        if dead_below is None:
+            self.dead.append(self.nan)
+            self.off.append(self.nan)
+        else:
+            is_off = (z <= dead_below).reshape(z.shape[0], -1)  # (batch, units)
+            # A unit that is off for one input still learns from the others; only one off
+            # for every input of the batch passes on no gradient at all: that is dead.
+            self.dead.append(is_off.all(dim=0).float().mean())
+            self.off.append(torch.count_nonzero(is_off).float() / is_off.numel())
+        # dL/d(activation output), as a full backward hook on the module would see it; a
+        # tensor hook skips the identity autograd nodes such a module hook wraps around it.
+        output.register_hook(partial(self._grad, layer=layer))
+
+    def remove(self) -> None:
+        for handle in self.handles:
             handle.remove()
+
+
+def _to_host(spec: NetworkSpec, stats: TensorStats, hooks: _ActivationHooks,
+             linears: list[nn.Linear], dev: torch.device) -> dict[str, np.ndarray]:
+    """Every summary as NumPy arrays, in one transfer to the host."""
     weight_norms = torch.stack(torch._foreach_norm([lin.weight.detach() for lin in linears]))
     grad_norms = torch.stack(torch._foreach_norm([lin.weight.grad for lin in linears]))
-
-    # One transfer to the host for everything.
     order = [(kind, layer) for kind in KINDS for layer in range(1, spec.depth + 1)]
     stacked = stats.summaries(order)
     percentiles = _percentiles(stacked["counts"], stacked["low"], stacked["span"])
     host = {k: v.cpu().numpy() for k, v in {
-        **stacked, "percentiles": percentiles, "saturated": torch.stack(saturated),
-        "dead": torch.stack(dead), "off": torch.stack(off), "weight_norms": weight_norms, "grad_norms": grad_norms,
+        **stacked, "percentiles": percentiles, "saturated": torch.stack(hooks.saturated),
+        "dead": torch.stack(hooks.dead), "off": torch.stack(hooks.off),
+        "weight_norms": weight_norms, "grad_norms": grad_norms,
     }.items()}
     # Entries above ~2e19 overflow a float32 sum of squares though each is finite: such norms
     # (exploding networks only) are summed again in float64, which for every layer would cost a
@@ -314,9 +330,7 @@ def profile(spec: NetworkSpec, batch: int = 256, seed: int = 0, device: str = "a
         for i in np.flatnonzero(np.isinf(host["grad_norms"])):
             host["grad_norms"][i] = torch.linalg.vector_norm(
                 linears[i].weight.grad, dtype=torch.float64).item()
-    seconds = time.perf_counter() - start
-
-    return _assemble(spec, batch, seed, choice, seconds, bins, host)
+    return host
 
 
 def profiles(specs: Sequence[NetworkSpec], batch: int = 256, seed: int = 0,
@@ -332,28 +346,44 @@ def profiles(specs: Sequence[NetworkSpec], batch: int = 256, seed: int = 0,
         specs, needed_bytes=sum(estimate_bytes(spec, batch) for spec in specs), budget=budget)
 
 
-def _assemble(spec, batch, seed, choice, seconds, bins, host) -> Profile:
-    depth = spec.depth
-    layers_idx = np.arange(1, depth + 1)
+def _assemble(spec: NetworkSpec, batch: int, seed: int, choice, seconds: float, bins: int,
+              host: dict[str, np.ndarray]) -> Profile:
+    first_nonfinite, nonfinite_pass = _first_nonfinite(host, spec.depth)
+    prediction = predict(spec)
+    histograms, percentiles = _distributions(host, spec.depth, bins)
+    return Profile(
+        spec=spec, batch=batch, seed=seed, device=choice.name, device_notice=choice.notice,
+        seconds=seconds, layers=_layer_table(spec, batch, host, prediction),
+        histograms=histograms, percentiles=percentiles,
+        first_nonfinite_layer=first_nonfinite, nonfinite_pass=nonfinite_pass,
+        prediction=prediction,
+        theory_note=theory_unavailable_reason(spec),
+    )
 
-    def per_kind(key: str, kind: str) -> np.ndarray:
-        i = KINDS.index(kind)
-        return host[key][i * depth:(i + 1) * depth]
 
-    finite = host["finite"].reshape(len(KINDS), depth).astype(bool)
+def _first_nonfinite(host: dict[str, np.ndarray], depth: int) -> tuple[int | None, str | None]:
+    """The first layer (numbered from 1) whose values are not finite, and in which pass."""
+    finite = host["finite"].reshape(len(KINDS), depth).astype(bool)  # (kinds, layers)
     forward_bad = np.nonzero(~finite[:KINDS.index("grad")].all(axis=0))[0]
     # A weight's gradient (the outer product of a layer's input and its output's gradient) can
     # overflow where both factors are finite.
     backward_bad = np.nonzero(~finite[KINDS.index("grad")] | ~np.isfinite(host["grad_norms"]))[0]
     if len(forward_bad):
-        first_nonfinite, nonfinite_pass = int(forward_bad[0]) + 1, "forward"
-    elif len(backward_bad):  # the backward pass meets the deepest layer first
-        first_nonfinite, nonfinite_pass = int(backward_bad[-1]) + 1, "backward"
-    else:
-        first_nonfinite, nonfinite_pass = None, None
+        return int(forward_bad[0]) + 1, "forward"
+    if len(backward_bad):  # the backward pass meets the deepest layer first
+        return int(backward_bad[-1]) + 1, "backward"
+    return None, None
 
-    scheme = get_scheme(spec.scheme)
-    prediction = predict(spec)
+
+def _layer_table(spec: NetworkSpec, batch: int, host: dict[str, np.ndarray],
+                 prediction) -> pd.DataFrame:
+    """One row per layer with :data:`LAYER_COLUMNS`; what is not finite (or has no theory) is NaN."""
+    depth = spec.depth
+
+    def per_kind(key: str, kind: str) -> np.ndarray:
+        i = KINDS.index(kind)
+        return host[key][i * depth:(i + 1) * depth]
+
     fans = np.array(spec.fans)
     # The batch's weight gradient is a sum of one term per input, each with its own random
     # direction r[b]: its norm grows as √batch, like a random walk. Divided by √batch it is the
@@ -364,7 +394,8 @@ def _assemble(spec, batch, seed, choice, seconds, bins, host) -> Profile:
     measured = {
         "weight_mean": per_kind("mean", "weight"),
         "weight_std": per_kind("std", "weight"),
-        "weight_std_theory": [scheme.weight_std(fi, fo, spec.params) for fi, fo in spec.fans],
+        "weight_std_theory": [get_scheme(spec.scheme).weight_std(fi, fo, spec.params)
+                              for fi, fo in spec.fans],
         "preact_mean": per_kind("mean", "preact"),
         "preact_std": per_kind("std", "preact"),
         "preact_var_theory": prediction.preact_var if prediction else [None] * depth,
@@ -377,16 +408,21 @@ def _assemble(spec, batch, seed, choice, seconds, bins, host) -> Profile:
         "weight_grad_norm": grad_norm,
         "grad_to_weight_ratio": ratio,
     }
-    columns = {"layer": layers_idx, "fan_in": fans[:, 0], "fan_out": fans[:, 1]}
+    columns = {"layer": np.arange(1, depth + 1), "fan_in": fans[:, 0], "fan_out": fans[:, 1]}
     for name, values in measured.items():
         column = np.array(values, dtype=np.float64)  # None (no theory) becomes NaN
         column[~np.isfinite(column)] = np.nan
         columns[name] = column
-    layers = pd.DataFrame(columns, columns=list(LAYER_COLUMNS))
+    return pd.DataFrame(columns, columns=list(LAYER_COLUMNS))
 
-    n_kinds = len(KINDS)
+
+def _distributions(host: dict[str, np.ndarray], depth: int,
+                   bins: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The histograms (one row per bin) and percentiles (one row per kind and layer) of every
+    recorded tensor whose values are finite. Host arrays hold one row per (kind, layer), kind
+    major, as :data:`KINDS` × layers."""
     kind_col = np.repeat(KINDS, depth)
-    layer_col = np.tile(layers_idx, n_kinds)
+    layer_col = np.tile(np.arange(1, depth + 1), len(KINDS))
     usable = host["finite"].astype(bool)
     with np.errstate(invalid="ignore", over="ignore"):  # rows of non-finite layers are dropped
         edges = host["low"][:, None] + host["span"][:, None] * np.arange(bins + 1) / bins
@@ -401,14 +437,7 @@ def _assemble(spec, batch, seed, choice, seconds, bins, host) -> Profile:
                                columns=[f"p{bp}" for bp in BASIS_POINTS])
     percentiles.insert(0, "kind", kind_col[usable])
     percentiles.insert(0, "layer", layer_col[usable])
-
-    return Profile(
-        spec=spec, batch=batch, seed=seed, device=choice.name, device_notice=choice.notice,
-        seconds=seconds, layers=layers, histograms=histograms, percentiles=percentiles,
-        first_nonfinite_layer=first_nonfinite, nonfinite_pass=nonfinite_pass,
-        prediction=prediction,
-        theory_note=theory_unavailable_reason(spec),
-    )
+    return histograms, percentiles
 
 
 __all__ = ["BASIS_POINTS", "INPUT_STREAM", "KINDS", "LAYER_COLUMNS", "MAX_BINS", "MAX_PROBE_BATCH",

@@ -55,70 +55,102 @@ def _last_finite(series: pd.Series) -> tuple[int, float] | None:
 
 
 def verdict(profile: Profile) -> Verdict:
-    """Classify the network's signal as healthy, vanishing, exploding, saturated or dead."""
+    """Classify the network's signal as healthy, vanishing, exploding, saturated or dead.
+
+    The first finding wins, in this order: values that overflow, dead units, saturated units (in
+    the last layer), then a change of the activation std by more than :data:`SIGNAL_FACTOR` from
+    layer 1 to the last, then the same for the gradient std going backward.
+
+    Args:
+        profile: what :func:`initviz.probe.profile` measured.
+
+    Returns:
+        A :class:`Verdict`: its ``kind`` (one of :data:`VERDICTS`), a one-sentence ``headline``
+        with the numbers that justify it, ``details``, and the scheme recommended for the
+        activation with the reason.
+
+    Example::
+
+        >>> verdict(profile(NetworkSpec.stack(256, 20, scheme="xavier_normal"))).kind
+        'vanishing'
+    """
     layers = profile.layers
-    spec = profile.spec
-    depth = spec.depth
-    activation = get_activation(spec.activation)
-    details: list[str] = []
+    depth = profile.spec.depth
+    activation = get_activation(profile.spec.activation)
+    grad_in, grad_out = layers["grad_std"].iloc[0], layers["grad_std"].iloc[-1]
+    found = _forward_finding(profile, activation)
+    if found is None and grad_out > 0 and math.isfinite(grad_in):
+        found = trend_finding("gradient std", " gradients", grad_out, f"layer {depth}", grad_in,
+                              "layer 1", " going backward")
+    kind, headline = found or ("healthy", healthy_headline(layers["act_std"], layers["grad_std"]))
+    return Verdict(kind, headline, _symmetry_details(layers), activation.recommended_scheme,
+                   recommendation(profile, kind))
 
+
+def _symmetry_details(layers: pd.DataFrame) -> tuple[str, ...]:
     if (layers["weight_std"].fillna(0) == 0).all():
-        details.append("Every weight in a layer is equal, so every unit computes the same thing "
-                       "and receives the same gradient: symmetry never breaks, and the layer acts "
-                       "like a single unit however wide it is.")
+        return ("Every weight in a layer is equal, so every unit computes the same thing and "
+                "receives the same gradient: symmetry never breaks, and the layer acts like a "
+                "single unit however wide it is.",)
+    return ()
 
+
+def _forward_finding(profile: Profile, activation) -> tuple[str, str] | None:
+    """Overflow, dead or saturated units in the last layer, or an activation std that vanishes
+    or explodes; None where the forward pass shows none of these."""
+    layers = profile.layers
+    depth = profile.spec.depth
     act_first, act_last = float(layers["act_std"].iloc[0]), _last_finite(layers["act_std"])
     grad_in, grad_out = layers["grad_std"].iloc[0], layers["grad_std"].iloc[-1]
     sat, dead = layers["saturated_frac"].iloc[-1], layers["dead_frac"].iloc[-1]
-
-    kind, headline = "healthy", ""
     if profile.first_nonfinite_layer is not None:
-        kind = "exploding"
         what = "activations" if profile.nonfinite_pass == "forward" else "gradients"
-        headline = (f"Exploding: {what} overflow to inf/NaN at layer "
-                    f"{profile.first_nonfinite_layer} of {depth}.")
-    elif (not math.isnan(dead) and dead > DEAD_SHARE and profile.batch >= DEAD_MIN_BATCH
-          or act_last is not None and act_last[1] == 0):
-        kind = "dead"
+        return "exploding", (f"Exploding: {what} overflow to inf/NaN at layer "
+                             f"{profile.first_nonfinite_layer} of {depth}.")
+    if (not math.isnan(dead) and dead > DEAD_SHARE and profile.batch >= DEAD_MIN_BATCH
+            or act_last is not None and act_last[1] == 0):
         share = dead if not math.isnan(dead) else 1.0
-        headline = (f"Dead units: {share:.0%} of the units of layer {depth} output nothing "
-                    f"for any of the {profile.batch} inputs (activation std "
-                    f"{short_number(act_last[1] if act_last else 0.0)}).")
-    elif not math.isnan(sat) and sat > SATURATED_SHARE:
+        return "dead", (f"Dead units: {share:.0%} of the units of layer {depth} output nothing "
+                        f"for any of the {profile.batch} inputs (activation std "
+                        f"{short_number(act_last[1] if act_last else 0.0)}).")
+    if not math.isnan(sat) and sat > SATURATED_SHARE:
         low, high = activation.saturated_outside
         headline = (f"Saturated: {sat:.0%} of the units of layer {depth} sit on a flat tail of "
                     f"{activation.name} (pre-activation outside [{low:.2f}, {high:.2f}]), where "
                     f"its slope is nearly 0.")
-        kind = "saturated"
         if grad_out > 0 and grad_in / grad_out > SIGNAL_FACTOR:
             # weights large enough to saturate most units multiply the gradient through the rest
-            headline += (f" The gradients still grow going backward, from {short_number(grad_out)} (layer "
-                         f"{depth}) to {short_number(grad_in)} (layer 1): the weights are large enough that "
-                         f"the units left on the slope amplify them.")
-    elif act_last is not None and act_first > 0:
-        ratio = act_last[1] / act_first
-        trend = (f"activation std {'falls' if ratio < 1 else 'grows'} from {short_number(act_first)} "
-                 f"(layer 1) to {short_number(act_last[1])} (layer {act_last[0]})")
-        if ratio < 1 / SIGNAL_FACTOR:
-            kind, headline = "vanishing", f"Vanishing: {trend}."
-        elif ratio > SIGNAL_FACTOR:
-            kind, headline = "exploding", f"Exploding: {trend}."
-    if kind == "healthy" and grad_out > 0 and math.isfinite(grad_in):
-        ratio = grad_in / grad_out
-        trend = (f"gradient std {'falls' if ratio < 1 else 'grows'} from {short_number(grad_out)} "
-                 f"(layer {depth}) to {short_number(grad_in)} (layer 1) going backward")
-        if ratio < 1 / SIGNAL_FACTOR:
-            kind, headline = "vanishing", f"Vanishing gradients: {trend}."
-        elif ratio > SIGNAL_FACTOR:
-            kind, headline = "exploding", f"Exploding gradients: {trend}."
-    if kind == "healthy":
-        stds = layers["act_std"]
-        grads = layers["grad_std"]
-        headline = (f"Healthy: activation std stays {span(stds.min(), stds.max())} over "
-                    f"{depth} layers, and gradient std {span(grads.min(), grads.max())}.")
+            headline += (f" The gradients still grow going backward, from "
+                         f"{short_number(grad_out)} (layer {depth}) to {short_number(grad_in)} "
+                         f"(layer 1): the weights are large enough that the units left on the "
+                         f"slope amplify them.")
+        return "saturated", headline
+    if act_last is None:
+        return None
+    return trend_finding("activation std", "", act_first, "layer 1", act_last[1],
+                         f"layer {act_last[0]}")
 
-    return Verdict(kind, headline, tuple(details), activation.recommended_scheme,
-                   recommendation(profile, kind))
+
+def trend_finding(what: str, noun: str, start: float, at: str, end: float, to: str,
+                  direction: str = "") -> tuple[str, str] | None:
+    """A vanishing or exploding verdict where ``what`` changes by more than SIGNAL_FACTOR from
+    ``start`` (at ``at``) to ``end`` (at ``to``); None where it does not, or starts at 0."""
+    if not start > 0:
+        return None
+    ratio = end / start
+    trend = (f"{what} {'falls' if ratio < 1 else 'grows'} from {short_number(start)} ({at}) to "
+             f"{short_number(end)} ({to}){direction}")
+    if ratio < 1 / SIGNAL_FACTOR:
+        return "vanishing", f"Vanishing{noun}: {trend}."
+    if ratio > SIGNAL_FACTOR:
+        return "exploding", f"Exploding{noun}: {trend}."
+    return None
+
+
+def healthy_headline(acts, grads) -> str:
+    """The healthy verdict's sentence over per-layer activation and gradient stds."""
+    return (f"Healthy: activation std stays {span(acts.min(), acts.max())} over {len(acts)} "
+            f"layers, and gradient std {span(grads.min(), grads.max())}.")
 
 
 def recommendation(profile: Profile, kind: str) -> str:
@@ -309,6 +341,6 @@ def _scheme_gain(scheme: str, params: Mapping) -> float:
 
 __all__ = [
     "FRACTION_MEASURES", "VERDICTS", "Verdict", "WEIGHT_TABLE_GAPS", "by_layer_frame",
-    "fractions_frame", "fractions_note", "histogram_of", "percentiles_of", "recommendation",
-    "verdict", "weight_table", "weight_theory",
+    "fractions_frame", "fractions_note", "healthy_headline", "histogram_of", "percentiles_of",
+    "recommendation", "trend_finding", "verdict", "weight_table", "weight_theory",
 ]
