@@ -13,10 +13,9 @@ from __future__ import annotations
 import inspect
 import textwrap
 
-from initviz.activations import get_activation
 from initviz.network import LSUV_CALIBRATION_BATCH, NetworkSpec
 from initviz.probe import INPUT_STREAM
-from initviz.schemes import get_scheme, lsuv_rescale
+from initviz.schemes import lsuv_rescale
 
 _NORM_CODE = {"batchnorm": "nn.BatchNorm1d(fan_out), ", "layernorm": "nn.LayerNorm(fan_out), ",
               "none": ""}
@@ -62,9 +61,9 @@ def _imports(spec: NetworkSpec) -> list[str]:
 
 def _model_code(spec: NetworkSpec) -> list[str]:
     """Comments that name the scheme, its formula and paper; the model as nn.Sequential."""
-    scheme = get_scheme(spec.scheme)
-    bias = get_scheme(spec.bias, bias=True)
-    activation = get_activation(spec.activation)
+    scheme = spec.resolved_scheme
+    bias = spec.resolved_bias
+    activation = spec.resolved_activation
     act_code = f"nn.{activation.module.__name__}()"
     uniform = len(set(spec.sizes)) == 1
     sizes_code = (f"[{spec.input_dim}] + [{spec.sizes[0]}] * {spec.depth}" if uniform
@@ -85,8 +84,8 @@ def _model_code(spec: NetworkSpec) -> list[str]:
 
 def _init_code(spec: NetworkSpec, seed: int) -> list[str]:
     """The generator and ``init_fn``, applied to every Linear in order, weight then bias."""
-    scheme = get_scheme(spec.scheme)
-    bias = get_scheme(spec.bias, bias=True)
+    scheme = spec.resolved_scheme
+    bias = spec.resolved_bias
     return [
         f"g = torch.Generator().manual_seed({seed})",
         "",
@@ -95,8 +94,8 @@ def _init_code(spec: NetworkSpec, seed: int) -> list[str]:
           if scheme.own_fn else []),
         "def init_fn(m):",
         "    if isinstance(m, nn.Linear):",
-        textwrap.indent(scheme.code(spec.params, "m.weight"), " " * 8),
-        textwrap.indent(bias.code(spec.bias_param_dict, "m.bias"), " " * 8),
+        textwrap.indent(scheme.code(spec.scheme_params, "m.weight"), " " * 8),
+        textwrap.indent(bias.code(spec.bias_params, "m.bias"), " " * 8),
         "",
         "",
         "model.apply(init_fn)",
@@ -105,7 +104,7 @@ def _init_code(spec: NetworkSpec, seed: int) -> list[str]:
 
 def _lsuv_code(spec: NetworkSpec) -> list[str]:
     """initviz's LSUV rescaling, copied, and its call on calibration inputs drawn from ``g``."""
-    params = spec.params
+    params = dict(spec.scheme_params)
     source = textwrap.dedent(inspect.getsource(lsuv_rescale))
     return [
         "",

@@ -13,6 +13,7 @@ running statistics are restored) and hooks (each one added is removed).
 
 from __future__ import annotations
 
+import html
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,11 +26,12 @@ from torch.nn import functional as F
 
 from initviz.activations import Activation, get_activation
 from initviz.errors import InvalidSpec
+from initviz.layers import Recognized, main_weight, recognize, weight_fans
 from initviz.network import check_memory, memory_budget
 from initviz.probe import LAYER_COLUMNS
-from initviz.layers import Recognized, main_weight, recognize, weight_fans
 from initviz.report import (DEAD_MIN_BATCH, DEAD_SHARE, SATURATED_SHARE, healthy_headline,
                             trend_finding)
+from initviz.text import json_number
 
 INSPECT_COLUMNS = ("name", "kind", *LAYER_COLUMNS)
 # Activation modules whose input is a layer's pre-activation, by initviz's activation names.
@@ -62,7 +64,7 @@ class Inspection:
     def to_json_dict(self) -> dict:
         """``{"layers": [...], ...}``: profile's per-layer keys plus ``name`` and ``kind``."""
         return {
-            "layers": [{k: _json_value(v) for k, v in row.items()}
+            "layers": [{k: json_number(v) for k, v in row.items()}
                        for row in self.layers.to_dict(orient="records")],
             "verdict": {"kind": self.verdict_kind, "headline": self.verdict},
             "recognized": [{"name": name, "scheme": r.scheme, "params": dict(r.params),
@@ -107,7 +109,7 @@ class Inspection:
         schemes = [self.recognized[name].scheme or "?" for name in self.layers["name"]]
         table = table.assign(recognized=schemes)
         chart = alt.hconcat(*(figure.chart() for figure in self.figures()))
-        return (f"<p><b>{_escape(self.verdict)}</b></p>" + chart.to_html(fullhtml=False)
+        return (f"<p><b>{html.escape(self.verdict, quote=False)}</b></p>" + chart.to_html(fullhtml=False)
                 + table.to_html(index=False, float_format="{:.4g}".format))
 
     def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
@@ -115,18 +117,6 @@ class Inspection:
 
     def __repr__(self) -> str:
         return f"Inspection({len(self.layers)} layers: {self.verdict})"
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _json_value(value):
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
 
 
 # --------------------------------------------------------------------------------------------------

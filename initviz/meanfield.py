@@ -42,7 +42,6 @@ from scipy import optimize
 
 from initviz.activations import Activation, get_activation
 from initviz.network import NetworkSpec
-from initviz.schemes import get_scheme
 
 _PANELS = 16        # graded panels on each side of the kink
 _PANEL_NODES = 12   # Gauss–Legendre nodes per panel
@@ -287,11 +286,11 @@ def theory_unavailable_reason(spec: NetworkSpec) -> str | None:
         return f"{spec.norm} rescales every layer, which the mean-field recursion does not model"
     if spec.scheme == "lsuv":
         return "LSUV sets each layer's scale from data, so there is no fixed weight variance"
-    scheme, bias = get_scheme(spec.scheme), get_scheme(spec.bias, bias=True)
+    scheme, bias = spec.resolved_scheme, spec.resolved_bias
     for fan_in, fan_out in spec.fans:
-        if scheme.weight_mean(fan_in, fan_out, spec.params) != 0.0:
+        if scheme.weight_mean(fan_in, fan_out, spec.scheme_params) != 0.0:
             return "the weights do not have mean 0, which the mean-field theory assumes"
-        if bias.weight_mean(fan_in, fan_out, spec.bias_param_dict) != 0.0:
+        if bias.weight_mean(fan_in, fan_out, spec.bias_params) != 0.0:
             return "the biases do not have mean 0, which the mean-field theory assumes"
     return None
 
@@ -300,10 +299,10 @@ def layer_sigmas(spec: NetworkSpec) -> list[tuple[float, float]] | None:
     """``(σ_w², σ_b²)`` of every layer: ``fan_in·Var(W)`` and ``Var(b)`` from the schemes."""
     if theory_unavailable_reason(spec) is not None:
         return None
-    scheme, bias = get_scheme(spec.scheme), get_scheme(spec.bias, bias=True)
+    scheme, bias = spec.resolved_scheme, spec.resolved_bias
     return [
-        (_significant(fan_in * scheme.weight_std(fan_in, fan_out, spec.params) ** 2),
-         _significant(bias.weight_std(fan_in, fan_out, spec.bias_param_dict) ** 2))
+        (_significant(fan_in * scheme.weight_std(fan_in, fan_out, spec.scheme_params) ** 2),
+         _significant(bias.weight_std(fan_in, fan_out, spec.bias_params) ** 2))
         for fan_in, fan_out in spec.fans
     ]
 
@@ -357,7 +356,7 @@ def predict(spec: NetworkSpec, input_second_moment: float = 1.0,
     # The network enters only through its σ's and how much each layer widens the signal, so a
     # width change that keeps them (Kaiming, orthogonal on a uniform stack) costs nothing.
     widening = tuple(fan_out / fan_in for fan_in, fan_out in spec.fans[1:])
-    return _predict(get_activation(spec.activation), tuple(sigmas), widening,
+    return _predict(spec.resolved_activation, tuple(sigmas), widening,
                     input_second_moment, output_grad_var)
 
 

@@ -23,11 +23,11 @@ from scipy import interpolate
 from scipy.optimize import elementwise
 
 from initviz.activations import Activation, get_activation
-from initviz.errors import InvalidSpec
+from initviz.errors import InvalidSpec, check_int
 from initviz.meanfield import (HUGE_Q, TINY_Q, UNRESOLVED_Q, MeanField, as_activation, is_linear,
                                mean_field, positively_homogeneous, predict, second_moment,
                                slope_moment, theory_unavailable_reason)
-from initviz.network import NetworkSpec, _check_int
+from initviz.network import NetworkSpec
 from initviz.reach import DepthReach, depth_reach
 
 _TABLE_PER_DECADE = 24   # spline knots per decade of q in [1e-8, 1e8]: error about 2e-7
@@ -300,7 +300,7 @@ def phase_diagram(spec: NetworkSpec, n: int = DEFAULT_GRID_SIDE,
         >>> diagram.summary.phase, len(diagram.grid)
         ('chaotic', 400)
     """
-    act = get_activation(spec.activation)
+    act = spec.resolved_activation
     note = None
     if sigma is not None:
         sw2, sb2 = (float(_axis(name, [v])[0]) for name, v in zip(("sigma_w2", "sigma_b2"), sigma))
@@ -317,7 +317,7 @@ def phase_map(activation: str | Activation, summary: MeanField | None, depth: in
     """The diagram around a network already summarized (``summary`` None: the map alone, and
     ``note`` says why). It depends on nothing else, so callers may cache it by these arguments:
     networks of other widths with the same σ_w², σ_b² share it."""
-    n = _check_int("grid", n, 2, MAX_GRID_SIDE)
+    n = check_int("grid", n, 2, MAX_GRID_SIDE)
     act = as_activation(activation)
     where = None if summary is None else (summary.sigma_w2, summary.sigma_b2)
     w_axis, b_axis = phase_axes(act, where, n)

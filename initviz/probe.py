@@ -33,14 +33,13 @@ import pandas as pd
 import torch
 from torch import nn
 
-from initviz.activations import get_activation
 from initviz.datasets import MAX_SEED
 from initviz.devices import resolve_device, side_by_side
-from initviz.errors import InvalidSpec
+from initviz.errors import InvalidSpec, check_int
 from initviz.meanfield import MeanField, Prediction, predict, theory_unavailable_reason
-from initviz.network import (NetworkSpec, _check_int, build_model, check_memory, estimate_bytes,
+from initviz.network import (NetworkSpec, build_model, check_memory, estimate_bytes,
                              memory_budget as memory_budget_bytes)
-from initviz.schemes import get_scheme
+from initviz.text import json_number
 
 LAYER_COLUMNS = (
     "layer", "fan_in", "fan_out", "weight_mean", "weight_std", "weight_std_theory",
@@ -96,18 +95,10 @@ class Profile:
                 "note": self.theory_note,
             },
             "layers": [
-                {k: _json_number(v) for k, v in row.items()}
+                {k: json_number(v) for k, v in row.items()}
                 for row in self.layers.to_dict(orient="records")
             ],
         }
-
-
-def _json_number(value):
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
 
 
 class TensorStats:
@@ -235,12 +226,12 @@ def _percentiles(counts: torch.Tensor, low: torch.Tensor, span: torch.Tensor) ->
 def profile(spec: NetworkSpec, batch: int = 256, seed: int = 0, device: str = "auto",
             bins: int = 60, memory_budget: int | None = None) -> Profile:
     """Measure ``spec`` freshly initialized from ``seed``: see the module docstring."""
-    batch = _check_int("batch", batch, 1, MAX_PROBE_BATCH)
+    batch = check_int("batch", batch, 1, MAX_PROBE_BATCH)
     if spec.norm == "batchnorm" and batch < 2:  # torch refuses to normalize over one input
         raise InvalidSpec("batch", batch, "at least 2 with batchnorm, which normalizes over "
                           "the batch")
-    bins = _check_int("bins", bins, 2, MAX_BINS)
-    seed = _check_int("seed", seed, 0, MAX_SEED)
+    bins = check_int("bins", bins, 2, MAX_BINS)
+    seed = check_int("seed", seed, 0, MAX_SEED)
     check_memory("this profile", estimate_bytes(spec, batch), memory_budget)
     choice = resolve_device(device)
     dev = choice.device
@@ -273,7 +264,7 @@ class _ActivationHooks:
     def __init__(self, model: nn.Module, spec: NetworkSpec, stats: TensorStats,
                  dev: torch.device):
         self.stats = stats
-        self.activation = get_activation(spec.activation)
+        self.activation = spec.resolved_activation
         self.saturated: list[torch.Tensor] = []
         self.dead: list[torch.Tensor] = []
         self.off: list[torch.Tensor] = []
@@ -339,7 +330,7 @@ def profiles(specs: Sequence[NetworkSpec], batch: int = 256, seed: int = 0,
     """:func:`profile` of each spec (the page's compared schemes), computed side by side where
     their memory fits the budget together (:func:`initviz.devices.side_by_side`)."""
     budget = memory_budget_bytes() if memory_budget is None else memory_budget
-    batch = _check_int("batch", batch, 1, MAX_PROBE_BATCH)
+    batch = check_int("batch", batch, 1, MAX_PROBE_BATCH)
     return side_by_side(
         lambda spec: profile(spec, batch=batch, seed=seed, device=device, bins=bins,
                              memory_budget=budget),
@@ -394,7 +385,7 @@ def _layer_table(spec: NetworkSpec, batch: int, host: dict[str, np.ndarray],
     measured = {
         "weight_mean": per_kind("mean", "weight"),
         "weight_std": per_kind("std", "weight"),
-        "weight_std_theory": [get_scheme(spec.scheme).weight_std(fi, fo, spec.params)
+        "weight_std_theory": [spec.resolved_scheme.weight_std(fi, fo, spec.scheme_params)
                               for fi, fo in spec.fans],
         "preact_mean": per_kind("mean", "preact"),
         "preact_std": per_kind("std", "preact"),

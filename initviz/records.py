@@ -15,12 +15,12 @@ yields a :class:`RunRecord`; "step s" means after ``s`` updates.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from initviz.scheme_types import ResolvedParams
 from initviz.schemes import get_scheme
+from initviz.text import json_number
 
 if TYPE_CHECKING:
     from initviz.training import TrainSpec
@@ -96,13 +96,9 @@ class RunResult:
         return scheme_label(self.scheme, self.scheme_params)
 
 
-def _finite(value: float) -> float | None:
-    return value if math.isfinite(value) else None
-
-
 def _losses_dict(record: RunRecord) -> dict:
-    return {"train_loss": _finite(record.train_loss), "val_loss": _finite(record.val_loss),
-            "val_acc": _finite(record.val_acc)}
+    return {"train_loss": json_number(record.train_loss), "val_loss": json_number(record.val_loss),
+            "val_acc": json_number(record.val_acc)}
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from torch.nn import init
 
 from initviz.activations import get_activation
 from initviz.probe import Profile
-from initviz.schemes import get_scheme
 from initviz.text import short_number, span
 
 SIGNAL_FACTOR = 10.0
@@ -76,7 +74,7 @@ def verdict(profile: Profile) -> Verdict:
     """
     layers = profile.layers
     depth = profile.spec.depth
-    activation = get_activation(profile.spec.activation)
+    activation = profile.spec.resolved_activation
     grad_in, grad_out = layers["grad_std"].iloc[0], layers["grad_std"].iloc[-1]
     found = _forward_finding(profile, activation)
     if found is None and grad_out > 0 and math.isfinite(grad_in):
@@ -157,7 +155,7 @@ def recommendation(profile: Profile, kind: str) -> str:
     """The scheme the mean-field numbers support for the activation, and why; never the chosen
     scheme as the fix for what the verdict found."""
     spec = profile.spec
-    activation = get_activation(spec.activation)
+    activation = spec.resolved_activation
     recommended = activation.recommended_scheme
     wanted = dict(activation.recommended_params)
     named = recommended + "".join(f" with {key} {value:.3g}" for key, value in wanted.items())
@@ -167,7 +165,7 @@ def recommendation(profile: Profile, kind: str) -> str:
         return (f"For {activation.name}, no initialization keeps a deep stack trainable; use "
                 f"{activation.instead} with {named}: {activation.why}")
     chosen = spec.scheme in _FAMILIES.get(recommended, {recommended}) and all(
-        math.isclose(float(spec.params.get(key, math.nan)), value, rel_tol=0.01)
+        math.isclose(float(dict(spec.scheme_params).get(key, math.nan)), value, rel_tol=0.01)
         for key, value in wanted.items())
     if not chosen:
         return f"For {activation.name}, the usual choice is {named}: {activation.why}"
@@ -289,7 +287,7 @@ def weight_theory(profile: Profile, layer: int, points: int = 200) -> pd.DataFra
     """
     spec = profile.spec
     fan_in, fan_out = spec.fans[layer - 1]
-    law = get_scheme(spec.scheme).weight_law(fan_in, fan_out, spec.params)
+    law = spec.resolved_scheme.weight_law(fan_in, fan_out, spec.scheme_params)
     if law is None:
         return None
     bins = histogram_of(profile, "weight", layer)
@@ -315,13 +313,13 @@ def weight_table(profile: Profile) -> pd.DataFrame:
     """Per layer: fans, the scheme's gain, its theoretical std and uniform bound -- NaN where the
     scheme has none (:data:`WEIGHT_TABLE_GAPS`) -- and the measured std."""
     spec = profile.spec
-    scheme = get_scheme(spec.scheme)
+    scheme = spec.resolved_scheme
     rows = []
     for layer, (fan_in, fan_out) in enumerate(spec.fans, start=1):
-        law = scheme.weight_law(fan_in, fan_out, spec.params)
+        law = scheme.weight_law(fan_in, fan_out, spec.scheme_params)
         rows.append({
             "layer": layer, "fan_in": fan_in, "fan_out": fan_out,
-            "gain": _scheme_gain(spec.scheme, spec.params),
+            "gain": math.nan if law is None else _nan_if_none(scheme.gain(spec.scheme_params)),
             "std (theory)": math.nan if law is None else law.std(),
             "bound (theory)": law.high if law is not None and law.kind == "uniform" else math.nan,
             "std (measured)": float(profile.layers["weight_std"].iloc[layer - 1]),
@@ -329,14 +327,8 @@ def weight_table(profile: Profile) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _scheme_gain(scheme: str, params: Mapping) -> float:
-    if "gain" in params:
-        return float(params["gain"])
-    if "nonlinearity" in params:
-        return init.calculate_gain(params["nonlinearity"], params["a"])
-    if scheme == "pytorch_default":
-        return init.calculate_gain("leaky_relu", math.sqrt(5))
-    return math.nan
+def _nan_if_none(value: float | None) -> float:
+    return math.nan if value is None else value
 
 
 __all__ = [

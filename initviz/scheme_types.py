@@ -200,7 +200,9 @@ class Scheme:
             for key, value in self.torch_kwargs(params).items()
         }
 
-    def apply(self, tensor: torch.Tensor, params: Params, generator: torch.Generator,
+    # Every method below takes the parameters as a mapping or as resolve()'s pairs.
+
+    def apply(self, tensor: torch.Tensor, params: Params | ResolvedParams, generator: torch.Generator,
               fans: tuple[int, int] | None = None) -> torch.Tensor:
         """Initialize ``tensor`` in place through ``torch.nn.init``, drawing from ``generator``.
 
@@ -209,33 +211,49 @@ class Scheme:
         """
         fan_in, fan_out = fans if fans is not None else _fans(tensor)
         fn = self.own_fn or getattr(nn.init, self.torch_fn)
-        kwargs = self._call_kwargs(params, fan_in, fan_out)
+        kwargs = self._call_kwargs(dict(params), fan_in, fan_out)
         if self.torch_fn not in _DETERMINISTIC:
             kwargs["generator"] = generator
         with torch.no_grad():
             return fn(tensor, **kwargs)
 
-    def code(self, params: Params, target: str, generator: str = "g") -> str:
+    def code(self, params: Params | ResolvedParams, target: str, generator: str = "g") -> str:
         """The PyTorch code that does what :meth:`apply` does, e.g. for ``target='m.weight'``
         (calling ``own_fn`` by its name, where the scheme has one)."""
         args = [target]
-        for key, value in self.torch_kwargs(params).items():
+        for key, value in self.torch_kwargs(dict(params)).items():
             args.append(f"{key}={value.source if isinstance(value, FanExpr) else _literal(value)}")
         if self.torch_fn not in _DETERMINISTIC:
             args.append(f"generator={generator}")
         name = self.own_fn.__name__ if self.own_fn else f"nn.init.{self.torch_fn}"
         return f"{name}({', '.join(args)})"
 
-    def weight_law(self, fan_in: int, fan_out: int, params: Params) -> WeightLaw | None:
-        return self.law(fan_in, fan_out, params)
+    def gain(self, params: Params | ResolvedParams) -> float | None:
+        """The gain its ``torch.nn.init`` call scales the std by: its ``gain`` argument, or
+        ``torch.nn.init.calculate_gain(nonlinearity, a)`` for a ``kaiming_*`` call (with torch's
+        defaults, so 1 for LeCun's ``nonlinearity="linear"``); None for a call without one."""
+        kwargs = self.torch_kwargs(dict(params))
+        if "gain" in kwargs:
+            return float(kwargs["gain"])
+        if self.torch_fn.startswith("kaiming_"):
+            return nn.init.calculate_gain(kwargs.get("nonlinearity", "leaky_relu"),
+                                          kwargs.get("a", 0.0))
+        return None
 
-    def weight_std(self, fan_in: int, fan_out: int, params: Params) -> float | None:
+    def weight_law(self, fan_in: int, fan_out: int,
+                   params: Params | ResolvedParams) -> WeightLaw | None:
+        """The distribution of one entry; None where it depends on data (LSUV)."""
+        return self.law(fan_in, fan_out, dict(params))
+
+    def weight_std(self, fan_in: int, fan_out: int,
+                   params: Params | ResolvedParams) -> float | None:
         """Theoretical std of one entry; None where it depends on data (LSUV)."""
-        law = self.law(fan_in, fan_out, params)
+        law = self.weight_law(fan_in, fan_out, params)
         return None if law is None else law.std()
 
-    def weight_mean(self, fan_in: int, fan_out: int, params: Params) -> float | None:
-        law = self.law(fan_in, fan_out, params)
+    def weight_mean(self, fan_in: int, fan_out: int,
+                    params: Params | ResolvedParams) -> float | None:
+        law = self.weight_law(fan_in, fan_out, params)
         return None if law is None else law.mean()
 
 

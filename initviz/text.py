@@ -10,6 +10,7 @@ through :func:`quote` before it reaches Markdown.
 from __future__ import annotations
 
 import math
+import numbers
 import re
 
 MAX_SHOWN = 60
@@ -96,4 +97,17 @@ def span(low: float, high: float) -> str:
     return f"at {short_number(low)}"
 
 
-__all__ = ["MAX_SHOWN", "WORD_JOINER", "escape", "quote", "short_number", "shorten", "span"]
+
+def json_number(value: object) -> object:
+    """``value`` as a JSON document can hold it: a number that is not finite (NaN, ±inf, which
+    JSON has no words for) becomes None (null), a NumPy scalar a plain Python number; anything
+    else is returned as it is."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+__all__ = ["MAX_SHOWN", "WORD_JOINER", "escape", "json_number", "quote", "short_number", "shorten",
+           "span"]

@@ -34,9 +34,9 @@ from torch import nn
 from initviz.datasets import MAX_SEED, Dataset, dataset_info, load_dataset
 from initviz.devices import DEVICE_CHOICES, resolve_device
 from initviz.engines import BatchedEngine, OneByOneEngine, Tracker, run_losses
-from initviz.errors import InvalidSpec
-from initviz.network import (LSUV_CALIBRATION_BATCH, NetworkSpec, _check_int, build_model,
-                             check_memory, estimate_bytes)
+from initviz.errors import InvalidSpec, check_int
+from initviz.network import (LSUV_CALIBRATION_BATCH, NetworkSpec, build_model, check_memory,
+                             estimate_bytes)
 from initviz.records import Checkpoint, RunRecord, RunResult, TrainResult
 from initviz.scheme_types import ResolvedParams
 from initviz.schemes import get_scheme
@@ -67,10 +67,6 @@ def _scheme_choice(entry: str | tuple) -> SchemeChoice:
     if isinstance(params, Mapping):
         params = tuple(params.items())
     return name, get_scheme(name).resolve(params)
-
-
-def _check_seed(name: str, value: object) -> int:
-    return _check_int(name, value, 0, MAX_SEED)
 
 
 @dataclass(frozen=True)
@@ -111,11 +107,11 @@ class TrainSpec:
             raise InvalidSpec("schemes", [name for name, _ in schemes],
                               "each scheme (with its parameters) listed once")
         set_(self, "schemes", schemes)
-        set_(self, "seeds", _check_int("seeds", self.seeds, 1, MAX_SEEDS))
+        set_(self, "seeds", check_int("seeds", self.seeds, 1, MAX_SEEDS))
         if len(schemes) * self.seeds > MAX_RUNS:
             raise InvalidSpec("seeds", self.seeds,
                               f"at most {MAX_RUNS} runs (schemes × seeds) in one call")
-        set_(self, "seed", _check_seed("seed", self.seed))
+        set_(self, "seed", check_int("seed", self.seed, 0, MAX_SEED))
         if self.seed + self.seeds - 1 > MAX_SEED:
             raise InvalidSpec("seed", self.seed, f"a whole number in [0, {MAX_SEED - self.seeds + 1}]")
         info = dataset_info(self.dataset)
@@ -131,12 +127,12 @@ class TrainSpec:
         if isinstance(self.lr, bool) or not 0.0 < lr <= MAX_LR:  # NaN fails this too
             raise InvalidSpec("lr", self.lr, f"a number in (0, {MAX_LR:g}]")
         set_(self, "lr", lr)
-        set_(self, "steps", _check_int("steps", self.steps, 1, MAX_STEPS))
-        set_(self, "batch", _check_int("batch", self.batch, 1, MAX_BATCH))
+        set_(self, "steps", check_int("steps", self.steps, 1, MAX_STEPS))
+        set_(self, "batch", check_int("batch", self.batch, 1, MAX_BATCH))
         if self.network.norm == "batchnorm" and self.batch < 2:  # torch cannot normalize one input
             raise InvalidSpec("batch", self.batch, "at least 2 with batchnorm, which normalizes "
                               "over the batch")
-        set_(self, "eval_every", _check_int("eval_every", self.eval_every, 1, self.steps))
+        set_(self, "eval_every", check_int("eval_every", self.eval_every, 1, self.steps))
         if self.device not in DEVICE_CHOICES:
             raise InvalidSpec("device", self.device, "one of " + ", ".join(DEVICE_CHOICES))
 
@@ -152,15 +148,6 @@ class TrainSpec:
     @property
     def eval_steps(self) -> list[int]:
         return sorted({*range(0, self.steps, self.eval_every), self.steps})
-
-    def to_dict(self) -> dict:
-        return {
-            "network": self.network.to_dict(),
-            "schemes": [{"name": name, "params": dict(params)} for name, params in self.schemes],
-            "seeds": self.seeds, "seed": self.seed, "dataset": self.dataset,
-            "optimizer": self.optimizer, "lr": self.lr, "steps": self.steps, "batch": self.batch,
-            "eval_every": self.eval_every, "device": self.device,
-        }
 
 
 _HISTORY_COLUMNS = ["run", "scheme", "label", "seed", "step", "train_loss", "val_loss", "val_acc",

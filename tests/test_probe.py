@@ -24,7 +24,6 @@ from initviz.errors import InvalidSpec
 from initviz.network import NetworkSpec, build_model
 from initviz.probe import (BASIS_POINTS, INPUT_STREAM, KINDS, MAX_BINS, MAX_PROBE_BATCH,
                            profile)
-from initviz.schemes import get_scheme
 
 CONTRACT_COLUMNS = [
     "layer", "fan_in", "fan_out", "weight_mean", "weight_std", "weight_std_theory",
@@ -111,14 +110,14 @@ def test_every_statistic_equals_torch_on_the_same_network(spec):
     ref = _reference(spec, batch=50, seed=5)
     layers = _profile(spec, batch=50, seed=5).layers
     assert list(layers.columns) == CONTRACT_COLUMNS
-    scheme = get_scheme(spec.scheme)
+    scheme = spec.resolved_scheme
     rows = []
     for i, (fan_in, fan_out) in enumerate(spec.fans):
         w, z, a, g = ref["weight"][i], ref["preact"][i], ref["act"][i], ref["grad"][i]
         w_grad = ref["model"][i].linear.weight.grad
         rows.append({"layer": i + 1, "fan_in": fan_in, "fan_out": fan_out,
                      "weight_mean": w.mean(), "weight_std": w.std(correction=0),
-                     "weight_std_theory": scheme.weight_std(fan_in, fan_out, spec.params),
+                     "weight_std_theory": scheme.weight_std(fan_in, fan_out, spec.scheme_params),
                      "preact_mean": z.mean(), "preact_std": z.std(correction=0),
                      "act_mean": a.mean(), "act_std": a.std(correction=0),
                      # per input: the batch's gradient norm over √batch (see probe)

@@ -3,6 +3,7 @@
 import dataclasses
 import math
 
+import numpy as np
 import pytest
 
 from scipy import stats
@@ -257,6 +258,18 @@ def test_weight_table_lists_gain_std_and_uniform_bound():
     assert row["std (theory)"] == pytest.approx(math.sqrt(2 / 100))
     assert row["bound (theory)"] == pytest.approx(math.sqrt(6 / 100))
     assert row["std (measured)"] == pytest.approx(row["std (theory)"], rel=0.05)
+
+
+@pytest.mark.parametrize("scheme", ["lecun_normal", "lecun_uniform", "kaiming_normal",
+                                    "kaiming_uniform", "pytorch_default"])
+def test_weight_table_gain_is_the_one_the_std_follows_from(scheme):
+    """Schemes scaled by fan_in: std = gain / √fan_in, so LeCun's gain is 1 (and is shown)."""
+    table = weight_table(profile(NetworkSpec.stack(64, 2, input_dim=32, scheme=scheme), batch=16))
+    assert table["gain"].notna().all()
+    assert (table["gain"] / np.sqrt(table["fan_in"])).to_list() == pytest.approx(
+        table["std (theory)"].to_list())
+    if scheme.startswith("lecun"):
+        assert (table["gain"] == 1.0).all()
 
 
 def test_weight_table_leaves_a_number_a_scheme_does_not_have_as_nan():
