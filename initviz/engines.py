@@ -56,7 +56,7 @@ class BatchedEngine:
     Every ``Linear`` is one ``torch.baddbmm`` over the runs, its bias added inside the matmul. Its
     weight is stored transposed, ``(runs, in, out)``, because that is the layout in which the
     backward matmul produces the weight gradient: stored as ``(runs, out, in)``, autograd copied
-    every gradient into the parameter's layout, a tenth of a step at width 256 (profiled). A
+    every gradient into the parameter's layout (benchmarks/README.md, "Training"). A
     narrow ``Linear`` (at most :data:`NARROW_LINEAR` outputs: the output layer, one per class) is
     the exception: it is computed the other way round, ``W @ hᵀ``, with ``W`` in torch's own
     ``(runs, out, in)`` layout, and hands on its output as a transposed view.
@@ -92,15 +92,19 @@ class BatchedEngine:
         return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
     def logits(self, x: torch.Tensor, train: bool) -> torch.Tensor:
+        """Every run's output for the same inputs: x (batch, in) -> (runs, batch, classes)."""
         self.base.train(train)
         runs = len(self.params[self.weight_names[0]])
-        hidden = x.expand(runs, *x.shape)
+        hidden = x.expand(runs, *x.shape)  # (runs, batch, in), a view: no copy per run
         for name, module in self.layers:
             if isinstance(module, nn.Linear):
                 weight, bias = self.params[name + ".weight"], self.params[name + ".bias"]
                 if name in self.narrow:
+                    # weight (runs, out, in) @ hidden.mT (runs, in, batch) + bias (runs, out, 1)
+                    # = (runs, out, batch), handed on as its (runs, batch, out) view
                     hidden = torch.baddbmm(bias.unsqueeze(2), weight, hidden.mT).mT
                 else:
+                    # hidden (runs, batch, in) @ weight (runs, in, out) + bias (runs, 1, out)
                     hidden = torch.baddbmm(bias.unsqueeze(1), hidden, weight)
             elif name in self.stateful:
                 hidden = self.stateful[name]((self._state(name, self.params),
@@ -152,6 +156,7 @@ class OneByOneEngine:
         self.weight_names = _linear_weight_names(models[0])
 
     def logits(self, x: torch.Tensor, train: bool) -> torch.Tensor:
+        """x (batch, in) -> (runs, batch, classes), as :meth:`BatchedEngine.logits`."""
         return torch.stack([model.train(train)(x) for model in self.models])
 
     def _stacked(self, of: Callable[[torch.Tensor], torch.Tensor]) -> list[torch.Tensor]:

@@ -46,6 +46,27 @@ class NetworkSpec:
 
     ``scheme_params`` and ``bias_params`` may be given as a dict; they are stored as a sorted
     tuple of ``(name, value)`` with every default filled in.
+
+    Args:
+        sizes: the width of each hidden layer, in order (1 to :data:`MAX_DEPTH` of them, each in
+            [1, :data:`MAX_WIDTH`]); :meth:`stack` builds equal widths.
+        input_dim: the size of the input to layer 1, in [1, :data:`MAX_INPUT_DIM`].
+        activation: a name of :data:`initviz.activations.ACTIVATIONS`.
+        scheme, scheme_params: the weight scheme (:data:`initviz.schemes.SCHEMES`) and its
+            parameters.
+        bias, bias_params: the bias scheme (:data:`initviz.schemes.BIAS_SCHEMES`) and its
+            parameters.
+        norm: one of :data:`NORMS`, a normalization layer after each Linear.
+
+    Raises:
+        InvalidSpec: a field out of range or unknown, with a sentence that says which.
+
+    Example::
+
+        >>> spec = NetworkSpec.stack(256, 20, activation="tanh", scheme="normal",
+        ...                          scheme_params={"std": 0.05})
+        >>> spec.depth, spec.scheme_params
+        (20, (('mean', 0.0), ('std', 0.05)))
     """
 
     sizes: tuple[int, ...]
@@ -187,9 +208,26 @@ def build_model(spec: NetworkSpec, seed: int, *, out_features: int | None = None
     """Build and initialize the network: blocks ``Linear -> [norm] -> activation``.
 
     Every parameter is drawn from one ``torch.Generator`` seeded with ``seed``, layer by layer
-    (weight, then bias), on the CPU, so a seed gives the same network on every device. With
-    ``out_features``, an output Linear (initialized the same way) follows the hidden blocks.
-    LSUV rescales on ``calibration`` (default: N(0, 1) inputs drawn from the same generator).
+    (weight, then bias), on the CPU, so a seed gives the same network on every device.
+
+    Args:
+        spec: the network.
+        seed: the seed of every weight and bias.
+        out_features: where given, an output Linear (initialized the same way) follows the
+            hidden blocks.
+        device: where the built model is moved to.
+        calibration: the inputs LSUV rescales on (default: N(0, 1) inputs drawn from the same
+            generator after the weights).
+
+    Returns:
+        An ``nn.Sequential`` of blocks, each an ``nn.Sequential`` with ``linear``, optionally
+        ``norm``, and ``act``.
+
+    Example::
+
+        >>> model = build_model(NetworkSpec.stack(64, 3), seed=0)
+        >>> model(torch.randn(8, 64)).shape
+        torch.Size([8, 64])
     """
     generator = torch.Generator().manual_seed(seed)
     activation = spec.resolved_activation

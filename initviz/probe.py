@@ -140,7 +140,8 @@ class TensorStats:
         return self._work[:n], self._index[:n]
 
     def add(self, kind: str, layer: int, x: torch.Tensor) -> None:
-        x = x.detach().reshape(-1).float()
+        """Record the summaries of ``x`` (any shape, flattened to (n,)) under ``(kind, layer)``."""
+        x = x.detach().reshape(-1).float()  # (n,): every entry counts alike
         bins = self.bins
         work, index = self._scratch(x)
         value, high = torch.aminmax(x)
@@ -204,13 +205,16 @@ def _fraction_outside(z: torch.Tensor, low: float, high: float) -> torch.Tensor:
 
 
 def _percentiles(counts: torch.Tensor, low: torch.Tensor, span: torch.Tensor) -> torch.Tensor:
-    """Values at :data:`BASIS_POINTS` from histograms ``counts`` (rows), interpolating in bins."""
+    """Values at :data:`BASIS_POINTS` from histograms ``counts`` (rows), interpolating in bins.
+
+    ``counts`` (records, bins), ``low`` and ``span`` (records,) -> (records, len(BASIS_POINTS)).
+    """
     bins = counts.shape[1]
-    cdf = torch.cumsum(counts.double(), 1)
-    total = cdf[:, -1:].clamp(min=1)
-    cdf = torch.cat([torch.zeros_like(total), cdf], 1) / total  # at the bin edges
+    cdf = torch.cumsum(counts.double(), 1)  # (records, bins)
+    total = cdf[:, -1:].clamp(min=1)  # (records, 1)
+    cdf = torch.cat([torch.zeros_like(total), cdf], 1) / total  # (records, bins + 1): at the edges
     targets = torch.tensor(BASIS_POINTS, dtype=cdf.dtype, device=cdf.device) / 10000
-    targets = targets.expand(cdf.shape[0], -1).contiguous()
+    targets = targets.expand(cdf.shape[0], -1).contiguous()  # (records, points)
     right = torch.searchsorted(cdf, targets, side="left").clamp(1, bins)
     left = right - 1
     c_left, c_right = cdf.gather(1, left), cdf.gather(1, right)
@@ -225,7 +229,31 @@ def _percentiles(counts: torch.Tensor, low: torch.Tensor, span: torch.Tensor) ->
 
 def profile(spec: NetworkSpec, batch: int = 256, seed: int = 0, device: str = "auto",
             bins: int = 60, memory_budget: int | None = None) -> Profile:
-    """Measure ``spec`` freshly initialized from ``seed``: see the module docstring."""
+    """Measure ``spec`` freshly initialized from ``seed``, layer by layer, forward and backward.
+
+    One forward pass of ``batch`` N(0, 1) inputs and one backward pass of the loss
+    ``L = Σ h_last · r`` (``r ~ N(0, 1)`` drawn once), with hooks on every activation: the
+    module docstring says what each column means.
+
+    Args:
+        spec: the network.
+        batch: inputs in [1, :data:`MAX_PROBE_BATCH`] (at least 2 with batch norm).
+        seed: the seed of the weights; the inputs and ``r`` are drawn apart from it
+            (:func:`input_generator`), so every scheme sees the same inputs.
+        device: ``auto``, ``cpu``, ``cuda`` or ``mps``; one that is not there falls back to cpu.
+        bins: histogram bins per layer, in [2, :data:`MAX_BINS`].
+        memory_budget: bytes the pass may take (default :func:`initviz.network.memory_budget`).
+
+    Returns:
+        A :class:`Profile`: one row per layer (:data:`LAYER_COLUMNS`), histograms,
+        percentiles, the mean-field prediction and where values first overflow.
+
+    Example::
+
+        >>> prof = profile(NetworkSpec.stack(256, 20, scheme="xavier_normal"), seed=0)
+        >>> prof.layers["act_std"].iloc[-1] < prof.layers["act_std"].iloc[0]  # ReLU: fades
+        True
+    """
     batch = check_int("batch", batch, 1, MAX_PROBE_BATCH)
     if spec.norm == "batchnorm" and batch < 2:  # torch refuses to normalize over one input
         raise InvalidSpec("batch", batch, "at least 2 with batchnorm, which normalizes over "
@@ -328,7 +356,22 @@ def profiles(specs: Sequence[NetworkSpec], batch: int = 256, seed: int = 0,
              device: str = "auto", bins: int = 60,
              memory_budget: int | None = None) -> list[Profile]:
     """:func:`profile` of each spec (the page's compared schemes), computed side by side where
-    their memory fits the budget together (:func:`initviz.devices.side_by_side`)."""
+    their memory fits the budget together (:func:`initviz.devices.side_by_side`).
+
+    Args:
+        specs: the networks, e.g. one per compared scheme.
+        batch, seed, device, bins, memory_budget: as for :func:`profile`; every spec is
+            measured on the same inputs.
+
+    Returns:
+        One :class:`Profile` per spec, in the order of ``specs``.
+
+    Example::
+
+        >>> specs = [NetworkSpec.stack(64, 5, scheme=s) for s in ("kaiming_normal", "zeros")]
+        >>> [p.spec.scheme for p in profiles(specs, batch=32)]
+        ['kaiming_normal', 'zeros']
+    """
     budget = memory_budget_bytes() if memory_budget is None else memory_budget
     batch = check_int("batch", batch, 1, MAX_PROBE_BATCH)
     return side_by_side(

@@ -79,6 +79,29 @@ class TrainSpec:
     a mapping or pairs; they are stored as ``(name, sorted resolved params)``. Limits: at most
     :data:`MAX_SCHEMES` schemes, :data:`MAX_SEEDS` seeds, :data:`MAX_RUNS` runs,
     :data:`MAX_STEPS` steps, batch :data:`MAX_BATCH`, learning rate in (0, :data:`MAX_LR`].
+
+    Args:
+        network: the hidden stack.
+        schemes: the schemes to compare.
+        seeds: runs per scheme; run ``j`` is initialized from ``seed + j``.
+        seed: the base seed (also of the data set and the batch order).
+        dataset: a name of :data:`initviz.datasets.DATASETS`.
+        optimizer: one of :data:`OPTIMIZERS`.
+        lr: the learning rate.
+        steps: optimizer steps of each run.
+        batch: training examples per step.
+        eval_every: steps between records.
+        device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
+
+    Raises:
+        InvalidSpec: a field out of range or unknown, with a sentence that says which.
+
+    Example::
+
+        >>> spec = TrainSpec(NetworkSpec.stack(32, 4), schemes=("kaiming_normal", "zeros"),
+        ...                  dataset="moons", steps=50)
+        >>> len(spec.runs), spec.network.input_dim
+        (2, 2)
     """
 
     network: NetworkSpec
@@ -250,18 +273,14 @@ class TrainingStream:
         self.data: Dataset = load_dataset(spec.dataset, spec.seed)
         # Parameter-sized tensors alive at once at the worst moment, an update that is measured:
         # weights, gradients, the optimizer's state and what its step makes in passing (Adam:
-        # two moments, and √v and its scaled copy, made a layer at a time on the CPU and for all
-        # layers at once by the foreach step on a GPU), the copy of the weights taken before the
-        # update, and one layer's change (counted as a whole copy). Before these counted Adam's
-        # moments alone, two runs of width 2048 peaked at 1.12 times the estimate (measured).
-        # Adam's √v copies count whole on the CPU too: made and freed a tensor at a time, they
-        # still raise the process's resident peak (6 runs of 256 × 20 with a layer norm reached
-        # 0.998 of an estimate that counted only the largest tensor's, measured).
+        # two moments, and √v and its scaled copy, counted whole on every device since even made
+        # and freed a tensor at a time they raise the resident peak), the copy of the weights
+        # taken before the update, and one layer's change (counted as a whole copy).
         optimizer_copies = {"sgd": 0, "momentum": 1, "adam": 4}[spec.optimizer]
         # Activations per unit that autograd keeps for the backward pass: what each layer's
-        # Linear, activation and norm save, plus the gradients in flight. Measured (bench_memory):
-        # about 1 with ReLU or tanh, 2 with GELU or SELU (they save the Linear's output too), 3
-        # with a layer norm. The probe's count of 4 (it also holds every gradient) stays for norms.
+        # Linear, activation and norm save, plus the gradients in flight (at most 3 without a
+        # norm; the probe's 4, which also holds every gradient, with one). The figures behind
+        # both counts: benchmarks/README.md, "Training memory".
         activation_copies = 3 if spec.network.norm == "none" else 4
         needed = estimate_bytes(spec.network, spec.batch, models=len(spec.runs),
                                 out_features=self.data.n_classes,
@@ -334,14 +353,45 @@ class TrainingStream:
 
 def stream(spec: TrainSpec, *, stop: Callable[[], bool] | None = None,
            batched: bool = True, memory_budget: int | None = None) -> TrainingStream:
-    """Validate ``spec`` and return the stream that trains it (see :class:`TrainingStream`)."""
+    """Validate ``spec`` and return the stream that trains it (see :class:`TrainingStream`).
+
+    Args:
+        spec: what to train.
+        stop: called between steps; training ends once it returns True.
+        batched: train the runs as one batched model (False: one model at a time, the
+            reference).
+        memory_budget: bytes training may take (default :func:`initviz.network.memory_budget`).
+
+    Returns:
+        A :class:`TrainingStream`; iterating it trains and yields a :class:`Checkpoint` at
+        every evaluation step.
+
+    Example::
+
+        >>> for checkpoint in stream(TrainSpec(NetworkSpec.stack(32, 4), dataset="moons")):
+        ...     print(checkpoint.step, [round(r.val_acc, 2) for r in checkpoint.records])
+    """
     return TrainingStream(spec, stop=stop, batched=batched, memory_budget=memory_budget)
 
 
 def train(spec: TrainSpec, *, stop: Callable[[], bool] | None = None,
           progress: Callable[[Checkpoint], None] | None = None, batched: bool = True,
           memory_budget: int | None = None) -> TrainResult:
-    """Train ``spec`` to the end (or until ``stop()``); ``progress`` sees every checkpoint."""
+    """Train ``spec`` to the end (or until ``stop()``).
+
+    Args:
+        spec, stop, batched, memory_budget: as for :func:`stream`.
+        progress: called with every :class:`Checkpoint` as it is made.
+
+    Returns:
+        A :class:`TrainResult`: every run's history, on the CPU.
+
+    Example::
+
+        >>> result = train(TrainSpec(NetworkSpec.stack(32, 4), dataset="moons", steps=50))
+        >>> [(run.label, run.final.step) for run in result.runs]
+        [('kaiming_normal', 50), ('xavier_normal', 50)]
+    """
     runs = stream(spec, stop=stop, batched=batched, memory_budget=memory_budget)
     history: dict[int, list[RunRecord]] = {run: [] for run in range(len(spec.runs))}
     seconds = 0.0
