@@ -214,7 +214,7 @@ def _load_glibc():
         return None
     try:
         libc = ctypes.CDLL(None)
-        libc.mallopt, libc.malloc_trim  # absent from musl
+        libc.mallopt, libc.malloc_trim  # noqa: B018  (AttributeError where absent: musl)
     except (OSError, AttributeError):
         return None
     return libc

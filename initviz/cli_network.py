@@ -122,7 +122,8 @@ def add_theory(sub, common) -> None:
                          help="mean-field fixed point, chi1, depth scale and phase diagram")
     cmd.add_argument("--sigma-w2", type=parse_number, help="fan_in * Var(W), with --sigma-b2")
     cmd.add_argument("--sigma-b2", type=parse_number, help="bias variance (with --sigma-w2)")
-    cmd.add_argument("--grid", type=parse_whole, default=50, help="points per axis of the phase grid")
+    cmd.add_argument("--grid", type=parse_whole, default=50,
+                     help="points per axis of the phase grid")
     cmd.set_defaults(run=_cmd_theory)
 
 

@@ -82,9 +82,9 @@ def _cmd_train(args: argparse.Namespace) -> None:
     net = spec.network
     say(f"{len(spec.schemes)} scheme(s) x {spec.seeds} seed(s) from seed {spec.seed} on "
           f"{data.name} ({data.input_dim} inputs, {data.n_classes} classes); {net.depth} hidden "
-          f"layers of {_sizes_text(net.sizes)}, {net.activation}, norm {net.norm}; {spec.optimizer} "
-          f"lr {spec.lr:g}, {spec.steps} steps of batch {spec.batch}; device {result.device}, "
-          f"{result.seconds:.2f} s")
+          f"layers of {_sizes_text(net.sizes)}, {net.activation}, norm {net.norm}; "
+          f"{spec.optimizer} lr {spec.lr:g}, {spec.steps} steps of batch {spec.batch}; "
+          f"device {result.device}, {result.seconds:.2f} s")
     rows = [{"scheme": run.label, "seed": run.seed, "step": run.final.step,
              "train_loss": run.final.train_loss, "val_loss": run.final.val_loss,
              "val_acc": run.final.val_acc,
@@ -112,7 +112,8 @@ def add_train(sub, common) -> None:
                      help="the data set to train on: " + ", ".join(DATASETS))
     cmd.add_argument("--optimizer", default=defaults["optimizer"].default,
                      help=", ".join(OPTIMIZERS) + f" (momentum: SGD with momentum {MOMENTUM})")
-    cmd.add_argument("--lr", type=parse_number, default=defaults["lr"].default, help="learning rate")
+    cmd.add_argument("--lr", type=parse_number, default=defaults["lr"].default,
+                     help="learning rate")
     cmd.add_argument("--steps", type=parse_whole, default=defaults["steps"].default,
                      help="optimizer steps of each run")
     cmd.add_argument("--batch", type=parse_whole, default=defaults["batch"].default,

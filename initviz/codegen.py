@@ -1,11 +1,11 @@
 """The plain PyTorch script that builds the chosen network and initializes it like initviz does.
 
-The script draws from one ``torch.Generator`` in the same order as :func:`initviz.network.build_model`
-(``model.apply`` visits the Linear layers in order, weight then bias), so it reproduces initviz's
-weights exactly, and it measures each layer on the same inputs as the probe, so it prints the same
-activation statistics. The init calls come from :meth:`Scheme.code`, the same description that
-initviz applies; LSUV's rescaling and a scheme's own init function (sparse) are initviz's own
-functions, copied by ``inspect``.
+The script draws from one ``torch.Generator`` in the same order as
+:func:`initviz.network.build_model` (``model.apply`` visits the Linear layers in order, weight
+then bias), so it reproduces initviz's weights exactly, and it measures each layer on the same
+inputs as the probe, so it prints the same activation statistics. The init calls come from
+:meth:`Scheme.code`, the same description that initviz applies; LSUV's rescaling and a scheme's
+own init function (sparse) are initviz's own functions, copied by ``inspect``.
 """
 
 from __future__ import annotations

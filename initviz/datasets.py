@@ -6,16 +6,16 @@ Every data set is drawn from a seed, split once into training and validation par
 training split, such as a border pixel of the digits, is only centred), so the validation split
 carries no information into the scaling. The same name and seed always give the same tensors.
 
-==========  =====  =======  =========================================================================
+==========  =====  =======  ========================================================================
 name        input  classes  points
-==========  =====  =======  =========================================================================
-digits        64     10     scikit-learn's bundled 8×8 handwritten digits (1,797 images, no download)
+==========  =====  =======  ========================================================================
+digits        64     10     scikit-learn's bundled 8×8 handwritten digits (1,797 images, offline)
 moons          2      2     two interleaving half circles, ``make_moons(noise=0.2)``
 circles        2      2     a circle inside a circle, ``make_circles(noise=0.1, factor=0.5)``
 spirals        2      3     three interleaved spiral arms (the CS231n example), angular noise 0.2
 xor            2      2     U(−1, 1)² labelled by the sign of x₁·x₂: no linear model beats chance
 gaussians      2      4     ``make_blobs``: four unit-variance clusters centred at (±1.5, ±1.5)
-==========  =====  =======  =========================================================================
+==========  =====  =======  ========================================================================
 """
 
 from __future__ import annotations

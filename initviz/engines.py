@@ -183,7 +183,8 @@ class OneByOneEngine:
 
 def _norms(tensors: Iterable[torch.Tensor]) -> torch.Tensor:
     """Frobenius norm of each run's slice of each tensor: shape (runs, len(tensors))."""
-    # over the trailing dimensions in place: flatten would copy the batched engine's transposed views
+    # over the trailing dimensions in place: flatten would copy the batched engine's transposed
+    # views
     return torch.stack([torch.linalg.vector_norm(t, dim=tuple(range(1, t.dim())))
                         for t in tensors], dim=1)
 

@@ -109,7 +109,8 @@ class Inspection:
         schemes = [self.recognized[name].scheme or "?" for name in self.layers["name"]]
         table = table.assign(recognized=schemes)
         chart = alt.hconcat(*(figure.chart() for figure in self.figures()))
-        return (f"<p><b>{html.escape(self.verdict, quote=False)}</b></p>" + chart.to_html(fullhtml=False)
+        return (f"<p><b>{html.escape(self.verdict, quote=False)}</b></p>"
+                + chart.to_html(fullhtml=False)
                 + table.to_html(index=False, float_format="{:.4g}".format))
 
     def _repr_mimebundle_(self, include=None, exclude=None) -> dict:

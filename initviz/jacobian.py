@@ -20,9 +20,10 @@ Everything is float64: a deep network's singular values span hundreds of decades
 rounding (1e-7 of ``s_max``) would be read as singular values. The Jacobian is computed with
 ``torch.func.jacrev`` (reverse mode, one ``vjp`` per output unit, vmapped) after a forward pass
 that checks every layer; a network that overflows is reported with the first layer that did, and
-never reaches the SVD (``torch.linalg.svdvals``). A singular value that is 0 or at most ``s_max · max(m, n) · ε``
-(the numerical-rank tolerance of ``numpy.linalg.matrix_rank``) is *zero*: its direction is lost
-(a ReLU unit that is off for the probe input zeroes a row) and its computed value is rounding.
+never reaches the SVD (``torch.linalg.svdvals``). A singular value that is 0 or at most
+``s_max · max(m, n) · ε`` (the numerical-rank tolerance of ``numpy.linalg.matrix_rank``) is
+*zero*: its direction is lost (a ReLU unit that is off for the probe input zeroes a row) and its
+computed value is rounding.
 The condition number and the reading use the nonzero ones only and say how many are zero.
 
 Both steps are bounded: a side of ``J`` may be at most :data:`MAX_JACOBIAN_SIDE`, and the memory

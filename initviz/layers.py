@@ -192,7 +192,8 @@ def _recognize_block(w: torch.Tensor, fans: tuple[int, int]) -> Recognized:
                           f"{SCHEMES[name].label} at fan_in {fan_in}, fan_out {fan_out}")
     return Recognized(None, (), None,
                       f"no known scheme within {MATCH_SE:g} standard errors (mean "
-                      f"{short_number(float(w.mean()))}, std {short_number(float(w.std(correction=0)))})")
+                      f"{short_number(float(w.mean()))}, "
+                      f"std {short_number(float(w.std(correction=0)))})")
 
 
 # --------------------------------------------------------------------------------------------------

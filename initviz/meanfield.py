@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, cache
 
 import numpy as np
 import torch
@@ -60,7 +60,7 @@ q itself once q < 1e-16: the root search then found "fixed points" like 9e-17 th
 where the true one is 0."""
 
 
-@lru_cache(maxsize=None)
+@cache
 def _legendre(n: int) -> tuple[torch.Tensor, torch.Tensor]:
     nodes, weights = np.polynomial.legendre.leggauss(n)
     return torch.as_tensor(nodes), torch.as_tensor(weights)
@@ -206,7 +206,7 @@ def as_activation(activation: str | Activation) -> Activation:
     return get_activation(activation) if isinstance(activation, str) else activation
 
 
-@lru_cache(maxsize=None)
+@cache
 def positively_homogeneous(activation: Activation) -> bool:
     """Whether ``φ(a·u) = a·φ(u)`` for every ``a > 0`` (relu, leaky_relu, linear).
 
@@ -331,7 +331,8 @@ def predict(spec: NetworkSpec, input_second_moment: float = 1.0,
             output_grad_var: float = 1.0) -> Prediction | None:
     r"""Per-layer pre-activation variance and gradient variance, and the deep-layer summary.
 
-    Forward, ``q^l = σ_{w,l}² E[φ(√q^{l−1} z)²] + σ_{b,l}²`` from ``q^1 = σ_{w,1}² E[x²] + σ_{b,1}²``
+    Forward, ``q^l = σ_{w,l}² E[φ(√q^{l−1} z)²] + σ_{b,l}²`` from
+    ``q^1 = σ_{w,1}² E[x²] + σ_{b,1}²``
     (Poole et al. 2016, eq. 3); backward, ``Var(dL/dh)`` is multiplied per layer by
     ``σ_w² (fan_out/fan_in) E[φ'(√q z)²]`` (Schoenholz et al. 2017, eq. 12).
 

@@ -411,7 +411,8 @@ def _first_nonfinite(host: dict[str, np.ndarray], depth: int) -> tuple[int | Non
 
 def _layer_table(spec: NetworkSpec, batch: int, host: dict[str, np.ndarray],
                  prediction) -> pd.DataFrame:
-    """One row per layer with :data:`LAYER_COLUMNS`; what is not finite (or has no theory) is NaN."""
+    """One row per layer with :data:`LAYER_COLUMNS`; NaN where a value is not finite or there is
+    no theory."""
     depth = spec.depth
 
     def per_kind(key: str, kind: str) -> np.ndarray:

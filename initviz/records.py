@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 
 
 def scheme_label(name: str, params: ResolvedParams) -> str:
-    """``name``, with the parameters that differ from the scheme's defaults: ``normal(std=0.01)``."""
+    """``name``, with the parameters that differ from the scheme's defaults, as in
+    ``normal(std=0.01)``."""
     defaults = get_scheme(name).defaults
     changed = [f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
                for key, value in params if defaults.get(key) != value]

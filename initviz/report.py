@@ -3,7 +3,8 @@
 The verdict's thresholds are deliberately coarse, because they must hold for every activation:
 a factor of 10 in activation std across the network (100 in variance) is vanishing or exploding;
 more than half the units on a flat tail is saturated; more than half of them off (outputting
-nothing) for every input of the batch is dead. Everything in between is healthy, with the numbers shown so a reader can judge.
+nothing) for every input of the batch is dead. Everything in between is healthy, with the
+numbers shown so a reader can judge.
 """
 
 from __future__ import annotations

@@ -202,8 +202,8 @@ class Scheme:
 
     # Every method below takes the parameters as a mapping or as resolve()'s pairs.
 
-    def apply(self, tensor: torch.Tensor, params: Params | ResolvedParams, generator: torch.Generator,
-              fans: tuple[int, int] | None = None) -> torch.Tensor:
+    def apply(self, tensor: torch.Tensor, params: Params | ResolvedParams,
+              generator: torch.Generator, fans: tuple[int, int] | None = None) -> torch.Tensor:
         """Initialize ``tensor`` in place through ``torch.nn.init``, drawing from ``generator``.
 
         ``fans`` is ``(fan_in, fan_out)`` of the layer; it is needed for a bias, whose own shape

@@ -2,9 +2,10 @@ r"""Weight and bias initialization schemes.
 
 Each scheme is described once, by the ``torch.nn.init`` call that applies it. That single
 description is used three ways: to initialize a tensor (with a seeded ``torch.Generator``), to print
-the PyTorch code that reproduces it, and -- together with the scheme's :class:`~initviz.scheme_types.WeightLaw` -- to say
-what distribution the weights follow in theory (the density drawn over the measured histogram, and
-the variance that mean-field theory starts from).
+the PyTorch code that reproduces it, and -- together with the scheme's
+:class:`~initviz.scheme_types.WeightLaw` -- to say what distribution the weights follow in
+theory (the density drawn over the measured histogram, and the variance that mean-field theory
+starts from).
 
 Notation follows ``torch/nn/init.py``: a Linear weight has shape ``(fan_out, fan_in)``.
 """
@@ -270,7 +271,8 @@ _SCHEME_LIST: tuple[Scheme, ...] = (
         lambda fi, fo, p: WeightLaw("normal", scale=1.0 / math.sqrt(fi)),
     ),
     Scheme(
-        "lecun_uniform", "LeCun uniform", "W ~ U(−√(3 / fan_in), √(3 / fan_in)): Var(W) = 1 / fan_in",
+        "lecun_uniform", "LeCun uniform",
+        "W ~ U(−√(3 / fan_in), √(3 / fan_in)): Var(W) = 1 / fan_in",
         _LECUN_REF,
         "kaiming_uniform_", lambda p: {"nonlinearity": "linear"},
         lambda fi, fo, p: _uniform_law(1.0 / math.sqrt(fi)),
@@ -282,7 +284,8 @@ _SCHEME_LIST: tuple[Scheme, ...] = (
         "Mishkin & Matas (2016), All you need is a good init, ICLR",
         "orthogonal_", lambda p: {"gain": 1.0},
         lambda fi, fo, p: None,
-        params=(Param("tol", 0.1, 1e-4, 1.0, doc="how far from 1 each layer's output variance may end up"),
+        params=(Param("tol", 0.1, 1e-4, 1.0,
+                      doc="how far from 1 each layer's output variance may end up"),
                 Param("max_iter", 10, 1, 100, integer=True, doc="rescaling rounds per layer")),
     ),
 )
@@ -314,7 +317,8 @@ def get_scheme(name: str, *, bias: bool = False) -> Scheme:
     try:
         return table[name]
     except KeyError:
-        raise InvalidSpec("bias" if bias else "scheme", name, "one of " + ", ".join(table)) from None
+        raise InvalidSpec("bias" if bias else "scheme", name,
+                          "one of " + ", ".join(table)) from None
 
 
 # --------------------------------------------------------------------------------------------------

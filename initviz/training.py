@@ -136,7 +136,8 @@ class TrainSpec:
                               f"at most {MAX_RUNS} runs (schemes × seeds) in one call")
         set_(self, "seed", check_int("seed", self.seed, 0, MAX_SEED))
         if self.seed + self.seeds - 1 > MAX_SEED:
-            raise InvalidSpec("seed", self.seed, f"a whole number in [0, {MAX_SEED - self.seeds + 1}]")
+            raise InvalidSpec("seed", self.seed,
+                              f"a whole number in [0, {MAX_SEED - self.seeds + 1}]")
         info = dataset_info(self.dataset)
         first_name, first_params = schemes[0]
         set_(self, "network", replace(self.network, input_dim=info.input_dim, scheme=first_name,

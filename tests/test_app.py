@@ -318,7 +318,7 @@ def test_training_runs_live_and_then_shows_the_finished_race():
     # A change that does not touch training keeps the finished result and trains nothing.
     at.slider(key="weight_layer").set_value(2).run()
     assert _progress_text(at).startswith("finished")
-    assert not at.button(key="stop_button").proto.disabled is False
+    assert at.button(key="stop_button").proto.disabled is not False
 
 
 def test_a_finished_training_is_shared_by_its_spec():

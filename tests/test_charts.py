@@ -219,7 +219,8 @@ def test_singular_value_histogram_leaves_zero_values_out_and_counts_them():
     assert chart.tables["data"]["log10_s"].min() == pytest.approx(np.log10(0.25))
     assert len(chart.tables["data"]) == 5
     title = chart.to_dict()["title"]
-    assert title["text"] == "s" and title["subtitle"] == "Not drawn, zero (directions lost): a 1 of 3"
+    assert title["text"] == "s"
+    assert title["subtitle"] == "Not drawn, zero (directions lost): a 1 of 3"
 
 
 def _every_chart(profiles):

@@ -11,7 +11,7 @@ comparisons with theory allow 3 such spreads. Quantities averaged over all B·n 
 
 import json
 import math
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import pandas as pd
@@ -37,7 +37,7 @@ DEPTH = 6
 SPREAD = 0.8 / math.sqrt(WIDE)  # relative per-layer fluctuation at width WIDE, see above
 
 
-@lru_cache(maxsize=None)
+@cache
 def _profile(spec: NetworkSpec, batch: int = BATCH, seed: int = 0, bins: int = 60):
     return profile(spec, batch=batch, seed=seed, device="cpu", bins=bins)
 

@@ -7,8 +7,8 @@ Measured over base seeds 0-2 at the sizes below: at most 4e-6 relative; RTOL all
 That holds where training is stable. A run on the edge of divergence (N(0, 0.6²) weights at width
 32 and lr 0.3: validation loss 12 after 12 updates) amplifies any rounding difference step by
 step, and the two engines part by up to 3% there (measured), so equality is checked on stable runs
-and divergence on the step at which it happens. The outcome tests were run on base seeds 0, 1 and 2 before
-their thresholds were fixed; the measured ranges are stated next to each.
+and divergence on the step at which it happens. The outcome tests were run on base seeds 0, 1
+and 2 before their thresholds were fixed; the measured ranges are stated next to each.
 """
 
 import json
