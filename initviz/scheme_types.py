@@ -17,7 +17,7 @@ import torch
 from scipy import stats
 from torch import nn
 
-from initviz.errors import InvalidSpec, quote
+from initviz.errors import InvalidSpec, check_int, quote
 
 ParamValue = float | int | str
 Params = Mapping[str, ParamValue]
@@ -54,10 +54,8 @@ class Param:
             raise InvalidSpec(where, value, "a number") from None
         if not math.isfinite(number):
             raise InvalidSpec(where, value, "a finite number")
-        if self.integer:
-            if number != int(number):
-                raise InvalidSpec(where, value, "a whole number")
-            number = int(number)
+        if self.integer:  # the rule of every whole-number field (an integer Param has a range)
+            return check_int(where, number, math.ceil(self.low), math.floor(self.high))
         if (self.low is not None and number < self.low) or (
             self.high is not None and number > self.high
         ):
