@@ -13,9 +13,11 @@ import math
 import numbers
 import re
 
-MAX_SHOWN = 60
-"""Characters of a user-supplied value shown in a message: enough to recognise a width list or a
-name, short enough that a 50 KB value does not become a 50 KB warning."""
+from initviz.errors import QUOTE_LIMIT
+
+MAX_SHOWN = QUOTE_LIMIT
+"""Characters of a user-supplied value shown on the page: the limit of every message that repeats
+a user's text (:data:`initviz.errors.QUOTE_LIMIT`)."""
 
 # CommonMark's ASCII punctuation: each may be backslash-escaped, and a backslash before any of
 # them stands for the character itself, so escaping all of them leaves no Markdown syntax.
