@@ -127,3 +127,9 @@ def format_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     raise AssertionError("unreachable")
+
+
+__all__ = [
+    "QUOTE_LIMIT", "InitvizError", "InvalidSpec", "ServerBusy", "SettingIgnored", "TooLarge",
+    "check_int", "clip", "env_megabytes", "format_bytes", "quote",
+]
