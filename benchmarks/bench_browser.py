@@ -257,7 +257,8 @@ def server(minimal: bool, log: Path):
 def show(action: str, sample: Sample) -> None:
     print(f"  {action}: " + ", ".join(f"{k} {v:.2f} s" for k, v in sample.seconds.items())
           + f"; long tasks {sample.long_task_s:.2f} s, Vega JS {sample.vega_js_s:.2f} s, "
-          f"websocket {sample.ws_bytes / 1e3:.0f} kB" + (f" ({sample.note})" if sample.note else ""),
+          f"websocket {sample.ws_bytes / 1e3:.0f} kB"
+          + (f" ({sample.note})" if sample.note else ""),
           flush=True)
 
 

@@ -105,7 +105,7 @@ def training_corners() -> dict[str, TrainSpec]:
     for name, build, high in (("training adam", adam, PAGE_MAX_WIDTH),
                               ("training most runs", most_runs, MAX_BATCH),
                               ("training layernorm", normed, PAGE_MAX_DEPTH)):
-        largest = _largest(lambda n: _race_bytes(build(n)) <= memory_budget(), high)
+        largest = _largest(lambda n, build=build: _race_bytes(build(n)) <= memory_budget(), high)
         if largest:
             found[name] = build(largest)
     return found

@@ -68,7 +68,8 @@ def probed(spec: NetworkSpec, batch: int, seed: int, device: torch.device,
     """Wall and CPU seconds for ``profile`` (which ends with its host transfer), around the call."""
     _sync(device)
     start, cpu = time.perf_counter(), time.process_time()
-    # The issue's size needs about 2.4 GiB by estimate_bytes, over the default budget (DEFAULT_MEMORY_BUDGET).
+    # The issue's size needs about 2.4 GiB by estimate_bytes, over the default budget
+    # (DEFAULT_MEMORY_BUDGET).
     profile(spec, batch=batch, seed=seed, device=device.type, bins=bins, memory_budget=2**40)
     return time.perf_counter() - start, time.process_time() - cpu
 

@@ -65,7 +65,8 @@ def bench_grid(activation: str, side: int, repeats: int, sample: int) -> None:
     q = np.nan_to_num(grid["q_star"].to_numpy(), nan=1e12)
     once_times = [_timed(lambda: meanfield.slope_moment(act, q)) for _ in range(repeats)]
     picks = np.random.default_rng(0).choice(len(w), sample, replace=False)
-    scalar = _timed(lambda: [meanfield.mean_field(act, w[i], b[i]) for i in picks]) * len(w) / sample
+    scalar = (_timed(lambda: [meanfield.mean_field(act, w[i], b[i]) for i in picks])
+              * len(w) / sample)
     line_times = [_timed(lambda: phase.critical_line(act, b_axis, float(w_axis[-1])))
                   for _ in range(repeats)]
     spec = NetworkSpec.stack(256, 20, activation=activation, scheme="xavier_normal")

@@ -97,14 +97,16 @@ _SIGMOID_WHY = ("Glorot's argument for Xavier needs φ'(0) = 1; sigmoid's slope 
                 "only at σ_w² ≈ 103 (gain ≈ 10), where 61% of the units sit on a flat tail. "
                 "tanh(z) = 2·sigmoid(2z) − 1 is the same curve centred, with slope 1 at 0, and "
                 "xavier_normal puts it at χ₁ = 1.")
-def _build() -> dict[str, Activation]:
+def _entries() -> list[Activation]:
+    """Every activation as written down; :func:`_build` derives the numbers marked to derive.
+    (A table: one entry per activation, longer than a function of steps should be.)"""
     tanh_limit = math.atanh(1 - SATURATION_MARGIN)
     sigmoid_limit = math.log((1 - SATURATION_MARGIN) / SATURATION_MARGIN)
 
     def torch_gain(name: str, param: float | None = None) -> float:
         return nn.init.calculate_gain(name, param)
 
-    entries = [
+    return [
         Activation("linear", "Linear (identity)", nn.Identity, lambda z: z,
                    torch_gain("linear"), "torch", "orthogonal",
                    "A deep linear network is a product of matrices; orthogonal ones keep every "
@@ -147,8 +149,13 @@ def _build() -> dict[str, Activation]:
                    "grows, yet over 20 layers the gradients still fade (std ×0.07): a norm layer "
                    "suits it better than any scale.", dead_at_or_below=0.0),
     ]
+
+
+def _build() -> dict[str, Activation]:
+    """The table by name, with the gains, reasons and dead thresholds that follow from each
+    activation's function filled in."""
     table = {}
-    for act in entries:
+    for act in _entries():
         updates = {}
         if act.gain_source == "second moment":
             gain = updates["gain"] = _second_moment_gain(act.fn)

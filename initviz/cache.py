@@ -29,8 +29,8 @@ from initviz.errors import ServerBusy, env_megabytes
 DEFAULT_SERVER_MEMORY = 320 * 1024**2
 """Bytes that all sessions' computations may hold together; ``INITVIZ_SERVER_MEMORY_MB``
 overrides it. With the cached results (:data:`RESULTS_BYTES`), the ~510 MB the server itself
-takes and what the allocator keeps after a computation, this fits a 1 GB host: rooms of 30 on
-384 MiB peaked at 987-1016 MB, too near the line. Any single computation (at most the 256 MiB
+takes and what the allocator keeps after a computation, this fits a 1 GB host (the rooms measured
+on 384 and on 320 MiB: benchmarks/README.md). Any single computation (at most the 256 MiB
 per-computation budget) still fits."""
 BUSY_WAIT_SECONDS = 10.0
 """How long a page's computation waits for others to release memory before it is refused: a
@@ -214,7 +214,7 @@ def _load_glibc():
         return None
     try:
         libc = ctypes.CDLL(None)
-        libc.mallopt, libc.malloc_trim  # absent from musl
+        libc.mallopt, libc.malloc_trim  # noqa: B018  (AttributeError where absent: musl)
     except (OSError, AttributeError):
         return None
     return libc
@@ -229,9 +229,8 @@ def cap_malloc_arenas(arenas: int | None = None) -> bool:
     glibc gives a thread that finds the arenas busy a new one, up to eight per core, and each keeps
     the memory freed in it for reuse. A server runs every session's script on its own thread, so a
     room of 30 spread its computations over 16 arenas on 2 cores, and the server's resident memory
-    rose past what the ledger admits: a browsing room of 30 peaked at 1041 MB with glibc's default
-    and at 870 MB with two arenas (benchmarks/README.md). A ``MALLOC_ARENA_MAX`` in the environment
-    is the operator's choice and is kept.
+    rose past what the ledger admits (the room with and without the cap: benchmarks/README.md). A
+    ``MALLOC_ARENA_MAX`` in the environment is the operator's choice and is kept.
 
     Returns:
         Whether the cap was set: False off glibc (macOS, Windows, musl) or when the environment

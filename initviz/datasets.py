@@ -6,16 +6,16 @@ Every data set is drawn from a seed, split once into training and validation par
 training split, such as a border pixel of the digits, is only centred), so the validation split
 carries no information into the scaling. The same name and seed always give the same tensors.
 
-==========  =====  =======  =========================================================================
+==========  =====  =======  ========================================================================
 name        input  classes  points
-==========  =====  =======  =========================================================================
-digits        64     10     scikit-learn's bundled 8×8 handwritten digits (1,797 images, no download)
+==========  =====  =======  ========================================================================
+digits        64     10     scikit-learn's bundled 8×8 handwritten digits (1,797 images, offline)
 moons          2      2     two interleaving half circles, ``make_moons(noise=0.2)``
 circles        2      2     a circle inside a circle, ``make_circles(noise=0.1, factor=0.5)``
 spirals        2      3     three interleaved spiral arms (the CS231n example), angular noise 0.2
 xor            2      2     U(−1, 1)² labelled by the sign of x₁·x₂: no linear model beats chance
 gaussians      2      4     ``make_blobs``: four unit-variance clusters centred at (±1.5, ±1.5)
-==========  =====  =======  =========================================================================
+==========  =====  =======  ========================================================================
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from initviz.errors import InvalidSpec
+from initviz.errors import InvalidSpec, check_int
 
 VALIDATION_FRACTION = 0.25
 MAX_SEED = 2**31 - 1
@@ -131,30 +131,30 @@ def dataset_info(name: str) -> DatasetInfo:
 def load_dataset(name: str, seed: int = 0) -> Dataset:
     """Draw, split and standardize the data set ``name`` from ``seed`` (cached)."""
     info = dataset_info(name)
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
-        raise InvalidSpec("seed", seed, f"a whole number in [0, {MAX_SEED}]")
-    return _load(info, seed)
+    return _load(info, check_int("seed", seed, 0, MAX_SEED))
 
 
 # Validated before the cache, so that a bad argument is an InvalidSpec, never lru_cache's TypeError.
 @functools.lru_cache(maxsize=32)
 def _load(info: DatasetInfo, seed: int) -> Dataset:
     from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+
     x, y = info.draw(seed)
     x_train, x_val, y_train, y_val = train_test_split(
         np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.int64),
         test_size=VALIDATION_FRACTION, random_state=seed, stratify=y)
-    mean = x_train.mean(axis=0)
-    std = x_train.std(axis=0)
-    std[std == 0.0] = 1.0
+    # The training split's mean and (population) std; a constant feature is centred only.
+    scaler = StandardScaler().fit(x_train)
 
     def tensor(a: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
         return torch.as_tensor(np.ascontiguousarray(a), dtype=dtype)
 
     return Dataset(
         name=info.name, description=info.description, seed=seed,
-        x_train=tensor((x_train - mean) / std, torch.float32), y_train=tensor(y_train, torch.int64),
-        x_val=tensor((x_val - mean) / std, torch.float32), y_val=tensor(y_val, torch.int64),
+        x_train=tensor(scaler.transform(x_train), torch.float32),
+        y_train=tensor(y_train, torch.int64),
+        x_val=tensor(scaler.transform(x_val), torch.float32), y_val=tensor(y_val, torch.int64),
         n_classes=info.n_classes,
     )
 

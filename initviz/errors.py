@@ -84,6 +84,20 @@ class SettingIgnored(UserWarning):
     """An environment setting could not be read; its default is used instead."""
 
 
+def check_int(field: str, value: object, low: int, high: int) -> int:
+    """``value`` as an int in [low, high]: an int, a float with no fraction or a numeric string;
+    anything else (a bool, 2.5, "x", out of range) is an :class:`InvalidSpec` for ``field``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise InvalidSpec(field, value, f"a whole number in [{low}, {high}]")
+    try:
+        number = int(value) if not isinstance(value, float) else value
+    except ValueError:
+        raise InvalidSpec(field, value, f"a whole number in [{low}, {high}]") from None
+    if isinstance(number, float) and not number.is_integer() or not low <= number <= high:
+        raise InvalidSpec(field, value, f"a whole number in [{low}, {high}]")
+    return int(number)
+
+
 def env_megabytes(variable: str, default_bytes: int) -> int:
     """The byte count that environment ``variable`` gives in MiB, or ``default_bytes``.
 
@@ -113,3 +127,9 @@ def format_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     raise AssertionError("unreachable")
+
+
+__all__ = [
+    "QUOTE_LIMIT", "InitvizError", "InvalidSpec", "ServerBusy", "SettingIgnored", "TooLarge",
+    "check_int", "clip", "env_megabytes", "format_bytes", "quote",
+]

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, cache
 
 import numpy as np
 import torch
@@ -42,7 +42,6 @@ from scipy import optimize
 
 from initviz.activations import Activation, get_activation
 from initviz.network import NetworkSpec
-from initviz.schemes import get_scheme
 
 _PANELS = 16        # graded panels on each side of the kink
 _PANEL_NODES = 12   # Gauss–Legendre nodes per panel
@@ -61,7 +60,7 @@ q itself once q < 1e-16: the root search then found "fixed points" like 9e-17 th
 where the true one is 0."""
 
 
-@lru_cache(maxsize=None)
+@cache
 def _legendre(n: int) -> tuple[torch.Tensor, torch.Tensor]:
     nodes, weights = np.polynomial.legendre.leggauss(n)
     return torch.as_tensor(nodes), torch.as_tensor(weights)
@@ -207,7 +206,7 @@ def as_activation(activation: str | Activation) -> Activation:
     return get_activation(activation) if isinstance(activation, str) else activation
 
 
-@lru_cache(maxsize=None)
+@cache
 def positively_homogeneous(activation: Activation) -> bool:
     """Whether ``φ(a·u) = a·φ(u)`` for every ``a > 0`` (relu, leaky_relu, linear).
 
@@ -287,11 +286,11 @@ def theory_unavailable_reason(spec: NetworkSpec) -> str | None:
         return f"{spec.norm} rescales every layer, which the mean-field recursion does not model"
     if spec.scheme == "lsuv":
         return "LSUV sets each layer's scale from data, so there is no fixed weight variance"
-    scheme, bias = get_scheme(spec.scheme), get_scheme(spec.bias, bias=True)
+    scheme, bias = spec.resolved_scheme, spec.resolved_bias
     for fan_in, fan_out in spec.fans:
-        if scheme.weight_mean(fan_in, fan_out, spec.params) != 0.0:
+        if scheme.weight_mean(fan_in, fan_out, spec.scheme_params) != 0.0:
             return "the weights do not have mean 0, which the mean-field theory assumes"
-        if bias.weight_mean(fan_in, fan_out, spec.bias_param_dict) != 0.0:
+        if bias.weight_mean(fan_in, fan_out, spec.bias_params) != 0.0:
             return "the biases do not have mean 0, which the mean-field theory assumes"
     return None
 
@@ -300,10 +299,10 @@ def layer_sigmas(spec: NetworkSpec) -> list[tuple[float, float]] | None:
     """``(σ_w², σ_b²)`` of every layer: ``fan_in·Var(W)`` and ``Var(b)`` from the schemes."""
     if theory_unavailable_reason(spec) is not None:
         return None
-    scheme, bias = get_scheme(spec.scheme), get_scheme(spec.bias, bias=True)
+    scheme, bias = spec.resolved_scheme, spec.resolved_bias
     return [
-        (_significant(fan_in * scheme.weight_std(fan_in, fan_out, spec.params) ** 2),
-         _significant(bias.weight_std(fan_in, fan_out, spec.bias_param_dict) ** 2))
+        (_significant(fan_in * scheme.weight_std(fan_in, fan_out, spec.scheme_params) ** 2),
+         _significant(bias.weight_std(fan_in, fan_out, spec.bias_params) ** 2))
         for fan_in, fan_out in spec.fans
     ]
 
@@ -332,7 +331,8 @@ def predict(spec: NetworkSpec, input_second_moment: float = 1.0,
             output_grad_var: float = 1.0) -> Prediction | None:
     r"""Per-layer pre-activation variance and gradient variance, and the deep-layer summary.
 
-    Forward, ``q^l = σ_{w,l}² E[φ(√q^{l−1} z)²] + σ_{b,l}²`` from ``q^1 = σ_{w,1}² E[x²] + σ_{b,1}²``
+    Forward, ``q^l = σ_{w,l}² E[φ(√q^{l−1} z)²] + σ_{b,l}²`` from
+    ``q^1 = σ_{w,1}² E[x²] + σ_{b,1}²``
     (Poole et al. 2016, eq. 3); backward, ``Var(dL/dh)`` is multiplied per layer by
     ``σ_w² (fan_out/fan_in) E[φ'(√q z)²]`` (Schoenholz et al. 2017, eq. 12).
 
@@ -357,7 +357,7 @@ def predict(spec: NetworkSpec, input_second_moment: float = 1.0,
     # The network enters only through its σ's and how much each layer widens the signal, so a
     # width change that keeps them (Kaiming, orthogonal on a uniform stack) costs nothing.
     widening = tuple(fan_out / fan_in for fan_in, fan_out in spec.fans[1:])
-    return _predict(get_activation(spec.activation), tuple(sigmas), widening,
+    return _predict(spec.resolved_activation, tuple(sigmas), widening,
                     input_second_moment, output_grad_var)
 
 

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from initviz.activations import get_activation
-from initviz.errors import InvalidSpec, TooLarge, env_megabytes
-from initviz.schemes import ParamValue, get_scheme, lsuv_rescale
+from initviz.activations import Activation, get_activation
+from initviz.errors import InvalidSpec, TooLarge, check_int, env_megabytes
+from initviz.scheme_types import ParamValue, Scheme
+from initviz.schemes import get_scheme, lsuv_rescale
 
 MAX_WIDTH = 4096
 MAX_DEPTH = 500
@@ -35,18 +36,6 @@ def memory_budget() -> int:
     return env_megabytes("INITVIZ_MEMORY_BUDGET_MB", DEFAULT_MEMORY_BUDGET)
 
 
-def _check_int(field: str, value: object, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise InvalidSpec(field, value, f"a whole number in [{low}, {high}]")
-    try:
-        number = int(value) if not isinstance(value, float) else value
-    except ValueError:
-        raise InvalidSpec(field, value, f"a whole number in [{low}, {high}]") from None
-    if isinstance(number, float) and not number.is_integer() or not low <= number <= high:
-        raise InvalidSpec(field, value, f"a whole number in [{low}, {high}]")
-    return int(number)
-
-
 def _as_pairs(params: Mapping[str, ParamValue] | Sequence[tuple[str, ParamValue]]) -> dict:
     return dict(params.items() if isinstance(params, Mapping) else params)
 
@@ -57,6 +46,27 @@ class NetworkSpec:
 
     ``scheme_params`` and ``bias_params`` may be given as a dict; they are stored as a sorted
     tuple of ``(name, value)`` with every default filled in.
+
+    Args:
+        sizes: the width of each hidden layer, in order (1 to :data:`MAX_DEPTH` of them, each in
+            [1, :data:`MAX_WIDTH`]); :meth:`stack` builds equal widths.
+        input_dim: the size of the input to layer 1, in [1, :data:`MAX_INPUT_DIM`].
+        activation: a name of :data:`initviz.activations.ACTIVATIONS`.
+        scheme, scheme_params: the weight scheme (:data:`initviz.schemes.SCHEMES`) and its
+            parameters.
+        bias, bias_params: the bias scheme (:data:`initviz.schemes.BIAS_SCHEMES`) and its
+            parameters.
+        norm: one of :data:`NORMS`, a normalization layer after each Linear.
+
+    Raises:
+        InvalidSpec: a field out of range or unknown, with a sentence that says which.
+
+    Example::
+
+        >>> spec = NetworkSpec.stack(256, 20, activation="tanh", scheme="normal",
+        ...                          scheme_params={"std": 0.05})
+        >>> spec.depth, spec.scheme_params
+        (20, (('mean', 0.0), ('std', 0.05)))
     """
 
     sizes: tuple[int, ...]
@@ -75,21 +85,20 @@ class NetworkSpec:
         if len(sizes) > MAX_DEPTH:
             raise InvalidSpec("depth", len(sizes), f"a whole number in [1, {MAX_DEPTH}]")
         set_ = object.__setattr__
-        set_(self, "sizes", tuple(_check_int("width", s, 1, MAX_WIDTH) for s in sizes))
-        set_(self, "input_dim", _check_int("input_dim", self.input_dim, 1, MAX_INPUT_DIM))
-        get_activation(self.activation)
+        set_(self, "sizes", tuple(check_int("width", s, 1, MAX_WIDTH) for s in sizes))
+        set_(self, "input_dim", check_int("input_dim", self.input_dim, 1, MAX_INPUT_DIM))
+        self.resolved_activation  # noqa: B018  (raises InvalidSpec for an unknown name)
         if self.norm not in NORMS:
             raise InvalidSpec("norm", self.norm, "one of " + ", ".join(NORMS))
         set_(self, "scheme_params",
-             get_scheme(self.scheme).resolve(_as_pairs(self.scheme_params)))
+             self.resolved_scheme.resolve(_as_pairs(self.scheme_params)))
         set_(self, "bias_params",
-             get_scheme(self.bias, bias=True).resolve(_as_pairs(self.bias_params),
-                                                      field=f"bias.{self.bias}"))
+             self.resolved_bias.resolve(_as_pairs(self.bias_params), field=f"bias.{self.bias}"))
 
     @classmethod
     def stack(cls, width: int, depth: int, **kwargs) -> NetworkSpec:
         """A network of ``depth`` hidden layers of ``width`` units each."""
-        depth = _check_int("depth", depth, 1, MAX_DEPTH)
+        depth = check_int("depth", depth, 1, MAX_DEPTH)
         return cls(sizes=(width,) * depth, **kwargs)
 
     @property
@@ -103,12 +112,19 @@ class NetworkSpec:
         return list(zip(ins, self.sizes))
 
     @property
-    def params(self) -> dict[str, ParamValue]:
-        return dict(self.scheme_params)
+    def resolved_scheme(self) -> Scheme:
+        """The weight scheme :attr:`scheme` names."""
+        return get_scheme(self.scheme)
 
     @property
-    def bias_param_dict(self) -> dict[str, ParamValue]:
-        return dict(self.bias_params)
+    def resolved_bias(self) -> Scheme:
+        """The bias scheme :attr:`bias` names."""
+        return get_scheme(self.bias, bias=True)
+
+    @property
+    def resolved_activation(self) -> Activation:
+        """The activation :attr:`activation` names."""
+        return get_activation(self.activation)
 
     def parameter_count(self, out_features: int | None = None) -> int:
         fans = self.fans + ([(self.sizes[-1], out_features)] if out_features else [])
@@ -117,8 +133,9 @@ class NetworkSpec:
     def to_dict(self) -> dict:
         return {
             "sizes": list(self.sizes), "input_dim": self.input_dim,
-            "activation": self.activation, "scheme": self.scheme, "params": self.params,
-            "bias": self.bias, "bias_params": self.bias_param_dict, "norm": self.norm,
+            "activation": self.activation, "scheme": self.scheme,
+            "params": dict(self.scheme_params), "bias": self.bias,
+            "bias_params": dict(self.bias_params), "norm": self.norm,
         }
 
 
@@ -181,8 +198,8 @@ class Linear(nn.Linear):
 def init_linear(linear: nn.Linear, spec: NetworkSpec, generator: torch.Generator) -> None:
     """Apply the spec's weight and bias schemes to one Linear layer, drawing from ``generator``."""
     fans = (linear.in_features, linear.out_features)
-    get_scheme(spec.scheme).apply(linear.weight, spec.params, generator)
-    get_scheme(spec.bias, bias=True).apply(linear.bias, spec.bias_param_dict, generator, fans)
+    spec.resolved_scheme.apply(linear.weight, spec.scheme_params, generator)
+    spec.resolved_bias.apply(linear.bias, spec.bias_params, generator, fans)
 
 
 def build_model(spec: NetworkSpec, seed: int, *, out_features: int | None = None,
@@ -191,12 +208,29 @@ def build_model(spec: NetworkSpec, seed: int, *, out_features: int | None = None
     """Build and initialize the network: blocks ``Linear -> [norm] -> activation``.
 
     Every parameter is drawn from one ``torch.Generator`` seeded with ``seed``, layer by layer
-    (weight, then bias), on the CPU, so a seed gives the same network on every device. With
-    ``out_features``, an output Linear (initialized the same way) follows the hidden blocks.
-    LSUV rescales on ``calibration`` (default: N(0, 1) inputs drawn from the same generator).
+    (weight, then bias), on the CPU, so a seed gives the same network on every device.
+
+    Args:
+        spec: the network.
+        seed: the seed of every weight and bias.
+        out_features: where given, an output Linear (initialized the same way) follows the
+            hidden blocks.
+        device: where the built model is moved to.
+        calibration: the inputs LSUV rescales on (default: N(0, 1) inputs drawn from the same
+            generator after the weights).
+
+    Returns:
+        An ``nn.Sequential`` of blocks, each an ``nn.Sequential`` with ``linear``, optionally
+        ``norm``, and ``act``.
+
+    Example::
+
+        >>> model = build_model(NetworkSpec.stack(64, 3), seed=0)
+        >>> model(torch.randn(8, 64)).shape
+        torch.Size([8, 64])
     """
     generator = torch.Generator().manual_seed(seed)
-    activation = get_activation(spec.activation)
+    activation = spec.resolved_activation
     blocks: list[nn.Module] = []
     for fan_in, fan_out in spec.fans:
         parts: OrderedDict[str, nn.Module] = OrderedDict(linear=Linear(fan_in, fan_out))
@@ -209,7 +243,7 @@ def build_model(spec: NetworkSpec, seed: int, *, out_features: int | None = None
     if spec.scheme == "lsuv":
         if calibration is None:
             calibration = torch.randn(LSUV_CALIBRATION_BATCH, spec.input_dim, generator=generator)
-        params = spec.params
+        params = dict(spec.scheme_params)
         lsuv_rescale(blocks, calibration, params["tol"], params["max_iter"])
     if out_features is not None:
         head = Linear(spec.sizes[-1], out_features)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import pandas as pd
@@ -23,11 +23,11 @@ from scipy import interpolate
 from scipy.optimize import elementwise
 
 from initviz.activations import Activation, get_activation
-from initviz.errors import InvalidSpec
+from initviz.errors import InvalidSpec, check_int
 from initviz.meanfield import (HUGE_Q, TINY_Q, UNRESOLVED_Q, MeanField, as_activation, is_linear,
                                mean_field, positively_homogeneous, predict, second_moment,
                                slope_moment, theory_unavailable_reason)
-from initviz.network import NetworkSpec, _check_int
+from initviz.network import NetworkSpec
 from initviz.reach import DepthReach, depth_reach
 
 _TABLE_PER_DECADE = 24   # spline knots per decade of q in [1e-8, 1e8]: error about 2e-7
@@ -47,7 +47,7 @@ class _MomentTable:
     slope_spline: interpolate.CubicSpline
 
 
-@lru_cache(maxsize=None)
+@cache
 def _moment_table(activation: Activation) -> _MomentTable:
     stops = [TINY_Q, 1e-8, 1e8, HUGE_Q]
     density = [_SPARSE_PER_DECADE, _TABLE_PER_DECADE, _SPARSE_PER_DECADE]
@@ -164,10 +164,10 @@ def critical_line(activation: str | Activation, sigma_b2, sigma_w2_max: float,
     """Where χ₁ = 1: columns ``sigma_b2, sigma_w2``, sorted by ``sigma_b2``.
 
     For each σ_b², χ₁ is scanned over ``scan`` values of σ_w² in (0, ``sigma_w2_max``] and every
-    crossing of 1 is refined by ``find_root`` to 1e-10·``sigma_w2_max``. A σ_b² with no crossing in range has no
-    row; one with several has several. Where χ₁ jumps over 1 instead -- the stable ``q*`` vanishes
-    and ``q`` runs off to infinity, as for GELU and SiLU at small σ_b² -- the phases meet but
-    nothing is critical, and the jump is left out.
+    crossing of 1 is refined by ``find_root`` to 1e-10·``sigma_w2_max``. A σ_b² with no crossing
+    in range has no row; one with several has several. Where χ₁ jumps over 1 instead -- the stable
+    ``q*`` vanishes and ``q`` runs off to infinity, as for GELU and SiLU at small σ_b² -- the
+    phases meet but nothing is critical, and the jump is left out.
     """
     b_axis = _axis("sigma_b2", sigma_b2)
     w_scan = _axis("sigma_w2", np.linspace(0.0, sigma_w2_max, scan + 1)[1:], most=scan)
@@ -184,7 +184,7 @@ def critical_line(activation: str | Activation, sigma_b2, sigma_w2_max: float,
     return line.sort_values(["sigma_b2", "sigma_w2"], ignore_index=True)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _critical_w_at_zero_bias(activation: Activation) -> float | None:
     line = critical_line(activation, [0.0], MAX_SIGMA2 / 10, scan=1000)
     return None if line.empty else float(line["sigma_w2"].iloc[0])
@@ -225,7 +225,8 @@ class PhaseDiagram:
     note: str | None
 
     def in_view(self, points: pd.DataFrame) -> pd.Series:
-        """Which rows of ``points`` (columns ``sigma_w2, sigma_b2``) lie inside the grid's window."""
+        """Which rows of ``points`` (columns ``sigma_w2, sigma_b2``) lie inside the grid's
+        window."""
         return ((points["sigma_w2"] <= self.grid["sigma_w2"].max())
                 & (points["sigma_b2"] <= self.grid["sigma_b2"].max()))
 
@@ -300,7 +301,7 @@ def phase_diagram(spec: NetworkSpec, n: int = DEFAULT_GRID_SIDE,
         >>> diagram.summary.phase, len(diagram.grid)
         ('chaotic', 400)
     """
-    act = get_activation(spec.activation)
+    act = spec.resolved_activation
     note = None
     if sigma is not None:
         sw2, sb2 = (float(_axis(name, [v])[0]) for name, v in zip(("sigma_w2", "sigma_b2"), sigma))
@@ -317,7 +318,7 @@ def phase_map(activation: str | Activation, summary: MeanField | None, depth: in
     """The diagram around a network already summarized (``summary`` None: the map alone, and
     ``note`` says why). It depends on nothing else, so callers may cache it by these arguments:
     networks of other widths with the same σ_w², σ_b² share it."""
-    n = _check_int("grid", n, 2, MAX_GRID_SIDE)
+    n = check_int("grid", n, 2, MAX_GRID_SIDE)
     act = as_activation(activation)
     where = None if summary is None else (summary.sigma_w2, summary.sigma_b2)
     w_axis, b_axis = phase_axes(act, where, n)

@@ -31,15 +31,15 @@ from functools import partial
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
 
-from initviz.activations import get_activation
 from initviz.datasets import MAX_SEED
 from initviz.devices import resolve_device, side_by_side
-from initviz.errors import InvalidSpec
+from initviz.errors import InvalidSpec, check_int
 from initviz.meanfield import MeanField, Prediction, predict, theory_unavailable_reason
-from initviz.network import (NetworkSpec, _check_int, build_model, check_memory, estimate_bytes,
+from initviz.network import (NetworkSpec, build_model, check_memory, estimate_bytes,
                              memory_budget as memory_budget_bytes)
-from initviz.schemes import get_scheme
+from initviz.text import json_number
 
 LAYER_COLUMNS = (
     "layer", "fan_in", "fan_out", "weight_mean", "weight_std", "weight_std_theory",
@@ -95,21 +95,13 @@ class Profile:
                 "note": self.theory_note,
             },
             "layers": [
-                {k: _json_number(v) for k, v in row.items()}
+                {k: json_number(v) for k, v in row.items()}
                 for row in self.layers.to_dict(orient="records")
             ],
         }
 
 
-def _json_number(value):
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
-
-
-class _TensorStats:
+class TensorStats:
     """Collects on-device summaries of tensors, one kind and layer at a time, with no host sync.
 
     Statistics are memory-bound, so each tensor is read as few times as possible: aminmax, then
@@ -122,10 +114,16 @@ class _TensorStats:
     is done; turning those sums into means, stds and histograms happens in :meth:`summaries`, for
     every tensor at once: at the page's sizes each small operation costs more to launch than to
     run, and the probe records 4 × depth tensors.
+
+    Args:
+        bins: histogram bins per tensor.
+        scatter: bin with ``index_add_`` (True) or ``bincount`` (False); default: ``bincount``
+            on a CPU only, since elsewhere it reads its output size back to the host.
     """
 
-    def __init__(self, bins: int):
+    def __init__(self, bins: int, scatter: bool | None = None):
         self.bins = bins
+        self.scatter = scatter
         self.records: dict[tuple[str, int], tuple] = {}
         self._work: torch.Tensor | None = None
         self._index: torch.Tensor | None = None
@@ -136,12 +134,14 @@ class _TensorStats:
             self._work = torch.empty(n, device=x.device, dtype=torch.float32)
             # bincount of a uint8 index (bins <= MAX_BINS < 255) is the fastest histogram on a
             # CPU; elsewhere bincount would read its output size back to the host: scatter.
-            index_dtype = torch.uint8 if x.device.type == "cpu" else torch.int64
+            scatter = x.device.type != "cpu" if self.scatter is None else self.scatter
+            index_dtype = torch.int64 if scatter else torch.uint8
             self._index = torch.empty(n, device=x.device, dtype=index_dtype)
         return self._work[:n], self._index[:n]
 
     def add(self, kind: str, layer: int, x: torch.Tensor) -> None:
-        x = x.detach().reshape(-1).float()
+        """Record the summaries of ``x`` (any shape, flattened to (n,)) under ``(kind, layer)``."""
+        x = x.detach().reshape(-1).float()  # (n,): every entry counts alike
         bins = self.bins
         work, index = self._scratch(x)
         value, high = torch.aminmax(x)
@@ -205,13 +205,16 @@ def _fraction_outside(z: torch.Tensor, low: float, high: float) -> torch.Tensor:
 
 
 def _percentiles(counts: torch.Tensor, low: torch.Tensor, span: torch.Tensor) -> torch.Tensor:
-    """Values at :data:`BASIS_POINTS` from histograms ``counts`` (rows), interpolating in bins."""
+    """Values at :data:`BASIS_POINTS` from histograms ``counts`` (rows), interpolating in bins.
+
+    ``counts`` (records, bins), ``low`` and ``span`` (records,) -> (records, len(BASIS_POINTS)).
+    """
     bins = counts.shape[1]
-    cdf = torch.cumsum(counts.double(), 1)
-    total = cdf[:, -1:].clamp(min=1)
-    cdf = torch.cat([torch.zeros_like(total), cdf], 1) / total  # at the bin edges
+    cdf = torch.cumsum(counts.double(), 1)  # (records, bins)
+    total = cdf[:, -1:].clamp(min=1)  # (records, 1)
+    cdf = torch.cat([torch.zeros_like(total), cdf], 1) / total  # (records, bins + 1): at the edges
     targets = torch.tensor(BASIS_POINTS, dtype=cdf.dtype, device=cdf.device) / 10000
-    targets = targets.expand(cdf.shape[0], -1).contiguous()
+    targets = targets.expand(cdf.shape[0], -1).contiguous()  # (records, points)
     right = torch.searchsorted(cdf, targets, side="left").clamp(1, bins)
     left = right - 1
     c_left, c_right = cdf.gather(1, left), cdf.gather(1, right)
@@ -226,58 +229,48 @@ def _percentiles(counts: torch.Tensor, low: torch.Tensor, span: torch.Tensor) ->
 
 def profile(spec: NetworkSpec, batch: int = 256, seed: int = 0, device: str = "auto",
             bins: int = 60, memory_budget: int | None = None) -> Profile:
-    """Measure ``spec`` freshly initialized from ``seed``: see the module docstring."""
-    batch = _check_int("batch", batch, 1, MAX_PROBE_BATCH)
+    """Measure ``spec`` freshly initialized from ``seed``, layer by layer, forward and backward.
+
+    One forward pass of ``batch`` N(0, 1) inputs and one backward pass of the loss
+    ``L = Σ h_last · r`` (``r ~ N(0, 1)`` drawn once), with hooks on every activation: the
+    module docstring says what each column means.
+
+    Args:
+        spec: the network.
+        batch: inputs in [1, :data:`MAX_PROBE_BATCH`] (at least 2 with batch norm).
+        seed: the seed of the weights; the inputs and ``r`` are drawn apart from it
+            (:func:`input_generator`), so every scheme sees the same inputs.
+        device: ``auto``, ``cpu``, ``cuda`` or ``mps``; one that is not there falls back to cpu.
+        bins: histogram bins per layer, in [2, :data:`MAX_BINS`].
+        memory_budget: bytes the pass may take (default :func:`initviz.network.memory_budget`).
+
+    Returns:
+        A :class:`Profile`: one row per layer (:data:`LAYER_COLUMNS`), histograms,
+        percentiles, the mean-field prediction and where values first overflow.
+
+    Example::
+
+        >>> prof = profile(NetworkSpec.stack(256, 20, scheme="xavier_normal"), seed=0)
+        >>> prof.layers["act_std"].iloc[-1] < prof.layers["act_std"].iloc[0]  # ReLU: fades
+        True
+    """
+    batch = check_int("batch", batch, 1, MAX_PROBE_BATCH)
     if spec.norm == "batchnorm" and batch < 2:  # torch refuses to normalize over one input
         raise InvalidSpec("batch", batch, "at least 2 with batchnorm, which normalizes over "
                           "the batch")
-    bins = _check_int("bins", bins, 2, MAX_BINS)
-    seed = _check_int("seed", seed, 0, MAX_SEED)
+    bins = check_int("bins", bins, 2, MAX_BINS)
+    seed = check_int("seed", seed, 0, MAX_SEED)
     check_memory("this profile", estimate_bytes(spec, batch), memory_budget)
     choice = resolve_device(device)
     dev = choice.device
-    activation = get_activation(spec.activation)
 
     start = time.perf_counter()
     model = build_model(spec, seed, device=dev)
     inputs = input_generator(seed)
     x = torch.randn(batch, spec.input_dim, generator=inputs).to(dev)
     projection = torch.randn(batch, spec.sizes[-1], generator=inputs).to(dev)
-
-    stats = _TensorStats(bins)
-    saturated: list[torch.Tensor] = []
-    dead: list[torch.Tensor] = []
-    off: list[torch.Tensor] = []
-    nan = torch.full((), math.nan, device=dev)
-    handles = []
-
-    def grad_hook(grad, layer):
-        stats.add("grad", layer, grad)  # returns None: the gradient flows on unchanged
-
-    for layer in range(1, spec.depth + 1):
-        act_module = model[layer - 1].act
-
-        def forward_hook(module, inputs_, output, layer=layer):
-            z = inputs_[0]
-            stats.add("preact", layer, z)
-            stats.add("act", layer, output)
-            sat, dead_below = activation.saturated_outside, activation.dead_at_or_below
-            saturated.append(nan if sat is None else _fraction_outside(z, *sat))
-            if dead_below is None:
-                dead.append(nan)
-                off.append(nan)
-            else:
-                is_off = (z <= dead_below).reshape(z.shape[0], -1)
-                # A unit that is off for one input still learns from the others; only one off
-                # for every input of the batch passes on no gradient at all: that is dead.
-                dead.append(is_off.all(dim=0).float().mean())
-                off.append(torch.count_nonzero(is_off).float() / is_off.numel())
-            # dL/d(activation output), as a full backward hook on the module would see it; a
-            # tensor hook skips the identity autograd nodes such a module hook wraps around it.
-            output.register_hook(partial(grad_hook, layer=layer))
-
-        handles.append(act_module.register_forward_hook(forward_hook))
-
+    stats = TensorStats(bins)
+    hooks = _ActivationHooks(model, spec, stats, dev)
     linears = [model[i].linear for i in range(spec.depth)]
     for layer, linear in enumerate(linears, start=1):
         stats.add("weight", layer, linear.weight)
@@ -286,18 +279,67 @@ def profile(spec: NetworkSpec, batch: int = 256, seed: int = 0, device: str = "a
             hidden = model(x.requires_grad_(True))
             (hidden * projection).sum().backward()
     finally:
-        for handle in handles:
+        hooks.remove()
+    host = _to_host(spec, stats, hooks, linears, dev)
+    seconds = time.perf_counter() - start
+    return _assemble(spec, batch, seed, choice, seconds, bins, host)
+
+
+class _ActivationHooks:
+    """Forward hooks on each layer's activation: the pre-activation and activation statistics,
+    the saturated, dead and off shares, and a tensor hook for the gradient of its output."""
+
+    def __init__(self, model: nn.Module, spec: NetworkSpec, stats: TensorStats,
+                 dev: torch.device):
+        self.stats = stats
+        self.activation = spec.resolved_activation
+        self.saturated: list[torch.Tensor] = []
+        self.dead: list[torch.Tensor] = []
+        self.off: list[torch.Tensor] = []
+        self.nan = torch.full((), math.nan, device=dev)
+        self.handles = [model[layer - 1].act.register_forward_hook(partial(self._forward,
+                                                                             layer=layer))
+                        for layer in range(1, spec.depth + 1)]
+
+    def _grad(self, grad: torch.Tensor, layer: int) -> None:
+        self.stats.add("grad", layer, grad)  # returns None: the gradient flows on unchanged
+
+    def _forward(self, module: nn.Module, inputs: tuple, output: torch.Tensor, layer: int) -> None:
+        z = inputs[0]
+        self.stats.add("preact", layer, z)
+        self.stats.add("act", layer, output)
+        sat, dead_below = self.activation.saturated_outside, self.activation.dead_at_or_below
+        self.saturated.append(self.nan if sat is None else _fraction_outside(z, *sat))
+        if dead_below is None:
+            self.dead.append(self.nan)
+            self.off.append(self.nan)
+        else:
+            is_off = (z <= dead_below).reshape(z.shape[0], -1)  # (batch, units)
+            # A unit that is off for one input still learns from the others; only one off
+            # for every input of the batch passes on no gradient at all: that is dead.
+            self.dead.append(is_off.all(dim=0).float().mean())
+            self.off.append(torch.count_nonzero(is_off).float() / is_off.numel())
+        # dL/d(activation output), as a full backward hook on the module would see it; a
+        # tensor hook skips the identity autograd nodes such a module hook wraps around it.
+        output.register_hook(partial(self._grad, layer=layer))
+
+    def remove(self) -> None:
+        for handle in self.handles:
             handle.remove()
+
+
+def _to_host(spec: NetworkSpec, stats: TensorStats, hooks: _ActivationHooks,
+             linears: list[nn.Linear], dev: torch.device) -> dict[str, np.ndarray]:
+    """Every summary as NumPy arrays, in one transfer to the host."""
     weight_norms = torch.stack(torch._foreach_norm([lin.weight.detach() for lin in linears]))
     grad_norms = torch.stack(torch._foreach_norm([lin.weight.grad for lin in linears]))
-
-    # One transfer to the host for everything.
     order = [(kind, layer) for kind in KINDS for layer in range(1, spec.depth + 1)]
     stacked = stats.summaries(order)
     percentiles = _percentiles(stacked["counts"], stacked["low"], stacked["span"])
     host = {k: v.cpu().numpy() for k, v in {
-        **stacked, "percentiles": percentiles, "saturated": torch.stack(saturated),
-        "dead": torch.stack(dead), "off": torch.stack(off), "weight_norms": weight_norms, "grad_norms": grad_norms,
+        **stacked, "percentiles": percentiles, "saturated": torch.stack(hooks.saturated),
+        "dead": torch.stack(hooks.dead), "off": torch.stack(hooks.off),
+        "weight_norms": weight_norms, "grad_norms": grad_norms,
     }.items()}
     # Entries above ~2e19 overflow a float32 sum of squares though each is finite: such norms
     # (exploding networks only) are summed again in float64, which for every layer would cost a
@@ -307,46 +349,76 @@ def profile(spec: NetworkSpec, batch: int = 256, seed: int = 0, device: str = "a
         for i in np.flatnonzero(np.isinf(host["grad_norms"])):
             host["grad_norms"][i] = torch.linalg.vector_norm(
                 linears[i].weight.grad, dtype=torch.float64).item()
-    seconds = time.perf_counter() - start
-
-    return _assemble(spec, batch, seed, choice, seconds, bins, host)
+    return host
 
 
 def profiles(specs: Sequence[NetworkSpec], batch: int = 256, seed: int = 0,
              device: str = "auto", bins: int = 60,
              memory_budget: int | None = None) -> list[Profile]:
     """:func:`profile` of each spec (the page's compared schemes), computed side by side where
-    their memory fits the budget together (:func:`initviz.devices.side_by_side`)."""
+    their memory fits the budget together (:func:`initviz.devices.side_by_side`).
+
+    Args:
+        specs: the networks, e.g. one per compared scheme.
+        batch, seed, device, bins, memory_budget: as for :func:`profile`; every spec is
+            measured on the same inputs.
+
+    Returns:
+        One :class:`Profile` per spec, in the order of ``specs``.
+
+    Example::
+
+        >>> specs = [NetworkSpec.stack(64, 5, scheme=s) for s in ("kaiming_normal", "zeros")]
+        >>> [p.spec.scheme for p in profiles(specs, batch=32)]
+        ['kaiming_normal', 'zeros']
+    """
     budget = memory_budget_bytes() if memory_budget is None else memory_budget
-    batch = _check_int("batch", batch, 1, MAX_PROBE_BATCH)
+    batch = check_int("batch", batch, 1, MAX_PROBE_BATCH)
     return side_by_side(
         lambda spec: profile(spec, batch=batch, seed=seed, device=device, bins=bins,
                              memory_budget=budget),
         specs, needed_bytes=sum(estimate_bytes(spec, batch) for spec in specs), budget=budget)
 
 
-def _assemble(spec, batch, seed, choice, seconds, bins, host) -> Profile:
-    depth = spec.depth
-    layers_idx = np.arange(1, depth + 1)
+def _assemble(spec: NetworkSpec, batch: int, seed: int, choice, seconds: float, bins: int,
+              host: dict[str, np.ndarray]) -> Profile:
+    first_nonfinite, nonfinite_pass = _first_nonfinite(host, spec.depth)
+    prediction = predict(spec)
+    histograms, percentiles = _distributions(host, spec.depth, bins)
+    return Profile(
+        spec=spec, batch=batch, seed=seed, device=choice.name, device_notice=choice.notice,
+        seconds=seconds, layers=_layer_table(spec, batch, host, prediction),
+        histograms=histograms, percentiles=percentiles,
+        first_nonfinite_layer=first_nonfinite, nonfinite_pass=nonfinite_pass,
+        prediction=prediction,
+        theory_note=theory_unavailable_reason(spec),
+    )
 
-    def per_kind(key: str, kind: str) -> np.ndarray:
-        i = KINDS.index(kind)
-        return host[key][i * depth:(i + 1) * depth]
 
-    finite = host["finite"].reshape(len(KINDS), depth).astype(bool)
+def _first_nonfinite(host: dict[str, np.ndarray], depth: int) -> tuple[int | None, str | None]:
+    """The first layer (numbered from 1) whose values are not finite, and in which pass."""
+    finite = host["finite"].reshape(len(KINDS), depth).astype(bool)  # (kinds, layers)
     forward_bad = np.nonzero(~finite[:KINDS.index("grad")].all(axis=0))[0]
     # A weight's gradient (the outer product of a layer's input and its output's gradient) can
     # overflow where both factors are finite.
     backward_bad = np.nonzero(~finite[KINDS.index("grad")] | ~np.isfinite(host["grad_norms"]))[0]
     if len(forward_bad):
-        first_nonfinite, nonfinite_pass = int(forward_bad[0]) + 1, "forward"
-    elif len(backward_bad):  # the backward pass meets the deepest layer first
-        first_nonfinite, nonfinite_pass = int(backward_bad[-1]) + 1, "backward"
-    else:
-        first_nonfinite, nonfinite_pass = None, None
+        return int(forward_bad[0]) + 1, "forward"
+    if len(backward_bad):  # the backward pass meets the deepest layer first
+        return int(backward_bad[-1]) + 1, "backward"
+    return None, None
 
-    scheme = get_scheme(spec.scheme)
-    prediction = predict(spec)
+
+def _layer_table(spec: NetworkSpec, batch: int, host: dict[str, np.ndarray],
+                 prediction) -> pd.DataFrame:
+    """One row per layer with :data:`LAYER_COLUMNS`; NaN where a value is not finite or there is
+    no theory."""
+    depth = spec.depth
+
+    def per_kind(key: str, kind: str) -> np.ndarray:
+        i = KINDS.index(kind)
+        return host[key][i * depth:(i + 1) * depth]
+
     fans = np.array(spec.fans)
     # The batch's weight gradient is a sum of one term per input, each with its own random
     # direction r[b]: its norm grows as √batch, like a random walk. Divided by √batch it is the
@@ -357,7 +429,8 @@ def _assemble(spec, batch, seed, choice, seconds, bins, host) -> Profile:
     measured = {
         "weight_mean": per_kind("mean", "weight"),
         "weight_std": per_kind("std", "weight"),
-        "weight_std_theory": [scheme.weight_std(fi, fo, spec.params) for fi, fo in spec.fans],
+        "weight_std_theory": [spec.resolved_scheme.weight_std(fi, fo, spec.scheme_params)
+                              for fi, fo in spec.fans],
         "preact_mean": per_kind("mean", "preact"),
         "preact_std": per_kind("std", "preact"),
         "preact_var_theory": prediction.preact_var if prediction else [None] * depth,
@@ -370,16 +443,21 @@ def _assemble(spec, batch, seed, choice, seconds, bins, host) -> Profile:
         "weight_grad_norm": grad_norm,
         "grad_to_weight_ratio": ratio,
     }
-    columns = {"layer": layers_idx, "fan_in": fans[:, 0], "fan_out": fans[:, 1]}
+    columns = {"layer": np.arange(1, depth + 1), "fan_in": fans[:, 0], "fan_out": fans[:, 1]}
     for name, values in measured.items():
         column = np.array(values, dtype=np.float64)  # None (no theory) becomes NaN
         column[~np.isfinite(column)] = np.nan
         columns[name] = column
-    layers = pd.DataFrame(columns, columns=list(LAYER_COLUMNS))
+    return pd.DataFrame(columns, columns=list(LAYER_COLUMNS))
 
-    n_kinds = len(KINDS)
+
+def _distributions(host: dict[str, np.ndarray], depth: int,
+                   bins: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The histograms (one row per bin) and percentiles (one row per kind and layer) of every
+    recorded tensor whose values are finite. Host arrays hold one row per (kind, layer), kind
+    major, as :data:`KINDS` × layers."""
     kind_col = np.repeat(KINDS, depth)
-    layer_col = np.tile(layers_idx, n_kinds)
+    layer_col = np.tile(np.arange(1, depth + 1), len(KINDS))
     usable = host["finite"].astype(bool)
     with np.errstate(invalid="ignore", over="ignore"):  # rows of non-finite layers are dropped
         edges = host["low"][:, None] + host["span"][:, None] * np.arange(bins + 1) / bins
@@ -394,15 +472,8 @@ def _assemble(spec, batch, seed, choice, seconds, bins, host) -> Profile:
                                columns=[f"p{bp}" for bp in BASIS_POINTS])
     percentiles.insert(0, "kind", kind_col[usable])
     percentiles.insert(0, "layer", layer_col[usable])
-
-    return Profile(
-        spec=spec, batch=batch, seed=seed, device=choice.name, device_notice=choice.notice,
-        seconds=seconds, layers=layers, histograms=histograms, percentiles=percentiles,
-        first_nonfinite_layer=first_nonfinite, nonfinite_pass=nonfinite_pass,
-        prediction=prediction,
-        theory_note=theory_unavailable_reason(spec),
-    )
+    return histograms, percentiles
 
 
 __all__ = ["BASIS_POINTS", "INPUT_STREAM", "KINDS", "LAYER_COLUMNS", "MAX_BINS", "MAX_PROBE_BATCH",
-           "Profile", "input_generator", "profile", "profiles"]
+           "Profile", "TensorStats", "input_generator", "profile", "profiles"]

@@ -44,7 +44,8 @@ from initviz import training
 from initviz.cache import LRU, MemoryLedger, finished_trainings, server_ledger
 from initviz.datasets import load_dataset
 from initviz.errors import InitvizError
-from initviz.training import RunRecord, TrainSpec
+from initviz.records import RunRecord
+from initviz.training import TrainSpec
 
 LEASE_SECONDS = 20.0
 """A watcher that has not drawn its race for this long is gone (its tab closed or sleeps). The

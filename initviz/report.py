@@ -3,7 +3,8 @@
 The verdict's thresholds are deliberately coarse, because they must hold for every activation:
 a factor of 10 in activation std across the network (100 in variance) is vanishing or exploding;
 more than half the units on a flat tail is saturated; more than half of them off (outputting
-nothing) for every input of the batch is dead. Everything in between is healthy, with the numbers shown so a reader can judge.
+nothing) for every input of the batch is dead. Everything in between is healthy, with the
+numbers shown so a reader can judge.
 """
 
 from __future__ import annotations
@@ -14,11 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from torch.nn import init
 
 from initviz.activations import get_activation
 from initviz.probe import Profile
-from initviz.schemes import get_scheme
+from initviz.text import short_number, span
 
 SIGNAL_FACTOR = 10.0
 SATURATED_SHARE = 0.5
@@ -46,22 +46,6 @@ class Verdict:
     recommendation: str
 
 
-def _g(value: float) -> str:
-    if value == 0 or not math.isfinite(value):
-        return f"{value:g}"
-    return f"{value:.2g}" if 1e-3 <= abs(value) < 1e4 else f"{value:.1e}"
-
-
-def _span(low: float, high: float) -> str:
-    """"between low and high" with as few significant digits (2-4) as tell them apart."""
-    for digits in (2, 3, 4):
-        if f"{low:.{digits}g}" != f"{high:.{digits}g}":
-            if digits == 2:
-                return f"between {_g(low)} and {_g(high)}"
-            return f"between {low:.{digits}g} and {high:.{digits}g}"
-    return f"at {_g(low)}"
-
-
 def _last_finite(series: pd.Series) -> tuple[int, float] | None:
     finite = series.dropna()
     if finite.empty:
@@ -70,77 +54,109 @@ def _last_finite(series: pd.Series) -> tuple[int, float] | None:
 
 
 def verdict(profile: Profile) -> Verdict:
-    """Classify the network's signal as healthy, vanishing, exploding, saturated or dead."""
+    """Classify the network's signal as healthy, vanishing, exploding, saturated or dead.
+
+    The first finding wins, in this order: values that overflow, dead units, saturated units (in
+    the last layer), then a change of the activation std by more than :data:`SIGNAL_FACTOR` from
+    layer 1 to the last, then the same for the gradient std going backward.
+
+    Args:
+        profile: what :func:`initviz.probe.profile` measured.
+
+    Returns:
+        A :class:`Verdict`: its ``kind`` (one of :data:`VERDICTS`), a one-sentence ``headline``
+        with the numbers that justify it, ``details``, and the scheme recommended for the
+        activation with the reason.
+
+    Example::
+
+        >>> verdict(profile(NetworkSpec.stack(256, 20, scheme="xavier_normal"))).kind
+        'vanishing'
+    """
     layers = profile.layers
-    spec = profile.spec
-    depth = spec.depth
-    activation = get_activation(spec.activation)
-    details: list[str] = []
+    depth = profile.spec.depth
+    activation = profile.spec.resolved_activation
+    grad_in, grad_out = layers["grad_std"].iloc[0], layers["grad_std"].iloc[-1]
+    found = _forward_finding(profile, activation)
+    if found is None and grad_out > 0 and math.isfinite(grad_in):
+        found = trend_finding("gradient std", " gradients", grad_out, f"layer {depth}", grad_in,
+                              "layer 1", " going backward")
+    kind, headline = found or ("healthy", healthy_headline(layers["act_std"], layers["grad_std"]))
+    return Verdict(kind, headline, _symmetry_details(layers), activation.recommended_scheme,
+                   recommendation(profile, kind))
 
+
+def _symmetry_details(layers: pd.DataFrame) -> tuple[str, ...]:
     if (layers["weight_std"].fillna(0) == 0).all():
-        details.append("Every weight in a layer is equal, so every unit computes the same thing "
-                       "and receives the same gradient: symmetry never breaks, and the layer acts "
-                       "like a single unit however wide it is.")
+        return ("Every weight in a layer is equal, so every unit computes the same thing and "
+                "receives the same gradient: symmetry never breaks, and the layer acts like a "
+                "single unit however wide it is.",)
+    return ()
 
+
+def _forward_finding(profile: Profile, activation) -> tuple[str, str] | None:
+    """Overflow, dead or saturated units in the last layer, or an activation std that vanishes
+    or explodes; None where the forward pass shows none of these."""
+    layers = profile.layers
+    depth = profile.spec.depth
     act_first, act_last = float(layers["act_std"].iloc[0]), _last_finite(layers["act_std"])
     grad_in, grad_out = layers["grad_std"].iloc[0], layers["grad_std"].iloc[-1]
     sat, dead = layers["saturated_frac"].iloc[-1], layers["dead_frac"].iloc[-1]
-
-    kind, headline = "healthy", ""
     if profile.first_nonfinite_layer is not None:
-        kind = "exploding"
         what = "activations" if profile.nonfinite_pass == "forward" else "gradients"
-        headline = (f"Exploding: {what} overflow to inf/NaN at layer "
-                    f"{profile.first_nonfinite_layer} of {depth}.")
-    elif (not math.isnan(dead) and dead > DEAD_SHARE and profile.batch >= DEAD_MIN_BATCH
-          or act_last is not None and act_last[1] == 0):
-        kind = "dead"
+        return "exploding", (f"Exploding: {what} overflow to inf/NaN at layer "
+                             f"{profile.first_nonfinite_layer} of {depth}.")
+    if (not math.isnan(dead) and dead > DEAD_SHARE and profile.batch >= DEAD_MIN_BATCH
+            or act_last is not None and act_last[1] == 0):
         share = dead if not math.isnan(dead) else 1.0
-        headline = (f"Dead units: {share:.0%} of the units of layer {depth} output nothing "
-                    f"for any of the {profile.batch} inputs (activation std "
-                    f"{_g(act_last[1] if act_last else 0.0)}).")
-    elif not math.isnan(sat) and sat > SATURATED_SHARE:
+        return "dead", (f"Dead units: {share:.0%} of the units of layer {depth} output nothing "
+                        f"for any of the {profile.batch} inputs (activation std "
+                        f"{short_number(act_last[1] if act_last else 0.0)}).")
+    if not math.isnan(sat) and sat > SATURATED_SHARE:
         low, high = activation.saturated_outside
         headline = (f"Saturated: {sat:.0%} of the units of layer {depth} sit on a flat tail of "
                     f"{activation.name} (pre-activation outside [{low:.2f}, {high:.2f}]), where "
                     f"its slope is nearly 0.")
-        kind = "saturated"
         if grad_out > 0 and grad_in / grad_out > SIGNAL_FACTOR:
             # weights large enough to saturate most units multiply the gradient through the rest
-            headline += (f" The gradients still grow going backward, from {_g(grad_out)} (layer "
-                         f"{depth}) to {_g(grad_in)} (layer 1): the weights are large enough that "
-                         f"the units left on the slope amplify them.")
-    elif act_last is not None and act_first > 0:
-        ratio = act_last[1] / act_first
-        trend = (f"activation std {'falls' if ratio < 1 else 'grows'} from {_g(act_first)} "
-                 f"(layer 1) to {_g(act_last[1])} (layer {act_last[0]})")
-        if ratio < 1 / SIGNAL_FACTOR:
-            kind, headline = "vanishing", f"Vanishing: {trend}."
-        elif ratio > SIGNAL_FACTOR:
-            kind, headline = "exploding", f"Exploding: {trend}."
-    if kind == "healthy" and grad_out > 0 and math.isfinite(grad_in):
-        ratio = grad_in / grad_out
-        trend = (f"gradient std {'falls' if ratio < 1 else 'grows'} from {_g(grad_out)} "
-                 f"(layer {depth}) to {_g(grad_in)} (layer 1) going backward")
-        if ratio < 1 / SIGNAL_FACTOR:
-            kind, headline = "vanishing", f"Vanishing gradients: {trend}."
-        elif ratio > SIGNAL_FACTOR:
-            kind, headline = "exploding", f"Exploding gradients: {trend}."
-    if kind == "healthy":
-        stds = layers["act_std"]
-        grads = layers["grad_std"]
-        headline = (f"Healthy: activation std stays {_span(stds.min(), stds.max())} over "
-                    f"{depth} layers, and gradient std {_span(grads.min(), grads.max())}.")
-
-    return Verdict(kind, headline, tuple(details), activation.recommended_scheme,
-                   _recommendation(profile, kind))
+            headline += (f" The gradients still grow going backward, from "
+                         f"{short_number(grad_out)} (layer {depth}) to {short_number(grad_in)} "
+                         f"(layer 1): the weights are large enough that the units left on the "
+                         f"slope amplify them.")
+        return "saturated", headline
+    if act_last is None:
+        return None
+    return trend_finding("activation std", "", act_first, "layer 1", act_last[1],
+                         f"layer {act_last[0]}")
 
 
-def _recommendation(profile: Profile, kind: str) -> str:
+def trend_finding(what: str, noun: str, start: float, at: str, end: float, to: str,
+                  direction: str = "") -> tuple[str, str] | None:
+    """A vanishing or exploding verdict where ``what`` changes by more than SIGNAL_FACTOR from
+    ``start`` (at ``at``) to ``end`` (at ``to``); None where it does not, or starts at 0."""
+    if not start > 0:
+        return None
+    ratio = end / start
+    trend = (f"{what} {'falls' if ratio < 1 else 'grows'} from {short_number(start)} ({at}) to "
+             f"{short_number(end)} ({to}){direction}")
+    if ratio < 1 / SIGNAL_FACTOR:
+        return "vanishing", f"Vanishing{noun}: {trend}."
+    if ratio > SIGNAL_FACTOR:
+        return "exploding", f"Exploding{noun}: {trend}."
+    return None
+
+
+def healthy_headline(acts, grads) -> str:
+    """The healthy verdict's sentence over per-layer activation and gradient stds."""
+    return (f"Healthy: activation std stays {span(acts.min(), acts.max())} over {len(acts)} "
+            f"layers, and gradient std {span(grads.min(), grads.max())}.")
+
+
+def recommendation(profile: Profile, kind: str) -> str:
     """The scheme the mean-field numbers support for the activation, and why; never the chosen
     scheme as the fix for what the verdict found."""
     spec = profile.spec
-    activation = get_activation(spec.activation)
+    activation = spec.resolved_activation
     recommended = activation.recommended_scheme
     wanted = dict(activation.recommended_params)
     named = recommended + "".join(f" with {key} {value:.3g}" for key, value in wanted.items())
@@ -150,7 +166,7 @@ def _recommendation(profile: Profile, kind: str) -> str:
         return (f"For {activation.name}, no initialization keeps a deep stack trainable; use "
                 f"{activation.instead} with {named}: {activation.why}")
     chosen = spec.scheme in _FAMILIES.get(recommended, {recommended}) and all(
-        math.isclose(float(spec.params.get(key, math.nan)), value, rel_tol=0.01)
+        math.isclose(float(dict(spec.scheme_params).get(key, math.nan)), value, rel_tol=0.01)
         for key, value in wanted.items())
     if not chosen:
         return f"For {activation.name}, the usual choice is {named}: {activation.why}"
@@ -165,7 +181,7 @@ def _with_norm(profile: Profile, kind: str) -> str:
     """What a norm layer does to the statistics the verdict read, and what follows from it."""
     spec = profile.spec
     preact = profile.layers["preact_std"]
-    measured = _span(preact.min(), preact.max()).removeprefix("at ")
+    measured = span(preact.min(), preact.max()).removeprefix("at ")
     text = (f"With {spec.norm} after every Linear layer, each layer's pre-activations are rescaled "
             f"to std 1 whatever the weights' scale (measured: {measured}, layer by layer): the "
             f"scheme's scale divides out, so another scheme would not change these statistics.")
@@ -272,7 +288,7 @@ def weight_theory(profile: Profile, layer: int, points: int = 200) -> pd.DataFra
     """
     spec = profile.spec
     fan_in, fan_out = spec.fans[layer - 1]
-    law = get_scheme(spec.scheme).weight_law(fan_in, fan_out, spec.params)
+    law = spec.resolved_scheme.weight_law(fan_in, fan_out, spec.scheme_params)
     if law is None:
         return None
     bins = histogram_of(profile, "weight", layer)
@@ -298,13 +314,13 @@ def weight_table(profile: Profile) -> pd.DataFrame:
     """Per layer: fans, the scheme's gain, its theoretical std and uniform bound -- NaN where the
     scheme has none (:data:`WEIGHT_TABLE_GAPS`) -- and the measured std."""
     spec = profile.spec
-    scheme = get_scheme(spec.scheme)
+    scheme = spec.resolved_scheme
     rows = []
     for layer, (fan_in, fan_out) in enumerate(spec.fans, start=1):
-        law = scheme.weight_law(fan_in, fan_out, spec.params)
+        law = scheme.weight_law(fan_in, fan_out, spec.scheme_params)
         rows.append({
             "layer": layer, "fan_in": fan_in, "fan_out": fan_out,
-            "gain": _scheme_gain(spec.scheme, spec.params),
+            "gain": math.nan if law is None else _nan_if_none(scheme.gain(spec.scheme_params)),
             "std (theory)": math.nan if law is None else law.std(),
             "bound (theory)": law.high if law is not None and law.kind == "uniform" else math.nan,
             "std (measured)": float(profile.layers["weight_std"].iloc[layer - 1]),
@@ -312,18 +328,12 @@ def weight_table(profile: Profile) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _scheme_gain(scheme: str, params: Mapping) -> float:
-    if "gain" in params:
-        return float(params["gain"])
-    if "nonlinearity" in params:
-        return init.calculate_gain(params["nonlinearity"], params["a"])
-    if scheme == "pytorch_default":
-        return init.calculate_gain("leaky_relu", math.sqrt(5))
-    return math.nan
+def _nan_if_none(value: float | None) -> float:
+    return math.nan if value is None else value
 
 
 __all__ = [
-    "FRACTION_MEASURES", "VERDICTS", "Verdict", "by_layer_frame", "fractions_frame",
-    "fractions_note", "histogram_of",
-    "WEIGHT_TABLE_GAPS", "percentiles_of", "verdict", "weight_table", "weight_theory",
+    "FRACTION_MEASURES", "VERDICTS", "Verdict", "WEIGHT_TABLE_GAPS", "by_layer_frame",
+    "fractions_frame", "fractions_note", "healthy_headline", "histogram_of", "percentiles_of",
+    "recommendation", "trend_finding", "verdict", "weight_table", "weight_theory",
 ]

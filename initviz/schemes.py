@@ -2,9 +2,10 @@ r"""Weight and bias initialization schemes.
 
 Each scheme is described once, by the ``torch.nn.init`` call that applies it. That single
 description is used three ways: to initialize a tensor (with a seeded ``torch.Generator``), to print
-the PyTorch code that reproduces it, and -- together with the scheme's :class:`WeightLaw` -- to say
-what distribution the weights follow in theory (the density drawn over the measured histogram, and
-the variance that mean-field theory starts from).
+the PyTorch code that reproduces it, and -- together with the scheme's
+:class:`~initviz.scheme_types.WeightLaw` -- to say what distribution the weights follow in
+theory (the density drawn over the measured histogram, and the variance that mean-field theory
+starts from).
 
 Notation follows ``torch/nn/init.py``: a Linear weight has shape ``(fan_out, fan_in)``.
 """
@@ -12,248 +13,16 @@ Notation follows ``torch/nn/init.py``: a Linear weight has shape ``(fan_out, fan
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import Literal
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import numpy as np
 import torch
-from scipy import special, stats
+from scipy import special
 from torch import nn
 
-from initviz.errors import InvalidSpec, quote
-
-ParamValue = float | int | str
-Params = Mapping[str, ParamValue]
-
-
-# --------------------------------------------------------------------------------------------------
-# Parameters
-
-
-@dataclass(frozen=True)
-class Param:
-    """One scheme parameter: its default and what values it accepts."""
-
-    name: str
-    default: ParamValue
-    low: float | None = None
-    high: float | None = None
-    choices: tuple[str, ...] = ()
-    integer: bool = False
-    doc: str = ""
-
-    def coerce(self, value: object, owner: str) -> ParamValue:
-        """Return ``value`` converted to this parameter's type, or raise :class:`InvalidSpec`."""
-        where = f"{owner}.{self.name}"
-        if self.choices:
-            if isinstance(value, str) and value in self.choices:
-                return value
-            raise InvalidSpec(where, value, "one of " + ", ".join(self.choices))
-        try:
-            number = float(value)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            raise InvalidSpec(where, value, "a number") from None
-        if not math.isfinite(number):
-            raise InvalidSpec(where, value, "a finite number")
-        if self.integer:
-            if number != int(number):
-                raise InvalidSpec(where, value, "a whole number")
-            number = int(number)
-        if (self.low is not None and number < self.low) or (
-            self.high is not None and number > self.high
-        ):
-            raise InvalidSpec(where, value, f"a number in [{self.low:g}, {self.high:g}]")
-        return number
-
-    @property
-    def allowed(self) -> str:
-        if self.choices:
-            return "one of " + ", ".join(self.choices)
-        return f"[{self.low:g}, {self.high:g}]"
-
-
-# --------------------------------------------------------------------------------------------------
-# The theoretical distribution of one weight entry
-
-
-@dataclass(frozen=True)
-class WeightLaw:
-    """The distribution a scheme draws each entry from.
-
-    ``kind`` is the continuous part (``point`` for a constant), and ``zero_fraction`` an extra point
-    mass at zero (``sparse``). ``approximate`` marks laws that hold only for large layers
-    (orthogonal matrices: each entry of a Haar-random orthogonal matrix is asymptotically normal).
-    """
-
-    kind: Literal["normal", "uniform", "trunc_normal", "point"]
-    loc: float = 0.0
-    scale: float = 0.0
-    low: float = -math.inf
-    high: float = math.inf
-    zero_fraction: float = 0.0
-    approximate: bool = False
-
-    def _moments(self) -> tuple[float, float]:
-        """Mean and variance of the continuous part (of the point, for ``point``)."""
-        if self.kind == "normal":
-            return self.loc, self.scale**2
-        if self.kind == "uniform":
-            return (self.low + self.high) / 2, (self.high - self.low) ** 2 / 12
-        if self.kind == "trunc_normal":
-            dist = self._truncnorm()
-            return float(dist.mean()), float(dist.var())
-        return self.loc, 0.0
-
-    def _truncnorm(self):
-        alpha, beta = (self.low - self.loc) / self.scale, (self.high - self.loc) / self.scale
-        return stats.truncnorm(alpha, beta, loc=self.loc, scale=self.scale)
-
-    def mean(self) -> float:
-        return (1.0 - self.zero_fraction) * self._moments()[0]
-
-    def std(self) -> float:
-        mean, var = self._moments()
-        keep = 1.0 - self.zero_fraction
-        return math.sqrt(max(keep * (var + mean**2) - (keep * mean) ** 2, 0.0))
-
-    def pdf(self, x: np.ndarray) -> np.ndarray | None:
-        """Density of the continuous part (scaled by its mass); None for a point mass."""
-        keep = 1.0 - self.zero_fraction
-        if self.kind == "normal" and self.scale > 0:
-            return keep * stats.norm.pdf(x, self.loc, self.scale)
-        if self.kind == "uniform":
-            return keep * stats.uniform.pdf(x, self.low, self.high - self.low)
-        if self.kind == "trunc_normal":
-            return keep * self._truncnorm().pdf(x)
-        return None
-
-
-# --------------------------------------------------------------------------------------------------
-# Schemes
-
-
-@dataclass(frozen=True)
-class FanExpr:
-    """A ``torch.nn.init`` argument that depends on the layer's fans (pytorch_default's bias bound).
-
-    ``source`` is the same expression written against an ``nn.Linear`` called ``m``.
-    """
-
-    source: str
-    value: Callable[[int, int], float]
-
-
-@dataclass(frozen=True)
-class Scheme:
-    r"""An initialization scheme.
-
-    ``torch_fn`` and ``torch_kwargs`` name the ``torch.nn.init`` call that applies it; ``law`` gives
-    the theoretical distribution of an entry for given fans and parameters (None where it depends
-    on data, as for LSUV).
-    """
-
-    name: str
-    label: str
-    formula: str
-    reference: str
-    torch_fn: str
-    torch_kwargs: Callable[[Params], dict[str, object]]
-    law: Callable[[int, int, Params], WeightLaw | None]
-    params: tuple[Param, ...] = ()
-    check: Callable[[Params], None] | None = None
-    # initviz's own function where torch.nn.init's would draw from the process-wide RNG
-    # (sparse_); the code export then includes its source.
-    own_fn: Callable[..., torch.Tensor] | None = None
-
-    @property
-    def defaults(self) -> dict[str, ParamValue]:
-        return {p.name: p.default for p in self.params}
-
-    def resolve(self, given: Params | Sequence[tuple[str, ParamValue]] = (),
-                field: str | None = None) -> tuple:
-        """Validate ``given`` and fill in defaults: a sorted tuple of ``(name, value)`` pairs.
-
-        The tuple form keeps specs hashable, so they can serve as cache keys. Errors name each
-        parameter ``field.param`` (default: the scheme's name; ``bias.normal`` for a bias).
-        """
-        given = dict(given)
-        field = field or self.name
-        known = {p.name: p for p in self.params}
-        for name in given:
-            if name not in known:
-                allowed = ", ".join(known) if known else "no parameters"
-                raise InvalidSpec(f"{field}.{name}", given[name], allowed,
-                                  message=f"{field} has no parameter {quote(name)} (set to "
-                                          f"{quote(given[name])}): " + (
-                                              f"its parameters are {allowed}" if known
-                                              else "it takes no parameters"))
-        values = {
-            name: param.coerce(given.get(name, param.default), field)
-            for name, param in known.items()
-        }
-        if self.check is not None:
-            self.check(values)
-        return tuple(sorted(values.items()))
-
-    def _call_kwargs(self, params: Params, fan_in: int, fan_out: int) -> dict[str, object]:
-        return {
-            key: value.value(fan_in, fan_out) if isinstance(value, FanExpr) else value
-            for key, value in self.torch_kwargs(params).items()
-        }
-
-    def apply(self, tensor: torch.Tensor, params: Params, generator: torch.Generator,
-              fans: tuple[int, int] | None = None) -> torch.Tensor:
-        """Initialize ``tensor`` in place through ``torch.nn.init``, drawing from ``generator``.
-
-        ``fans`` is ``(fan_in, fan_out)`` of the layer; it is needed for a bias, whose own shape
-        does not say what layer it belongs to.
-        """
-        fan_in, fan_out = fans if fans is not None else _fans(tensor)
-        fn = self.own_fn or getattr(nn.init, self.torch_fn)
-        kwargs = self._call_kwargs(params, fan_in, fan_out)
-        if self.torch_fn not in _DETERMINISTIC:
-            kwargs["generator"] = generator
-        with torch.no_grad():
-            return fn(tensor, **kwargs)
-
-    def code(self, params: Params, target: str, generator: str = "g") -> str:
-        """The PyTorch code that does what :meth:`apply` does, e.g. for ``target='m.weight'``
-        (calling ``own_fn`` by its name, where the scheme has one)."""
-        args = [target]
-        for key, value in self.torch_kwargs(params).items():
-            args.append(f"{key}={value.source if isinstance(value, FanExpr) else _literal(value)}")
-        if self.torch_fn not in _DETERMINISTIC:
-            args.append(f"generator={generator}")
-        name = self.own_fn.__name__ if self.own_fn else f"nn.init.{self.torch_fn}"
-        return f"{name}({', '.join(args)})"
-
-    def weight_law(self, fan_in: int, fan_out: int, params: Params) -> WeightLaw | None:
-        return self.law(fan_in, fan_out, params)
-
-    def weight_std(self, fan_in: int, fan_out: int, params: Params) -> float | None:
-        """Theoretical std of one entry; None where it depends on data (LSUV)."""
-        law = self.law(fan_in, fan_out, params)
-        return None if law is None else law.std()
-
-    def weight_mean(self, fan_in: int, fan_out: int, params: Params) -> float | None:
-        law = self.law(fan_in, fan_out, params)
-        return None if law is None else law.mean()
-
-
-_DETERMINISTIC = {"zeros_", "ones_", "constant_"}
-
-
-def _fans(tensor: torch.Tensor) -> tuple[int, int]:
-    if tensor.dim() < 2:
-        raise InvalidSpec("tensor", tuple(tensor.shape), "a weight with at least 2 dimensions")
-    return nn.init._calculate_fan_in_and_fan_out(tensor)
-
-
-def _literal(value: object) -> str:
-    if isinstance(value, float) and value == math.sqrt(5):
-        return "math.sqrt(5)"
-    return repr(value)
+from initviz.errors import InvalidSpec
+from initviz.scheme_types import FanExpr, Param, Params, Scheme, WeightLaw
 
 
 def _require_less(owner: str, low: str, high: str) -> Callable[[Params], None]:
@@ -502,7 +271,8 @@ _SCHEME_LIST: tuple[Scheme, ...] = (
         lambda fi, fo, p: WeightLaw("normal", scale=1.0 / math.sqrt(fi)),
     ),
     Scheme(
-        "lecun_uniform", "LeCun uniform", "W ~ U(−√(3 / fan_in), √(3 / fan_in)): Var(W) = 1 / fan_in",
+        "lecun_uniform", "LeCun uniform",
+        "W ~ U(−√(3 / fan_in), √(3 / fan_in)): Var(W) = 1 / fan_in",
         _LECUN_REF,
         "kaiming_uniform_", lambda p: {"nonlinearity": "linear"},
         lambda fi, fo, p: _uniform_law(1.0 / math.sqrt(fi)),
@@ -514,7 +284,8 @@ _SCHEME_LIST: tuple[Scheme, ...] = (
         "Mishkin & Matas (2016), All you need is a good init, ICLR",
         "orthogonal_", lambda p: {"gain": 1.0},
         lambda fi, fo, p: None,
-        params=(Param("tol", 0.1, 1e-4, 1.0, doc="how far from 1 each layer's output variance may end up"),
+        params=(Param("tol", 0.1, 1e-4, 1.0,
+                      doc="how far from 1 each layer's output variance may end up"),
                 Param("max_iter", 10, 1, 100, integer=True, doc="rescaling rounds per layer")),
     ),
 )
@@ -546,7 +317,8 @@ def get_scheme(name: str, *, bias: bool = False) -> Scheme:
     try:
         return table[name]
     except KeyError:
-        raise InvalidSpec("bias" if bias else "scheme", name, "one of " + ", ".join(table)) from None
+        raise InvalidSpec("bias" if bias else "scheme", name,
+                          "one of " + ", ".join(table)) from None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -579,6 +351,6 @@ def lsuv_rescale(blocks: Sequence[nn.Module], x: torch.Tensor, tol: float,
 
 
 __all__ = [
-    "BIAS_SCHEMES", "FanExpr", "Param", "Scheme", "SCHEMES", "TRUNC_NORMAL_MIN_ACCEPTANCE",
-    "WeightLaw", "get_scheme", "lsuv_rescale", "sparse_", "trunc_normal_acceptance",
+    "BIAS_SCHEMES", "SCHEMES", "TRUNC_NORMAL_MIN_ACCEPTANCE", "get_scheme", "lsuv_rescale",
+    "sparse_", "trunc_normal_acceptance",
 ]

@@ -1,4 +1,4 @@
-"""User-supplied text made safe to show inside the page's Markdown.
+"""User-supplied text made safe to show inside the page's Markdown, and numbers put in sentences.
 
 Streamlit renders warnings, infos and captions as Markdown (and raw HTML is off, but links and
 images are not): a value from the link that holds ``[text](url)`` or ``![x](url)`` would become a
@@ -9,11 +9,15 @@ through :func:`quote` before it reaches Markdown.
 
 from __future__ import annotations
 
+import math
+import numbers
 import re
 
-MAX_SHOWN = 60
-"""Characters of a user-supplied value shown in a message: enough to recognise a width list or a
-name, short enough that a 50 KB value does not become a 50 KB warning."""
+from initviz.errors import QUOTE_LIMIT
+
+MAX_SHOWN = QUOTE_LIMIT
+"""Characters of a user-supplied value shown on the page: the limit of every message that repeats
+a user's text (:data:`initviz.errors.QUOTE_LIMIT`)."""
 
 # CommonMark's ASCII punctuation: each may be backslash-escaped, and a backslash before any of
 # them stands for the character itself, so escaping all of them leaves no Markdown syntax.
@@ -76,3 +80,36 @@ def quote(value: object, limit: int = MAX_SHOWN) -> str:
     if isinstance(value, (list, tuple)):
         value = ", ".join(str(v) for v in value)
     return "“" + escape(shorten(str(value), limit)) + "”"
+
+
+def short_number(value: float) -> str:
+    """``value`` in two significant digits, in scientific notation outside [1e-3, 1e4)."""
+    if value == 0 or not math.isfinite(value):
+        return f"{value:g}"
+    return f"{value:.2g}" if 1e-3 <= abs(value) < 1e4 else f"{value:.1e}"
+
+
+def span(low: float, high: float) -> str:
+    """"between low and high" with as few significant digits (2-4) as tell them apart."""
+    for digits in (2, 3, 4):
+        if f"{low:.{digits}g}" != f"{high:.{digits}g}":
+            if digits == 2:
+                return f"between {short_number(low)} and {short_number(high)}"
+            return f"between {low:.{digits}g} and {high:.{digits}g}"
+    return f"at {short_number(low)}"
+
+
+
+def json_number(value: object) -> object:
+    """``value`` as a JSON document can hold it: a number that is not finite (NaN, ±inf, which
+    JSON has no words for) becomes None (null), a NumPy scalar a plain Python number; anything
+    else is returned as it is."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+__all__ = ["MAX_SHOWN", "WORD_JOINER", "escape", "json_number", "quote", "short_number", "shorten",
+           "span"]

@@ -339,7 +339,7 @@ def test_training_runs_live_and_then_shows_the_finished_race():
     # Leaving the tab and coming back keeps the finished result and trains nothing.
     _open(_open(at, "Weights"), "Training")
     assert _progress_text(at).startswith("finished")
-    assert not at.button(key="stop_button").proto.disabled is False
+    assert at.button(key="stop_button").proto.disabled is not False
 
 
 def test_a_finished_training_is_shared_by_its_spec():

@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 import torch
 
-from initviz.cli import TEXT_WIDTH, build_parser, format_table, main
+from initviz.cli import build_parser, main
+from initviz.cli_common import TEXT_WIDTH, format_table
 from initviz.errors import format_bytes
 from initviz.network import DEFAULT_MEMORY_BUDGET, memory_budget
 from initviz.schemes import SCHEMES

@@ -11,7 +11,8 @@ import torch
 
 from initviz import examples
 from initviz.cli import main
-from initviz.inspection import init_, inspect
+from initviz.inspection import inspect
+from initviz.layers import init_
 from initviz.probe import LAYER_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]

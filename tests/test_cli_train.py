@@ -29,9 +29,9 @@ def run_train(capsys, *argv: str) -> tuple[int, str, str]:
 
 
 def test_json_is_the_contract_document_of_the_training_api(capsys):
-    code, out, err = run_train(capsys, *SMALL, "--schemes", "kaiming_normal,xavier_normal", "--seeds",
-                         "2", "--seed", "7", "--optimizer", "momentum", "--lr", "0.02",
-                         "--dataset", "moons", "--device", "cpu", "--json")
+    code, out, err = run_train(capsys, *SMALL, "--schemes", "kaiming_normal,xavier_normal",
+                               "--seeds", "2", "--seed", "7", "--optimizer", "momentum",
+                               "--lr", "0.02", "--dataset", "moons", "--device", "cpu", "--json")
     assert (code, err) == (0, "")
     document = json.loads(out)
     assert set(document) == {"device", "seconds", "runs"}
@@ -79,8 +79,9 @@ def test_default_evaluation_interval_fits_short_runs(capsys):
 
 
 def test_a_diverged_run_is_reported_in_strict_json(capsys):
-    code, out, _ = run_train(capsys, "--width", "64", "--depth", "3", "--steps", "10", "--eval-every",
-                       "5", "--schemes", "kaiming_normal,normal", "--param", "std=2", "--json")
+    code, out, _ = run_train(capsys, "--width", "64", "--depth", "3", "--steps", "10",
+                             "--eval-every", "5", "--schemes", "kaiming_normal,normal",
+                             "--param", "std=2", "--json")
     assert code == 0
     runs = {run["scheme"]: run for run in json.loads(out)["runs"]}  # json.loads: no NaN in it
     assert runs["normal"]["diverged"] is True and runs["normal"]["final"]["val_loss"] is None

@@ -16,7 +16,6 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
-from initviz import datasets
 from initviz.datasets import DATASETS, MAX_SEED, VALIDATION_FRACTION, dataset_info, load_dataset
 from initviz.errors import InvalidSpec
 
@@ -61,11 +60,11 @@ def test_digits_is_scikit_learns_bundled_set():
 
 @pytest.mark.parametrize("name", list(EXPECTED))
 def test_the_same_seed_gives_the_same_tensors_and_another_seed_others(name):
+    # load_dataset caches, so the draw itself is repeated to see it is the same
+    x, y = dataset_info(name).draw(5)
+    x_again, y_again = dataset_info(name).draw(5)
+    assert np.array_equal(x, x_again) and np.array_equal(y, y_again)
     first = load_dataset(name, 5)
-    datasets._load.cache_clear()  # draw again instead of taking the cached copy
-    again = load_dataset(name, 5)
-    for field in ("x_train", "y_train", "x_val", "y_val"):
-        assert torch.equal(getattr(first, field), getattr(again, field)), field
     other = load_dataset(name, 6)
     assert not torch.equal(first.x_val, other.x_val)
 
@@ -81,6 +80,22 @@ def test_inputs_are_standardized_with_the_training_splits_statistics(name):
     assert (name == "digits") == bool(constant.any())
     # The validation split, scaled with the training statistics, is not itself exactly centred.
     assert data.x_val.double().mean(dim=0).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("name", list(EXPECTED))
+def test_standardized_inputs_are_exactly_the_training_statistics_formula(name):
+    """(x − mean) / std with the training split's mean and population std, a zero std taken as
+    1, in float64 then float32: the same float32 numbers, bit for bit, whoever computes them."""
+    seed = 5
+    x, y = dataset_info(name).draw(seed)
+    x_train, x_val, _, _ = train_test_split(np.asarray(x, dtype=np.float64), y,
+                                            test_size=VALIDATION_FRACTION, random_state=seed,
+                                            stratify=y)
+    mean, std = x_train.mean(axis=0), x_train.std(axis=0)
+    std[std == 0.0] = 1.0
+    data = load_dataset(name, seed)
+    assert np.array_equal(data.x_train.numpy(), ((x_train - mean) / std).astype(np.float32))
+    assert np.array_equal(data.x_val.numpy(), ((x_val - mean) / std).astype(np.float32))
 
 
 @pytest.mark.parametrize("name", list(EXPECTED))
@@ -117,8 +132,13 @@ def test_an_unknown_name_is_refused_with_the_names_that_exist(name):
         assert "digits, moons, circles, spirals, xor, gaussians" in str(error.value)
 
 
-@pytest.mark.parametrize("seed", [-1, MAX_SEED + 1, 1.5, True, "3", [1]])
+@pytest.mark.parametrize("seed", [-1, MAX_SEED + 1, 1.5, True, "x", [1]])
 def test_a_bad_seed_is_refused(seed):
     with pytest.raises(InvalidSpec) as error:
         load_dataset("moons", seed)
     assert error.value.field == "seed"
+
+
+@pytest.mark.parametrize("seed", [3.0, "3"])
+def test_a_seed_is_a_whole_number_by_the_rule_every_field_follows(seed):
+    assert torch.equal(load_dataset("moons", seed).x_train, load_dataset("moons", 3).x_train)

@@ -1,4 +1,5 @@
-"""User-facing messages: quoted text is cut short, and unreadable settings fall back with a notice."""
+"""User-facing messages: quoted text is cut short, and unreadable settings fall back with a
+notice."""
 
 import warnings
 
@@ -12,7 +13,8 @@ BUDGETS = [("INITVIZ_MEMORY_BUDGET_MB", memory_budget, DEFAULT_MEMORY_BUDGET),
            ("INITVIZ_SERVER_MEMORY_MB", server_memory_budget, DEFAULT_SERVER_MEMORY)]
 
 
-@pytest.mark.parametrize("variable, read, default", BUDGETS, ids=lambda v: getattr(v, "__name__", v))
+@pytest.mark.parametrize("variable, read, default", BUDGETS,
+                         ids=lambda v: getattr(v, "__name__", v))
 @pytest.mark.parametrize("bad", ["abc", "nan", "inf", "-inf", "-5", "0", "1e400", "0.0000001"])
 def test_an_unreadable_budget_falls_back_to_the_default_naming_variable_and_value(
         monkeypatch, variable, read, default, bad):
@@ -23,7 +25,8 @@ def test_an_unreadable_budget_falls_back_to_the_default_naming_variable_and_valu
     assert variable in message and bad in message and "default" in message
 
 
-@pytest.mark.parametrize("variable, read, default", BUDGETS, ids=lambda v: getattr(v, "__name__", v))
+@pytest.mark.parametrize("variable, read, default", BUDGETS,
+                         ids=lambda v: getattr(v, "__name__", v))
 @pytest.mark.parametrize("good, nbytes", [("100", 100 * 1024**2), (" 1.5 ", int(1.5 * 1024**2)),
                                           ("", None)])
 def test_a_readable_budget_is_used_without_a_warning(monkeypatch, variable, read, default, good,

@@ -12,7 +12,8 @@ from torch import nn
 import initviz
 from initviz import examples
 from initviz.errors import InvalidSpec, TooLarge
-from initviz.inspection import INSPECT_COLUMNS, init_, inspect, recognize
+from initviz.inspection import INSPECT_COLUMNS, inspect
+from initviz.layers import init_, recognize
 from initviz.schemes import SCHEMES
 
 
@@ -216,7 +217,7 @@ def test_init_matches_torch_nn_init_on_each_layer_type():
         ref["linear"].bias.zero_()
         nn.init.kaiming_normal_(ref["conv"].weight, **kw)
         ref["conv"].bias.zero_()
-        for name, gates in (("lstm", 4), ("gru", 3)):
+        for name in ("lstm", "gru"):
             for w in (ref[name].weight_ih_l0, ref[name].weight_hh_l0):
                 for block in w.split(8):  # one gate's rows; fans (input, hidden)
                     nn.init.kaiming_normal_(block, **kw)
@@ -236,7 +237,8 @@ def test_init_matches_torch_nn_init_on_each_layer_type():
                      & report["parameter"].str.startswith("weight_hh")]
     assert len(lstm_hh) == 4 and (lstm_hh["fan_in"] == 8).all() and (lstm_hh["fan_out"] == 8).all()
     # each block's std is the theory's at its fans: sqrt(2 / fan_in)
-    assert float(model["lstm"].weight_hh_l0.detach().std()) == pytest.approx(math.sqrt(2 / 8), rel=0.2)
+    assert float(model["lstm"].weight_hh_l0.detach().std()) == pytest.approx(math.sqrt(2 / 8),
+                                                                            rel=0.2)
 
 
 def test_init_skips_what_it_does_not_understand_and_says_so():

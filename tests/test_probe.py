@@ -11,7 +11,7 @@ comparisons with theory allow 3 such spreads. Quantities averaged over all B·n 
 
 import json
 import math
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import pandas as pd
@@ -24,7 +24,6 @@ from initviz.errors import InvalidSpec
 from initviz.network import NetworkSpec, build_model
 from initviz.probe import (BASIS_POINTS, INPUT_STREAM, KINDS, MAX_BINS, MAX_PROBE_BATCH,
                            profile)
-from initviz.schemes import get_scheme
 
 CONTRACT_COLUMNS = [
     "layer", "fan_in", "fan_out", "weight_mean", "weight_std", "weight_std_theory",
@@ -38,7 +37,7 @@ DEPTH = 6
 SPREAD = 0.8 / math.sqrt(WIDE)  # relative per-layer fluctuation at width WIDE, see above
 
 
-@lru_cache(maxsize=None)
+@cache
 def _profile(spec: NetworkSpec, batch: int = BATCH, seed: int = 0, bins: int = 60):
     return profile(spec, batch=batch, seed=seed, device="cpu", bins=bins)
 
@@ -111,14 +110,14 @@ def test_every_statistic_equals_torch_on_the_same_network(spec):
     ref = _reference(spec, batch=50, seed=5)
     layers = _profile(spec, batch=50, seed=5).layers
     assert list(layers.columns) == CONTRACT_COLUMNS
-    scheme = get_scheme(spec.scheme)
+    scheme = spec.resolved_scheme
     rows = []
     for i, (fan_in, fan_out) in enumerate(spec.fans):
         w, z, a, g = ref["weight"][i], ref["preact"][i], ref["act"][i], ref["grad"][i]
         w_grad = ref["model"][i].linear.weight.grad
         rows.append({"layer": i + 1, "fan_in": fan_in, "fan_out": fan_out,
                      "weight_mean": w.mean(), "weight_std": w.std(correction=0),
-                     "weight_std_theory": scheme.weight_std(fan_in, fan_out, spec.params),
+                     "weight_std_theory": scheme.weight_std(fan_in, fan_out, spec.scheme_params),
                      "preact_mean": z.mean(), "preact_std": z.std(correction=0),
                      "act_mean": a.mean(), "act_std": a.std(correction=0),
                      # per input: the batch's gradient norm over √batch (see probe)
@@ -178,17 +177,14 @@ def test_histograms_and_percentiles_match_the_tensors_they_summarize():
 ])
 def test_the_gpu_histogram_path_gives_the_cpu_result(values):
     """On a GPU the probe bins with index_add_ (bincount would sync); check it here on the CPU."""
-    from initviz.probe import _TensorStats
+    from initviz.probe import TensorStats
 
     def summary(stats):
         stats.add("act", 1, values)
         return {key: value[0] for key, value in stats.summaries([("act", 1)]).items()}
 
-    cpu = summary(_TensorStats(bins=7))
-    scatter = _TensorStats(bins=7)
-    scatter._work, scatter._index = torch.empty(values.numel()), torch.empty(
-        values.numel(), dtype=torch.int64)  # what a CUDA tensor gets
-    other = summary(scatter)
+    cpu = summary(TensorStats(bins=7))
+    other = summary(TensorStats(bins=7, scatter=True))  # what a CUDA tensor gets
     assert bool(cpu["finite"]) == bool(torch.isfinite(values).all())
     assert cpu["counts"].shape == other["counts"].shape == (7,)
     if cpu["finite"]:

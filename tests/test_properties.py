@@ -35,7 +35,8 @@ from initviz.devices import DEVICE_CHOICES
 from initviz.errors import InvalidSpec
 from initviz.network import MAX_DEPTH, MAX_INPUT_DIM, MAX_WIDTH, NORMS, NetworkSpec
 from initviz.probe import KINDS, MAX_BINS, MAX_PROBE_BATCH, profile
-from initviz.schemes import BIAS_SCHEMES, SCHEMES, Param
+from initviz.scheme_types import Param
+from initviz.schemes import BIAS_SCHEMES, SCHEMES
 from initviz.text import quote
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")

@@ -93,7 +93,7 @@ def test_stop_at_random_moments_never_raises_and_always_frees_the_memory():
         job = board.start(spec(steps=2000, seed=100 + attempt))
         done = threading.Event()
 
-        def redraw():  # the live view, reading the race as a fragment would
+        def redraw(job=job, done=done):  # the live view, reading the race as a fragment would
             try:
                 while not done.is_set():
                     job.view()

@@ -3,6 +3,7 @@
 import dataclasses
 import math
 
+import numpy as np
 import pytest
 
 from scipy import stats
@@ -11,9 +12,10 @@ from initviz import NetworkSpec, profile
 from initviz.activations import ACTIVATIONS, get_activation
 from initviz.meanfield import first_moment, mean_field, predict
 from initviz.phase import critical_line
-from initviz.report import (FRACTION_MEASURES, WEIGHT_TABLE_GAPS, _recommendation, _span,
-                            by_layer_frame, fractions_frame, fractions_note, verdict,
-                            weight_table, weight_theory)
+from initviz.report import (FRACTION_MEASURES, WEIGHT_TABLE_GAPS, by_layer_frame, fractions_frame,
+                            fractions_note, recommendation, verdict, weight_table,
+                            weight_theory)
+from initviz.text import span
 
 
 def _verdict(activation, scheme, params=None, depth=20, width=256):
@@ -82,7 +84,7 @@ def test_the_vanishing_headline_quotes_first_and_last_layer():
     (1e-5, 3e-5, "between 1.0e-05 and 3.0e-05"),
 ])
 def test_a_healthy_range_is_written_with_the_digits_that_tell_its_ends_apart(low, high, text):
-    assert _span(low, high) == text
+    assert span(low, high) == text
 
 
 def test_constant_weights_explain_the_symmetry():
@@ -180,7 +182,7 @@ def test_a_norm_layer_verdict_says_the_scheme_divides_out_and_never_recommends_i
 def test_the_chosen_scheme_is_never_the_fix_for_what_the_verdict_found():
     prof = profile(NetworkSpec.stack(32, 3, scheme="kaiming_normal"), batch=32)
     for kind in ("vanishing", "exploding", "saturated", "dead"):
-        text = _recommendation(prof, kind)
+        text = recommendation(prof, kind)
         assert "already the usual choice" in text and "is not the fix" in text
 
 
@@ -256,6 +258,18 @@ def test_weight_table_lists_gain_std_and_uniform_bound():
     assert row["std (theory)"] == pytest.approx(math.sqrt(2 / 100))
     assert row["bound (theory)"] == pytest.approx(math.sqrt(6 / 100))
     assert row["std (measured)"] == pytest.approx(row["std (theory)"], rel=0.05)
+
+
+@pytest.mark.parametrize("scheme", ["lecun_normal", "lecun_uniform", "kaiming_normal",
+                                    "kaiming_uniform", "pytorch_default"])
+def test_weight_table_gain_is_the_one_the_std_follows_from(scheme):
+    """Schemes scaled by fan_in: std = gain / √fan_in, so LeCun's gain is 1 (and is shown)."""
+    table = weight_table(profile(NetworkSpec.stack(64, 2, input_dim=32, scheme=scheme), batch=16))
+    assert table["gain"].notna().all()
+    assert (table["gain"] / np.sqrt(table["fan_in"])).to_list() == pytest.approx(
+        table["std (theory)"].to_list())
+    if scheme.startswith("lecun"):
+        assert (table["gain"] == 1.0).all()
 
 
 def test_weight_table_leaves_a_number_a_scheme_does_not_have_as_nan():

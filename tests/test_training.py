@@ -7,8 +7,8 @@ Measured over base seeds 0-2 at the sizes below: at most 4e-6 relative; RTOL all
 That holds where training is stable. A run on the edge of divergence (N(0, 0.6²) weights at width
 32 and lr 0.3: validation loss 12 after 12 updates) amplifies any rounding difference step by
 step, and the two engines part by up to 3% there (measured), so equality is checked on stable runs
-and divergence on the step at which it happens. The outcome tests were run on base seeds 0, 1 and 2 before
-their thresholds were fixed; the measured ranges are stated next to each.
+and divergence on the step at which it happens. The outcome tests were run on base seeds 0, 1
+and 2 before their thresholds were fixed; the measured ranges are stated next to each.
 """
 
 import json
@@ -22,11 +22,12 @@ import torch
 from initviz.datasets import load_dataset
 from initviz.errors import InvalidSpec, TooLarge
 from initviz.network import NetworkSpec, build_model, memory_budget
-from initviz.training import (DIVERGENCE_LOSS, MAX_BATCH, MAX_LR, MAX_SEEDS, MAX_STEPS,
-                              NARROW_LINEAR, OPTIMIZERS, RunRecord, TrainingStream, TrainSpec,
-                              _Batched, _make_optimizer, _OneByOne, _run_losses, batch_indices,
-                              final_frame, history_frame, layer_frame, stream, train,
-                              update_ratio_steps)
+from initviz.engines import (DIVERGENCE_LOSS, NARROW_LINEAR, BatchedEngine, OneByOneEngine,
+                             run_losses)
+from initviz.records import RunRecord
+from initviz.training import (MAX_BATCH, MAX_LR, MAX_SEEDS, MAX_STEPS, OPTIMIZERS, TrainingStream,
+                              TrainSpec, batch_indices, final_frame, history_frame, layer_frame,
+                              make_optimizer, stream, train, update_ratio_steps)
 
 from single_thread import one_thread  # noqa: F401  (autouse: one torch thread)
 
@@ -192,15 +193,15 @@ def test_dropping_runs_keeps_the_optimizer_state_of_the_others(optimizer):
     # of 4 kept after 3 updates, then 3 more updates, against the same done one model at a time.
     spec = _spec(schemes=["kaiming_normal", "xavier_normal"], seeds=2)
     data = load_dataset(spec.dataset, spec.seed)
-    make = _make_optimizer(optimizer, 0.01)
+    make = make_optimizer(optimizer, 0.01)
     engines = [engine(TrainingStream(spec)._build_models(), make, torch.device("cpu"))
-               for engine in (_Batched, _OneByOne)]
+               for engine in (BatchedEngine, OneByOneEngine)]
     for step, index in enumerate(batch_indices(len(data.y_train), spec.batch, 6, seed=0)):
         if step == 3:
             for engine in engines:
                 engine.keep(torch.tensor([0, 2]))
         for engine in engines:
-            losses = _run_losses(engine.logits(data.x_train[index], train=True),
+            losses = run_losses(engine.logits(data.x_train[index], train=True),
                                  data.y_train[index])
             losses.sum().backward()
             engine.step()

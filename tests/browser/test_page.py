@@ -4,8 +4,9 @@ saved as a screenshot in test-artifacts/.
 
 Selectors are Streamlit's own: ``data-testid`` attributes, ``.st-key-<key>`` classes for the
 sidebar widgets (their keys are docs/DESIGN.md contract), and ``data-test-script-state`` on the
-app root for "the script run has finished". Nothing waits a fixed time: every wait is on a selector or a
-condition, with a bounded timeout (generous: the machine is shared and the first page imports torch).
+app root for "the script run has finished". Nothing waits a fixed time: every wait is on a
+selector or a condition, with a bounded timeout (generous: the machine is shared and the first
+page imports torch).
 """
 
 from __future__ import annotations

@@ -1,0 +1,129 @@
+"""The ``train`` subcommand: several schemes side by side on the same data."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import pandas as pd
+
+from initviz.cli_common import (DEFAULT_EVAL_EVERY, UsageError, emit_notice, format_table,
+                                network_spec, parse_number, parse_whole, print_json, say)
+from initviz.errors import clip, quote
+from initviz.schemes import get_scheme
+
+
+def _names(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _train_schemes(args: argparse.Namespace) -> list[tuple[str, dict[str, str]]]:
+    """``--schemes`` (default: ``--scheme``), each with the ``--param`` values it has."""
+    names = [args.scheme] if args.schemes is None else args.schemes
+    if not names:
+        raise UsageError("--schemes: give one or more scheme names, separated by commas")
+    given = dict(args.param)
+    schemes = [(name, {key: value for key, value in given.items()
+                       if key in get_scheme(name).defaults}) for name in names]
+    unused = sorted(set(given) - {key for _, params in schemes for key in params})
+    if unused:
+        key = unused[0]
+        raise UsageError(f"--param {clip(key)}={clip(given[key])}: none of {quote(names)} has a "
+                         f"parameter {quote(key)}")
+    return schemes
+
+
+class _ProgressBar:
+    """One line on stderr, redrawn at every checkpoint; ``close`` ends the line."""
+
+    WIDTH = 30
+
+    def __init__(self) -> None:
+        self.drawn = False
+
+    def __call__(self, checkpoint) -> None:
+        filled = round(self.WIDTH * checkpoint.step / checkpoint.steps)
+        sys.stderr.write(f"\rtraining [{'#' * filled}{'.' * (self.WIDTH - filled)}] step "
+                         f"{checkpoint.step}/{checkpoint.steps}, {checkpoint.seconds:.1f} s")
+        sys.stderr.flush()
+        self.drawn = True
+
+    def close(self) -> None:
+        if self.drawn:
+            sys.stderr.write("\n")
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    from initviz.datasets import dataset_info
+    from initviz.training import TrainSpec, train
+
+    schemes = _train_schemes(args)
+    first_name, first_params = schemes[0]
+    # The scheme and input size of the network come from --schemes and the data set.
+    network = network_spec(args, input_dim=dataset_info(args.dataset).input_dim,
+                           scheme=first_name, scheme_params=first_params)
+    spec = TrainSpec(
+        network, schemes=tuple(schemes), seeds=args.seeds, seed=args.seed, dataset=args.dataset,
+        optimizer=args.optimizer, lr=args.lr, steps=args.steps, batch=args.batch,
+        eval_every=(min(DEFAULT_EVAL_EVERY, args.steps) if args.eval_every is None
+                    else args.eval_every),
+        device=args.device)
+    bar = None if args.json else _ProgressBar()
+    try:
+        result = train(spec, progress=bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    emit_notice(result.device_notice)
+    if args.json:
+        print_json(result.to_json_dict())
+        return
+    data = dataset_info(spec.dataset)
+    net = spec.network
+    say(f"{len(spec.schemes)} scheme(s) x {spec.seeds} seed(s) from seed {spec.seed} on "
+          f"{data.name} ({data.input_dim} inputs, {data.n_classes} classes); {net.depth} hidden "
+          f"layers of {_sizes_text(net.sizes)}, {net.activation}, norm {net.norm}; "
+          f"{spec.optimizer} lr {spec.lr:g}, {spec.steps} steps of batch {spec.batch}; "
+          f"device {result.device}, {result.seconds:.2f} s")
+    rows = [{"scheme": run.label, "seed": run.seed, "step": run.final.step,
+             "train_loss": run.final.train_loss, "val_loss": run.final.val_loss,
+             "val_acc": run.final.val_acc,
+             "diverged_at": "-" if run.final.diverged_at is None else run.final.diverged_at}
+            for run in result.runs]
+    print(format_table(pd.DataFrame(rows)))
+
+
+def _sizes_text(sizes: tuple[int, ...]) -> str:
+    return f"width {sizes[0]}" if len(set(sizes)) == 1 else "widths " + ",".join(map(str, sizes))
+
+
+def add_train(sub, common) -> None:
+    from initviz.datasets import DATASETS
+    from initviz.training import MOMENTUM, OPTIMIZERS, TrainSpec
+
+    defaults = TrainSpec.__dataclass_fields__
+    cmd = sub.add_parser("train", parents=[common],
+                         help="train several schemes side by side on the same data (--input-dim "
+                              "is not used: the data set gives it)")
+    cmd.add_argument("--schemes", type=_names, metavar="A,B,...",
+                     help="the schemes to compare (default: --scheme); --param applies to each "
+                          "that has the parameter")
+    cmd.add_argument("--dataset", default=defaults["dataset"].default,
+                     help="the data set to train on: " + ", ".join(DATASETS))
+    cmd.add_argument("--optimizer", default=defaults["optimizer"].default,
+                     help=", ".join(OPTIMIZERS) + f" (momentum: SGD with momentum {MOMENTUM})")
+    cmd.add_argument("--lr", type=parse_number, default=defaults["lr"].default,
+                     help="learning rate")
+    cmd.add_argument("--steps", type=parse_whole, default=defaults["steps"].default,
+                     help="optimizer steps of each run")
+    cmd.add_argument("--batch", type=parse_whole, default=defaults["batch"].default,
+                     help="training examples per step")
+    cmd.add_argument("--seeds", type=parse_whole, default=defaults["seeds"].default,
+                     help="runs per scheme, with init seeds --seed, --seed+1, ...")
+    cmd.add_argument("--eval-every", type=parse_whole,
+                     help=f"steps between evaluations (default: {DEFAULT_EVAL_EVERY}, or --steps "
+                          "if fewer)")
+    cmd.set_defaults(run=_cmd_train)
+
+
+__all__ = ["add_train"]

@@ -1,0 +1,284 @@
+r"""The engines that train the runs of one call, and the bookkeeping between evaluation steps.
+
+**One batched model.** All runs are trained as one model: their parameters are stacked along a
+leading run dimension (``torch.func.stack_module_state``) and the network is called once per step
+for all runs: each ``Linear`` is one batched matmul (``torch.baddbmm``), each norm layer one
+``torch.func.vmap`` over ``torch.func.functional_call``, each activation one elementwise call. The
+loss is the sum of the runs' mean cross-entropies, so each run's gradient is exactly its own; SGD,
+momentum and Adam update each entry from its own gradient and state alone, so one optimizer over
+the stacked tensors equals one optimizer per run. The result equals training each model alone
+(``batched=False``, the reference), up to float rounding.
+
+**Divergence.** A run whose minibatch loss is not finite or exceeds :data:`DIVERGENCE_LOSS` is
+*diverged* from that step (``diverged_at``). The check runs on the device every step without a host
+sync; at the next record the run reports its last ``train_loss`` (which includes the offending
+loss), no validation values, and is then removed from the batched model: it is no longer updated
+nor computed, and the other runs go on. A stream ends early when every run has diverged.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import math
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+
+from initviz.records import Checkpoint, RunRecord
+
+if TYPE_CHECKING:
+    from initviz.training import TrainSpec
+
+DIVERGENCE_LOSS = 1e4
+"""A minibatch cross-entropy above this (nats) counts as diverged, like inf/NaN. Chance level is
+ln(n_classes) ≤ 2.3; a loss of 1e4 means logit gaps of ~1e4 on average, far past what a few thousand
+gradient steps undo, yet a large but sane initialization (losses in the tens to thousands at step 0)
+may still train."""
+NARROW_LINEAR = 16
+"""The batched engine computes a Linear with at most this many outputs as ``W @ hᵀ``: the CPU
+matmul kernels are slow when the product has so few columns (benchmarks/README.md)."""
+
+
+def _linear_weight_names(model: nn.Module) -> list[str]:
+    return [f"{name}.weight" for name, module in model.named_modules()
+            if isinstance(module, nn.Linear)]
+
+
+class BatchedEngine:
+    """All runs as one model: parameters stacked on a leading run dimension.
+
+    Every ``Linear`` is one ``torch.baddbmm`` over the runs, its bias added inside the matmul. Its
+    weight is stored transposed, ``(runs, in, out)``, because that is the layout in which the
+    backward matmul produces the weight gradient: stored as ``(runs, out, in)``, autograd copied
+    every gradient into the parameter's layout (benchmarks/README.md, "Training"). A
+    narrow ``Linear`` (at most :data:`NARROW_LINEAR` outputs: the output layer, one per class) is
+    the exception: it is computed the other way round, ``W @ hᵀ``, with ``W`` in torch's own
+    ``(runs, out, in)`` layout, and hands on its output as a transposed view.
+    Modules with parameters or buffers of their own (the norms) run through ``vmap`` over
+    ``functional_call`` with their slice of the stacked state; the activations are elementwise
+    and stateless, so they apply to the stacked tensor as they are.
+    """
+
+    def __init__(self, models: list[nn.Module], make_optimizer, device: torch.device):
+        params, buffers = stack_module_state(models)
+        self.base = copy.deepcopy(models[0]).to("meta")
+        self.weight_names = _linear_weight_names(self.base)
+        # build_model nests nn.Sequential only, so its leaves in module order are the forward pass.
+        self.layers = [(name, module) for name, module in self.base.named_modules()
+                       if not any(module.children())]
+        self.narrow = {name for name, module in self.layers
+                       if isinstance(module, nn.Linear) and module.out_features <= NARROW_LINEAR}
+        transposed = {f"{name}.weight" for name, module in self.layers
+                      if isinstance(module, nn.Linear) and name not in self.narrow}
+        self.transposed = [name in transposed for name in self.weight_names]
+        self.params = {k: (v.transpose(1, 2) if k in transposed else v).detach().contiguous()
+                       .to(device).requires_grad_() for k, v in params.items()}
+        self.buffers = {k: v.to(device) for k, v in buffers.items()}
+        self.stateful = {name: vmap(functools.partial(functional_call, module), in_dims=(0, 0))
+                         for name, module in self.layers
+                         if not isinstance(module, nn.Linear)
+                         and [*module.parameters(), *module.buffers()]}
+        self.make_optimizer = make_optimizer
+        self.optimizer = make_optimizer(list(self.params.values()))
+
+    def _state(self, name: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        prefix = name + "."
+        return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+    def logits(self, x: torch.Tensor, train: bool) -> torch.Tensor:
+        """Every run's output for the same inputs: x (batch, in) -> (runs, batch, classes)."""
+        self.base.train(train)
+        runs = len(self.params[self.weight_names[0]])
+        hidden = x.expand(runs, *x.shape)  # (runs, batch, in), a view: no copy per run
+        for name, module in self.layers:
+            if isinstance(module, nn.Linear):
+                weight, bias = self.params[name + ".weight"], self.params[name + ".bias"]
+                if name in self.narrow:
+                    # weight (runs, out, in) @ hidden.mT (runs, in, batch) + bias (runs, out, 1)
+                    # = (runs, out, batch), handed on as its (runs, batch, out) view
+                    hidden = torch.baddbmm(bias.unsqueeze(2), weight, hidden.mT).mT
+                else:
+                    # hidden (runs, batch, in) @ weight (runs, in, out) + bias (runs, 1, out)
+                    hidden = torch.baddbmm(bias.unsqueeze(1), hidden, weight)
+            elif name in self.stateful:
+                hidden = self.stateful[name]((self._state(name, self.params),
+                                              self._state(name, self.buffers)), (hidden,))
+            else:
+                hidden = module(hidden)
+        return hidden
+
+    def _torch_layout(self, of: Callable[[torch.Tensor], torch.Tensor]) -> list[torch.Tensor]:
+        """``of`` each Linear weight, as ``(runs, out, in)`` views."""
+        return [of(self.params[name]).mT if transposed else of(self.params[name])
+                for name, transposed in zip(self.weight_names, self.transposed)]
+
+    def weights(self) -> list[torch.Tensor]:
+        return self._torch_layout(lambda p: p.detach())
+
+    def weight_grads(self) -> list[torch.Tensor]:
+        return self._torch_layout(lambda p: p.grad)
+
+    def step(self) -> None:
+        self.optimizer.step()
+        self.optimizer.zero_grad()
+
+    def keep(self, rows: torch.Tensor) -> None:
+        """Drop every run not in ``rows``, with its gradients and optimizer state."""
+        old = self.params
+        self.params = {k: v.detach()[rows].requires_grad_() for k, v in old.items()}
+        for name, param in old.items():
+            if param.grad is not None:
+                self.params[name].grad = param.grad[rows]
+        self.buffers = {k: v[rows] for k, v in self.buffers.items()}
+        optimizer = self.make_optimizer(list(self.params.values()))
+        for name, param in old.items():
+            state = self.optimizer.state.get(param)
+            if state:
+                # Adam's step count is a shared 0-d tensor; every other state tensor is per run.
+                optimizer.state[self.params[name]] = {
+                    key: value[rows] if torch.is_tensor(value) and value.dim() > 0 else value
+                    for key, value in state.items()}
+        self.optimizer = optimizer
+
+
+class OneByOneEngine:
+    """The reference: every run its own ``nn.Module`` with its own ``torch.optim`` optimizer."""
+
+    def __init__(self, models: list[nn.Module], make_optimizer, device: torch.device):
+        self.models = [model.to(device) for model in models]
+        self.optimizers = [make_optimizer(list(model.parameters())) for model in self.models]
+        self.weight_names = _linear_weight_names(models[0])
+
+    def logits(self, x: torch.Tensor, train: bool) -> torch.Tensor:
+        """x (batch, in) -> (runs, batch, classes), as :meth:`BatchedEngine.logits`."""
+        return torch.stack([model.train(train)(x) for model in self.models])
+
+    def _stacked(self, of: Callable[[torch.Tensor], torch.Tensor]) -> list[torch.Tensor]:
+        per_model = [dict(model.named_parameters()) for model in self.models]
+        return [torch.stack([of(params[name]) for params in per_model])
+                for name in self.weight_names]
+
+    def weights(self) -> list[torch.Tensor]:
+        return self._stacked(lambda p: p.detach())
+
+    def weight_grads(self) -> list[torch.Tensor]:
+        return self._stacked(lambda p: p.grad)
+
+    def step(self) -> None:
+        for optimizer in self.optimizers:
+            optimizer.step()
+            optimizer.zero_grad()
+
+    def keep(self, rows: torch.Tensor) -> None:
+        kept = rows.tolist()
+        self.models = [self.models[i] for i in kept]
+        self.optimizers = [self.optimizers[i] for i in kept]
+
+
+def _norms(tensors: Iterable[torch.Tensor]) -> torch.Tensor:
+    """Frobenius norm of each run's slice of each tensor: shape (runs, len(tensors))."""
+    # over the trailing dimensions in place: flatten would copy the batched engine's transposed
+    # views
+    return torch.stack([torch.linalg.vector_norm(t, dim=tuple(range(1, t.dim())))
+                        for t in tensors], dim=1)
+
+
+def run_losses(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of each run: logits (runs, batch, classes) -> (runs,)."""
+    return F.cross_entropy(logits.transpose(1, 2), y.expand(logits.shape[0], -1),
+                           reduction="none").mean(dim=1)
+
+
+# --------------------------------------------------------------------------------------------------
+# Bookkeeping between evaluation steps
+
+
+class Tracker:
+    """Per-run bookkeeping kept on the device between evaluation steps (no host sync per step)."""
+
+    def __init__(self, spec: TrainSpec, engine, device: torch.device):
+        runs = len(spec.runs)
+        self.spec = spec
+        self.engine = engine
+        self.eval_steps = set(spec.eval_steps)
+        self.active = list(range(runs))  # run numbers of the engine's rows, in order
+        self.alive = torch.ones(runs, dtype=torch.bool, device=device)
+        self.diverged_at = torch.full((runs,), -1, dtype=torch.int64, device=device)
+        self.loss_sum = torch.zeros(runs, device=device)
+        self.loss_count = torch.zeros(runs, device=device)
+        layers = len(engine.weight_names)
+        self.layer_stats = torch.full((runs, 2 * layers), math.nan, device=device)
+        self._before: list[torch.Tensor] = []
+
+    def observe(self, step: int, losses: torch.Tensor) -> None:
+        """Add one step's minibatch losses; mark the runs whose loss has diverged."""
+        bad = ~(losses <= DIVERGENCE_LOSS)  # also true for NaN
+        counted = self.alive  # the diverging loss itself is still reported
+        self.loss_sum += torch.where(counted, losses, 0.0)
+        self.loss_count += counted
+        self.diverged_at = torch.where(counted & bad, step, self.diverged_at)
+        self.alive = counted & ~bad
+
+    def before_update(self) -> None:
+        self._before = [w.clone() for w in self.engine.weights()]
+        self._grad_norms = _norms(self.engine.weight_grads())
+
+    def after_update(self) -> None:
+        after = self.engine.weights()
+        # one layer's change alive at a time, not all of them
+        change = _norms(a - b for a, b in zip(after, self._before))
+        self.layer_stats = torch.cat([self._grad_norms, change / _norms(self._before)], dim=1)
+        self._before = []
+
+    def checkpoint(self, step: int, x_val: torch.Tensor, y_val: torch.Tensor,
+                   start: float) -> Checkpoint:
+        with torch.no_grad():
+            logits = self.engine.logits(x_val, train=False)
+            val_loss = run_losses(logits, y_val)
+            val_acc = (logits.argmax(dim=2) == y_val).float().mean(dim=1)
+        nan = torch.full_like(val_loss, math.nan)
+        columns = torch.stack([
+            self.loss_sum / self.loss_count,
+            torch.where(self.alive, val_loss, nan),
+            torch.where(self.alive, val_acc, nan),
+            self.diverged_at.to(val_loss.dtype),
+        ], dim=1)
+        host = torch.cat([columns, self.layer_stats], dim=1).cpu().tolist()  # the one sync
+        layers = len(self.engine.weight_names)
+        runs = self.spec.runs
+        records = []
+        for run, row in zip(self.active, host):
+            (name, params), seed = runs[run]
+            records.append(RunRecord(
+                run=run, scheme=name, scheme_params=params, seed=seed, step=step,
+                train_loss=row[0], val_loss=row[1], val_acc=row[2],
+                diverged_at=None if row[3] < 0 else int(row[3]),
+                grad_norm=tuple(row[4:4 + layers]), update_ratio=tuple(row[4 + layers:])))
+        self._drop_diverged([record.diverged for record in records])
+        if step > 0:
+            # The first batch's loss is also the loss of update 1, which the next record covers.
+            self.loss_sum.zero_()
+            self.loss_count.zero_()
+        return Checkpoint(step=step, steps=self.spec.steps,
+                          seconds=time.perf_counter() - start, records=tuple(records))
+
+    def _drop_diverged(self, diverged: list[bool]) -> None:
+        if not any(diverged):
+            return
+        keep = [i for i, gone in enumerate(diverged) if not gone]
+        rows = torch.tensor(keep, dtype=torch.int64, device=self.alive.device)
+        self.active = [self.active[i] for i in keep]
+        if keep:
+            self.engine.keep(rows)
+        for name in ("alive", "diverged_at", "loss_sum", "loss_count", "layer_stats"):
+            setattr(self, name, getattr(self, name)[rows])
+
+
+__all__ = ["BatchedEngine", "DIVERGENCE_LOSS", "NARROW_LINEAR", "OneByOneEngine", "Tracker",
+           "run_losses"]
