@@ -22,7 +22,8 @@ from streamlit.runtime.state.query_params import (CLIENT_STATE_QUERY_STRING_MAX_
 
 from initviz.errors import InvalidSpec
 from initviz.presets import PRESETS, SECTIONS
-from initviz.schemes import BIAS_SCHEMES, SCHEMES, Scheme
+from initviz.scheme_types import Scheme
+from initviz.schemes import BIAS_SCHEMES, SCHEMES
 from initviz.text import escape, quote
 
 MAX_PAGE_WIDTH = 2048

@@ -19,7 +19,8 @@ from initviz.devices import DEVICE_CHOICES
 from initviz.errors import InitvizError
 from initviz.network import MAX_INPUT_DIM, NORMS, NetworkSpec
 from initviz.presets import PRESETS
-from initviz.schemes import BIAS_SCHEMES, SCHEMES, Param, Scheme
+from initviz.scheme_types import Param, Scheme
+from initviz.schemes import BIAS_SCHEMES, SCHEMES
 from initviz.text import escape, quote
 from ui.links import (BOUND, MAX_PAGE_BATCH, MAX_PAGE_DEPTH, MAX_PAGE_WIDTH, binding,
                       link_default, on_preset_change, refused_together)

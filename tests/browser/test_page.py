@@ -46,7 +46,8 @@ SETTLED_JS = """() => {
 }"""
 
 CHARTS_DRAWN_JS = """(minimum) => {
-    const charts = [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')];
+    const charts = [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')]
+        .filter(chart => chart.offsetParent !== null);  // a closed tab's charts are hidden
     return charts.length >= minimum && charts.every(c => c.querySelector('canvas, svg') !== null);
 }"""
 VERDICT_SHOWN_JS = """() => [...document.querySelectorAll('[data-testid="stMain"] strong')]
@@ -149,7 +150,7 @@ def test_page_loads_with_verdict_and_charts_and_each_tab_draws_its_section(page,
     for name, drawn, text in [("Weights", 2, "Per-layer table"), ("Theory", 2, "χ₁"),
                               ("Code", 0, "nn.init.kaiming_normal_"), ("Training", 0, "Train")]:
         open_tab(page, name, drawn)
-        assert page.locator(CHART).count() == drawn, name
+        assert page.locator(f"{CHART}:visible").count() == drawn, name
         expect(page.locator(MAIN).get_by_text(text).first).to_be_visible()
         snap(page, artifacts, f"01-tab-{name}")
 

@@ -26,6 +26,7 @@ MIN_CHART_PX = 340
 halves side by side wrap one under the other below 760 px, ui/sections.py.)"""
 
 CHART_BOXES_JS = """() => [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')]
+    .filter(chart => chart.offsetParent !== null)  // a closed tab's charts are hidden
     .map(chart => {
         const drawing = chart.querySelector('canvas, svg');
         const box = chart.getBoundingClientRect();
@@ -36,8 +37,8 @@ CHART_BOXES_JS = """() => [...document.querySelectorAll('[data-testid="stVegaLit
 
 # Text that its box cuts off: wider than the box it is drawn in (Streamlit hides the overflow of
 # tabs and buttons, and ellipsizes a label that does not fit).
-OVERFLOW_JS = """() => [...document.querySelectorAll(
-        '[data-testid="stMain"] :is(p, h1, h2, h3, [role="tab"], button [data-testid="stMarkdownContainer"])')]
+OVERFLOW_JS = """() => [...document.querySelectorAll('[data-testid="stMain"] :is(p, h1, h2, h3, '
+        + '[role="tab"], button [data-testid="stMarkdownContainer"])')]
     .filter(e => e.offsetParent !== null && e.scrollWidth > e.clientWidth + 1)
     .map(e => `${e.innerText.slice(0, 50)} (${e.scrollWidth} > ${e.clientWidth} px)`)"""
 
@@ -115,7 +116,7 @@ def test_presenter_mode_shows_the_story_and_its_chart_on_the_first_screen(browse
         open_view(page, "?preset=he2015&present=1", charts=SIGNAL_CHARTS)
         width, height = SIZES["projector"]
         expect(page.locator("[data-testid='stSidebar']")).to_have_attribute(
-            "aria-expanded", "false")
+            "data-collapsed", "true")
         font = page.evaluate("() => getComputedStyle(document.documentElement).fontSize")
         assert font == "20px", font
         story = page.locator(f"{MAIN} [data-testid='stAlert']").filter(has_text="He et al. 2015")
