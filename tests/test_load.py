@@ -53,7 +53,7 @@ ROOM = ["he2015", "glorot2010", "pytorch_default", "zeros", "large_weights", "se
 WARM_UP = "small_weights"
 """The first visitor, before the room: imports torch and the data sets, starts every cache."""
 STEPS = 10
-TRAINING = f"steps={STEPS}&seeds=1&batch=64"
+TRAINING = f"steps={STEPS}&seeds=1&batch=64&section=Training"
 """Appended to every preset link, so that eight trainings at once fit a 2-core CI machine."""
 FIRST_SEED = 101
 """Session i sets seed FIRST_SEED + i: a different training run for every session."""
@@ -162,6 +162,10 @@ class PageClient:
                 widget_id = getattr(getattr(element, element.WhichOneof("type")), "id", "")
                 if widget_id.startswith("$$ID-"):
                     self.widget_ids[widget_id.split("-", 2)[2]] = widget_id
+            elif kind == "delta" and msg.delta.WhichOneof("type") == "add_block" \
+                    and msg.delta.add_block.WhichOneof("type") == "tab_container":
+                tabs = msg.delta.add_block.tab_container  # the sections, a widget by its key
+                self.widget_ids[tabs.id.split("-", 2)[2]] = tabs.id
             elif kind == "auto_rerun":
                 self._started[msg.auto_rerun.fragment_id] = msg.auto_rerun.interval
             elif kind == "stop_auto_rerun":
@@ -230,11 +234,13 @@ async def attend(url: str, session: Session) -> Session:
             if page.timers and left > 0:
                 await asyncio.sleep(left)  # the browser's timer, not a wait for a condition
         session.training_s = time.perf_counter() - start
-
-        session.code = "\n".join(page.texts("code", "code_text"))
-        session.alerts = page.texts("alert", "body")
         session.progress = page.texts("progress", "text")
         session.exceptions = page.texts("exception", "message")
+
+        await served(page, page.widget("section", string_value="Code"))  # a click on its tab
+        session.code = "\n".join(page.texts("code", "code_text"))
+        session.alerts = page.texts("alert", "body")
+        session.exceptions += page.texts("exception", "message")
         session.messages_sent, session.messages_received = page.sent, page.received
     return session
 
@@ -506,7 +512,8 @@ def test_a_browsing_room_of_30_stays_within_1_gb(trainers):
 
 
 async def _race_then_clear(url: str, sampler: RssSampler) -> dict:
-    link = "width=512&depth=10&steps=2000"  # 214.5 MiB a race: one fits the budget, two do not
+    # 214.5 MiB a race: one fits the budget, two do not
+    link = "width=512&depth=10&steps=2000&section=Training"
     async with PageClient(url, f"{link}&seed=1") as first, \
             PageClient(url, f"{link}&seed=2") as second:
         await first.rerun()
