@@ -39,6 +39,13 @@ def _normal_c(c: float, width: int = 256) -> float:
     return round(math.sqrt(c / width), 6)
 
 
+def _tanh_normal(c: float) -> dict:
+    """A 10-layer tanh net of width 256 with weights N(0, c/n), beside LeCun normal (c = 1)."""
+    return {"width": 256, "depth": 10, "activation": "tanh", "scheme": "normal",
+            "normal.mean": 0.0, "normal.std": _normal_c(c),
+            "compare": ["normal", "lecun_normal"], "bias": "zeros", "norm": "none"}
+
+
 PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset(
         "he2015", "He et al. 2015: a 30-layer ReLU net, Kaiming vs Xavier",
@@ -91,9 +98,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
         "signal's std falls by √c = 0.1 per layer, 10⁻⁹ over these 10 layers, and the gradients' "
         "with it. Compare c = 1 (LeCun normal, healthy) and c = 10 (exploding gradients). "
         "(LeCun et al. 1998, Efficient BackProp; Poole et al. 2016.)",
-        {"width": 256, "depth": 10, "activation": "tanh", "scheme": "normal",
-         "normal.mean": 0.0, "normal.std": _normal_c(0.01),
-         "compare": ["normal", "lecun_normal"], "bias": "zeros", "norm": "none"},
+        _tanh_normal(0.01),
     ),
     Preset(
         "large_weights", "Too large: N(0, 10/n) with tanh",
@@ -105,9 +110,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
         "ξ_c = 4.4 layers, and such a net trains to about 6 ξ_c ≈ 27 layers. (Poole et al. 2016, "
         "Exponential expressivity in deep neural networks through transient chaos; Schoenholz "
         "et al. 2017, Deep Information Propagation.)",
-        {"width": 256, "depth": 10, "activation": "tanh", "scheme": "normal",
-         "normal.mean": 0.0, "normal.std": _normal_c(10.0),
-         "compare": ["normal", "lecun_normal"], "bias": "zeros", "norm": "none"},
+        _tanh_normal(10.0),
     ),
     Preset(
         "selu", "SELU + LeCun normal: self-normalizing",

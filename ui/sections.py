@@ -48,10 +48,12 @@ HALF_MIN_PX = 380
 """The narrowest half of a :func:`pair`: two that do not fit side by side wrap one under the
 other, so that no chart's plot area shrinks to a sliver on a narrow screen."""
 STYLE = f"""<style>
+[data-testid="stMainBlockContainer"] {{ padding-top: 2.5rem; }}
 div:has(> [class*="st-key-half-"]) {{ flex: 1 1 {HALF_MIN_PX}px !important;
                                      min-width: min(100%, {HALF_MIN_PX}px) !important; }}
 </style>"""
-"""The page's stylesheet (:func:`pair`)."""
+"""The page's stylesheet: :func:`pair`, and a top margin that leaves the first screen of a
+1280×720 projector to the story, the verdict and the open tab's first chart."""
 
 
 def pair(name: str):
