@@ -43,6 +43,7 @@ from scipy.optimize import nnls
 from initviz import training
 from initviz.cache import LRU, MemoryLedger, finished_trainings, server_ledger
 from initviz.datasets import load_dataset
+from initviz.devices import threads_here, usable_cpus
 from initviz.errors import InitvizError
 from initviz.training import RunRecord, TrainSpec
 
@@ -63,6 +64,19 @@ TIMED_RACES = 16
 """The time estimate is fitted to this many of the server's latest finished races."""
 
 log = logging.getLogger(__name__)
+
+
+def race_threads() -> int:
+    """Torch threads for a race's worker: one CPU fewer than the process may use, at least one.
+
+    A race never has the CPUs to itself: the page that watches it reruns every half second, and
+    a browser on the same machine draws it. With two threads on two CPUs, every matmul waited at
+    MKL's barrier for a thread that the browser or another process held, spinning meanwhile: 40
+    steps of a 30-layer race took 14-57 s (11-38 s of CPU) on two threads against 6-9 s on one,
+    with other work on the machine (benchmarks/README.md).
+    """
+    return max(1, usable_cpus() - 1)
+
 
 STATES = ("training", "finished", "diverged", "stopped", "failed", "refused")
 
@@ -196,6 +210,7 @@ class Race:
     def _run(self) -> None:
         records: tuple[RunRecord, ...] = ()
         try:
+            threads_here(race_threads())
             for checkpoint in self._stream:
                 records += checkpoint.records
                 self._publish(records=records, step=checkpoint.step, seconds=checkpoint.seconds)
@@ -353,4 +368,4 @@ def server_board() -> RaceBoard:
 
 
 __all__ = ["LEASE_SECONDS", "Race", "RaceBoard", "RaceView", "STATES", "TrainingJob",
-           "fitted_seconds", "race_work", "server_board"]
+           "fitted_seconds", "race_threads", "race_work", "server_board"]
