@@ -146,7 +146,7 @@ class Race:
     """One spec trained by a worker thread; ``watch``/``unwatch`` tell it who still looks."""
 
     def __init__(self, spec: TrainSpec, ledger: MemoryLedger, watcher: str,
-                 on_end: Callable[[Race], None], clock: Callable[[], float] = time.monotonic):
+                 on_end: Callable[[Race, RaceView], None], clock: Callable[[], float] = time.monotonic):
         self._lock = threading.Lock()
         self._clock = clock
         self._watchers = {watcher: clock() + LEASE_SECONDS}  # token -> lease expiry
@@ -210,25 +210,28 @@ class Race:
 
     def _run(self) -> None:
         records: tuple[RunRecord, ...] = ()
+        end: dict = {}
         try:
             threads_here(race_threads())
             for checkpoint in self._stream:
                 records += checkpoint.records
                 self._publish(records=records, step=checkpoint.step, seconds=checkpoint.seconds)
             view = self.view()
-            state = ("stopped" if self._stream.stopped else
-                     "finished" if view.step == view.spec.steps else "diverged")
-            self._publish(state=state)
+            end = {"state": "stopped" if self._stream.stopped else
+                            "finished" if view.step == view.spec.steps else "diverged"}
         except InitvizError as error:
-            self._publish(state="failed", error=str(error))
+            end = {"state": "failed", "error": str(error)}
         except Exception as error:  # a worker must always end its race and free its memory
             log.exception("training race failed")
-            self._publish(state="failed", error=f"training failed ({type(error).__name__}); "
-                                                "try other settings")
+            end = {"state": "failed",
+                   "error": f"training failed ({type(error).__name__}); try other settings"}
         finally:
             self._stream = None  # the models and data go now, not when the race is forgotten
             self._release()
-            self._on_end(self)
+            # Filed with the board (finished, timed) and its memory back before any watcher can
+            # see that it ended: one who presses Train again then gets it, not a second race.
+            self._on_end(self, replace(self.view(), **end))
+            self._publish(**end)
 
 
 class RaceBoard:
@@ -291,8 +294,7 @@ class RaceBoard:
         for race in races:
             race.cancel()
 
-    def _ended(self, race: Race) -> None:
-        view = race.view()
+    def _ended(self, race: Race, view: RaceView) -> None:
         with self._lock:
             if self._running.get(view.spec) is race:
                 del self._running[view.spec]

@@ -245,3 +245,18 @@ def test_the_server_board_takes_what_is_loaded_out_of_the_collectors_way(monkeyp
     finally:
         gc.unfreeze()
         sys.setswitchinterval(interval)
+
+
+def test_a_race_is_filed_with_the_board_before_any_watcher_sees_it_end():
+    class SlowToFile(RaceBoard):  # a worker descheduled between the last step and the filing
+        def _ended(self, *args):
+            time.sleep(0.5)
+            super()._ended(*args)
+
+    ledger = MemoryLedger(budget=2**40)
+    board = SlowToFile(ledger)
+    job = board.start(spec(seed=9))
+    wait_until(lambda: not job.running)
+    assert board.finished(spec(seed=9)) is not None and board.estimate(spec(seed=9)) > 0
+    assert ledger.used == 0
+    assert board.start(spec(seed=9)).view().state == "finished" and board.started == 1
