@@ -28,7 +28,6 @@ Example::
 from __future__ import annotations
 
 import atexit
-import gc
 import logging
 import sys
 import threading
@@ -367,15 +366,6 @@ def server_board() -> RaceBoard:
             atexit.register(_board.close)
             # a server's races share the interpreter with its pages: see SWITCH_INTERVAL
             sys.setswitchinterval(SWITCH_INTERVAL)
-            # Streamlit runs a full gc.collect() after every script run (runner.postScriptGC),
-            # a race's page redraws included, twice a second. With torch, pandas and Altair
-            # loaded each walked about 410 000 objects for 0.3-0.5 s holding the GIL, which the
-            # race's worker needs between its torch ops: a third of a race's wall time in a
-            # server (py-spy). The objects alive now (the libraries) will live as long as the
-            # server: moved out of the collector's way, a collection takes well under 1 ms.
-            # torch._dynamo (imported by the first race's optimizer) is 116 000 of them.
-            import torch._dynamo  # noqa: F401
-            gc.freeze()
         return _board
 
 
