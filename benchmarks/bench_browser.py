@@ -21,8 +21,9 @@ the app, and times, wall clock from the action to the condition:
 Browser-side cost, over the same windows: the main thread's long tasks (over 50 ms, from the
 Long Tasks API; they include React, Arrow decoding and Vega), the JavaScript time sampled inside
 the Vega bundle (a V8 CPU profile through CDP, self time in Streamlit's ``embed``,
-``vega-interpreter``, ``ArrowVegaLiteChart`` and ``loadVegaEmbed`` chunks), and the bytes the
-server sent over the websocket.
+``vega-interpreter``, ``ArrowVegaLiteChart`` and ``loadVegaEmbed`` chunks), the bytes the
+server sent over the websocket, and the CPU time of the server and of this benchmark's own
+browser (what competes with a race for the cores).
 
 Each figure is the median over ``--repeats``, in seconds and as a ratio to the minimal page's
 figure for the same action. Train has no counterpart on the minimal page: its ratios are to the
@@ -100,6 +101,8 @@ class Sample:
     long_task_s: float = 0.0
     vega_js_s: float = 0.0
     ws_bytes: int = 0
+    server_cpu_s: float = 0.0
+    browser_cpu_s: float = 0.0
     note: str = ""
     start: float = 0.0  # time.perf_counter() at the action
 
@@ -107,7 +110,8 @@ class Sample:
 class Visitor:
     """A new browser context with one instrumented page: what a new visitor brings."""
 
-    def __init__(self, browser, url: str):
+    def __init__(self, browser, url: str, server_pid: int):
+        self.server_pid = server_pid
         self.context = browser.new_context(viewport=VIEWPORT, base_url=url)
         self.context.set_default_timeout(PAGE_S * 1000)
         self.context.add_init_script(INSTRUMENT_JS)
@@ -137,8 +141,11 @@ class Visitor:
         origin, browser_start = self.page.evaluate(
             "() => [performance.timeOrigin, performance.now()]")
         self.cdp.send("Profiler.start")
+        server_before, browser_before = cpu_seconds(self.server_pid), browser_cpu_seconds()
         sample.start = time.perf_counter()
         yield sample
+        sample.server_cpu_s = cpu_seconds(self.server_pid) - server_before
+        sample.browser_cpu_s = browser_cpu_seconds() - browser_before
         self.page.evaluate(TWO_FRAMES_JS)  # the last frame painted, its long task reported
         profile = self.cdp.send("Profiler.stop")["profile"]
         sample.vega_js_s = vega_seconds(profile)
@@ -156,6 +163,34 @@ class Visitor:
 
     def close(self) -> None:
         self.context.close()
+
+
+def _cpu(processes) -> float:
+    import psutil
+
+    total = 0.0
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            times = process.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time so far of a process and its children (the server)."""
+    import psutil
+
+    process = psutil.Process(pid)
+    return _cpu([process, *process.children(recursive=True)])
+
+
+def browser_cpu_seconds() -> float:
+    """CPU time so far of this benchmark's own browser: Playwright's driver and the Chromium it
+    started, not other Chromiums on the machine (nor the servers, also children of this one)."""
+    import psutil
+
+    return _cpu(p for p in psutil.Process().children(recursive=True)
+                if p.name() == "node" or "chrom" in p.name())
 
 
 def vega_seconds(profile: dict) -> float:
@@ -257,8 +292,8 @@ def server(minimal: bool, log: Path):
 def show(action: str, sample: Sample) -> None:
     print(f"  {action}: " + ", ".join(f"{k} {v:.2f} s" for k, v in sample.seconds.items())
           + f"; long tasks {sample.long_task_s:.2f} s, Vega JS {sample.vega_js_s:.2f} s, "
-          f"websocket {sample.ws_bytes / 1e3:.0f} kB"
-          + (f" ({sample.note})" if sample.note else ""),
+          f"websocket {sample.ws_bytes / 1e3:.0f} kB, CPU: server {sample.server_cpu_s:.1f} s, "
+          f"browser {sample.browser_cpu_s:.1f} s" + (f" ({sample.note})" if sample.note else ""),
           flush=True)
 
 
@@ -275,7 +310,7 @@ def one_repeat(browser, minimal: bool, with_training: bool, log: Path) -> dict[s
     samples: dict[str, Sample] = Samples()
     with server(minimal, log) as running:
         for name in ("cold first page", "warm visitor"):
-            visitor = Visitor(browser, running.url)
+            visitor = Visitor(browser, running.url, running.proc.pid)
             try:
                 samples[name] = open_page(visitor, "", minimum, first_chart=True)
                 if name == "warm visitor":
@@ -285,7 +320,7 @@ def one_repeat(browser, minimal: bool, with_training: bool, log: Path) -> dict[s
         if with_training:
             for name, query in (("Train, default view", ""), ("Train, ?preset=he2015",
                                                                  "?preset=he2015")):
-                visitor = Visitor(browser, running.url)
+                visitor = Visitor(browser, running.url, running.proc.pid)
                 try:
                     open_page(visitor, query, minimum, first_chart=False)
                     samples[name] = train(visitor)
@@ -365,20 +400,23 @@ def main(argv: list[str] | None = None) -> int:
     for action, milestone, seconds, base, ratio, against in rows:
         print(f"{action:<24} {milestone:<12} {seconds:7.2f} {base:10.2f} {ratio:7.1f}  {against}")
     print(f"\n{'browser side':<24} {'page':<8} {'long tasks s':>13} {'Vega JS s':>10} "
-          f"{'websocket kB':>13}")
+          f"{'websocket kB':>13} {'server CPU s':>13} {'browser CPU s':>14}")
     for page, samples in runs.items():
         for action in samples[0]:
             print(f"{action:<24} {page:<8} "
                   f"{median([r[action].long_task_s for r in samples]):13.2f} "
                   f"{median([r[action].vega_js_s for r in samples]):10.2f} "
-                  f"{median([r[action].ws_bytes for r in samples]) / 1e3:13.0f}")
+                  f"{median([r[action].ws_bytes for r in samples]) / 1e3:13.0f} "
+                  f"{median([r[action].server_cpu_s for r in samples]):13.1f} "
+                  f"{median([r[action].browser_cpu_s for r in samples]):14.1f}")
     if args.json:
         args.json.write_text(json.dumps({
             "machine": {**machine(), "chromium": version, "load_before": load_before,
                         "load_after": load_after, "repeats": args.repeats},
             "samples": {page: [{action: {"seconds": s.seconds, "long_task_s": s.long_task_s,
                                          "vega_js_s": s.vega_js_s, "ws_bytes": s.ws_bytes,
-                                         "note": s.note} for action, s in run.items()}
+                                         "server_cpu_s": s.server_cpu_s,
+                                         "browser_cpu_s": s.browser_cpu_s, "note": s.note} for action, s in run.items()}
                                for run in samples] for page, samples in runs.items()},
             "medians": [{"action": a, "until": m, "app_s": s, "minimal_s": b, "ratio": r,
                          "ratio_against": against} for a, m, s, b, r, against in rows],

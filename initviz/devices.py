@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -79,6 +80,26 @@ def limit_threads() -> int:
     return threads
 
 
+def threads_here(threads: int) -> None:
+    """Run the calling thread's torch work on ``threads`` intra-op threads; other threads keep
+    theirs, and threads started later still get the process's count.
+
+    ``torch.set_num_threads`` sets the calling thread's own OpenMP and MKL thread counts, and also
+    the process-wide count that every thread takes at its first torch op. A short helper thread
+    sets that back to what it was; the helper's own counts die with it, this thread's stay.
+
+    Args:
+        threads: intra-op threads for this thread (at least 1).
+    """
+    process_wide = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    if threads != process_wide:
+        helper = threading.Thread(target=torch.set_num_threads, args=(process_wide,),
+                                  name="initviz-threads")
+        helper.start()
+        helper.join()
+
+
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
@@ -102,4 +123,4 @@ def side_by_side(compute: Callable[[Item], Result], items: Sequence[Item], *,
 
 
 __all__ = ["DEVICE_CHOICES", "DeviceChoice", "limit_threads", "resolve_device", "side_by_side",
-           "usable_cpus"]
+           "threads_here", "usable_cpus"]

@@ -43,6 +43,7 @@ from scipy.optimize import nnls
 from initviz import training
 from initviz.cache import LRU, MemoryLedger, finished_trainings, server_ledger
 from initviz.datasets import load_dataset
+from initviz.devices import threads_here, usable_cpus
 from initviz.errors import InitvizError
 from initviz.records import RunRecord
 from initviz.training import TrainSpec
@@ -64,6 +65,19 @@ TIMED_RACES = 16
 """The time estimate is fitted to this many of the server's latest finished races."""
 
 log = logging.getLogger(__name__)
+
+
+def race_threads() -> int:
+    """Torch threads for a race's worker: one CPU fewer than the process may use, at least one.
+
+    A race never has the CPUs to itself: the page that watches it reruns every half second, and
+    a browser on the same machine draws it. With two threads on two CPUs, every matmul waited at
+    MKL's barrier for a thread that the browser or another process held, spinning meanwhile: 40
+    steps of a 30-layer race took 14-57 s (11-38 s of CPU) on two threads against 6-9 s on one,
+    with other work on the machine (benchmarks/README.md).
+    """
+    return max(1, usable_cpus() - 1)
+
 
 STATES = ("training", "finished", "diverged", "stopped", "failed", "refused")
 
@@ -132,7 +146,7 @@ class Race:
     """One spec trained by a worker thread; ``watch``/``unwatch`` tell it who still looks."""
 
     def __init__(self, spec: TrainSpec, ledger: MemoryLedger, watcher: str,
-                 on_end: Callable[[Race], None], clock: Callable[[], float] = time.monotonic):
+                 on_end: Callable[[Race, RaceView], None], clock: Callable[[], float] = time.monotonic):
         self._lock = threading.Lock()
         self._clock = clock
         self._watchers = {watcher: clock() + LEASE_SECONDS}  # token -> lease expiry
@@ -196,24 +210,28 @@ class Race:
 
     def _run(self) -> None:
         records: tuple[RunRecord, ...] = ()
+        end: dict = {}
         try:
+            threads_here(race_threads())
             for checkpoint in self._stream:
                 records += checkpoint.records
                 self._publish(records=records, step=checkpoint.step, seconds=checkpoint.seconds)
             view = self.view()
-            state = ("stopped" if self._stream.stopped else
-                     "finished" if view.step == view.spec.steps else "diverged")
-            self._publish(state=state)
+            end = {"state": "stopped" if self._stream.stopped else
+                            "finished" if view.step == view.spec.steps else "diverged"}
         except InitvizError as error:
-            self._publish(state="failed", error=str(error))
+            end = {"state": "failed", "error": str(error)}
         except Exception as error:  # a worker must always end its race and free its memory
             log.exception("training race failed")
-            self._publish(state="failed", error=f"training failed ({type(error).__name__}); "
-                                                "try other settings")
+            end = {"state": "failed",
+                   "error": f"training failed ({type(error).__name__}); try other settings"}
         finally:
             self._stream = None  # the models and data go now, not when the race is forgotten
             self._release()
-            self._on_end(self)
+            # Filed with the board (finished, timed) and its memory back before any watcher can
+            # see that it ended: one who presses Train again then gets it, not a second race.
+            self._on_end(self, replace(self.view(), **end))
+            self._publish(**end)
 
 
 class RaceBoard:
@@ -276,8 +294,7 @@ class RaceBoard:
         for race in races:
             race.cancel()
 
-    def _ended(self, race: Race) -> None:
-        view = race.view()
+    def _ended(self, race: Race, view: RaceView) -> None:
         with self._lock:
             if self._running.get(view.spec) is race:
                 del self._running[view.spec]
@@ -354,4 +371,4 @@ def server_board() -> RaceBoard:
 
 
 __all__ = ["LEASE_SECONDS", "Race", "RaceBoard", "RaceView", "STATES", "TrainingJob",
-           "fitted_seconds", "race_work", "server_board"]
+           "fitted_seconds", "race_threads", "race_work", "server_board"]
