@@ -416,7 +416,8 @@ def main(argv: list[str] | None = None) -> int:
             "samples": {page: [{action: {"seconds": s.seconds, "long_task_s": s.long_task_s,
                                          "vega_js_s": s.vega_js_s, "ws_bytes": s.ws_bytes,
                                          "server_cpu_s": s.server_cpu_s,
-                                         "browser_cpu_s": s.browser_cpu_s, "note": s.note} for action, s in run.items()}
+                                         "browser_cpu_s": s.browser_cpu_s, "note": s.note}
+                                for action, s in run.items()}
                                for run in samples] for page, samples in runs.items()},
             "medians": [{"action": a, "until": m, "app_s": s, "minimal_s": b, "ratio": r,
                          "ratio_against": against} for a, m, s, b, r, against in rows],

@@ -146,7 +146,8 @@ class Race:
     """One spec trained by a worker thread; ``watch``/``unwatch`` tell it who still looks."""
 
     def __init__(self, spec: TrainSpec, ledger: MemoryLedger, watcher: str,
-                 on_end: Callable[[Race, RaceView], None], clock: Callable[[], float] = time.monotonic):
+                 on_end: Callable[[Race, RaceView], None],
+                 clock: Callable[[], float] = time.monotonic):
         self._lock = threading.Lock()
         self._clock = clock
         self._watchers = {watcher: clock() + LEASE_SECONDS}  # token -> lease expiry
