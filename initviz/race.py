@@ -33,6 +33,7 @@ import sys
 import threading
 import time
 import uuid
+import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -48,10 +49,12 @@ from initviz.errors import InitvizError
 from initviz.records import RunRecord
 from initviz.training import TrainSpec
 
-LEASE_SECONDS = 20.0
-"""A watcher that has not drawn its race for this long is gone (its tab closed or sleeps). The
-page renews its lease at every redraw, twice a second; browsers slow a background tab's timers to
-about once a second, well inside the lease."""
+LEASE_SECONDS = 90.0
+"""A watcher that has not drawn its race for this long is gone. The page renews its lease at every
+redraw, twice a second, but a redraw of a server busy with a room can take many seconds, and
+Chrome slows a hidden tab's timers to once a minute: a shorter lease stopped the races of people
+still watching. A closed tab leaves sooner: its session is dropped (``disconnectedSessionTTL``),
+and with it its :class:`TrainingJob`, whose collection drops its lease at once."""
 STOP_WAIT_SECONDS = 5.0
 """How long a stop waits for the worker to leave its current step and free its memory."""
 FINISHED_RACES = 32
@@ -178,6 +181,12 @@ class Race:
                 return False
             self._watchers[token] = self._clock() + LEASE_SECONDS
             return True
+
+    def leave(self, token: str) -> None:
+        """Drop ``token`` without waiting: the race stops at its next step if nobody is left.
+        (Called when a session's job is collected, on whatever thread that happens.)"""
+        with self._lock:
+            self._watchers.pop(token, None)
 
     def unwatch(self, token: str) -> None:
         """Drop ``token``; with nobody left, the race stops and this waits for its memory."""
@@ -319,6 +328,7 @@ class TrainingJob:
     def _attach(self, target: Race | RaceView) -> TrainingJob:
         if isinstance(target, Race):
             self._race = target
+            weakref.finalize(self, target.leave, self.token)  # the session is gone
         else:
             self._final = target
         return self

@@ -1,5 +1,6 @@
 """Training races owned by the server: single flight, leases, Stop from any thread at any moment."""
 
+import gc
 import random
 import threading
 import time
@@ -130,6 +131,23 @@ def test_a_race_whose_watchers_stop_renewing_is_stopped_and_releases_its_memory(
     # the spec can be trained again afterwards
     assert board.start(spec(steps=5000, seed=3)).running
     clock.now += LEASE_SECONDS + 1
+
+
+def test_a_session_that_is_dropped_leaves_its_race_at_once():
+    ledger = MemoryLedger(budget=2**40)
+    board = RaceBoard(ledger, clock=Clock())  # leases never run out here
+    long = TrainSpec(network=NetworkSpec.stack(128, 6), seeds=1, batch=64, steps=2000, seed=4)
+    job = board.start(long)
+    wait_until(lambda: job.view().step > 0)
+    other = board.start(long)  # a second watcher of the same race
+    del job  # the first session closed: Streamlit dropped its state, and the job with it
+    gc.collect()
+    time.sleep(0.5)
+    assert other.running and ledger.used > 0  # the other one still watches
+    del other
+    gc.collect()
+    wait_until(lambda: ledger.used == 0, seconds=10)  # no lease to run out: stopped now
+    assert board.finished(long) is None  # stopped, not run to its end
 
 
 def test_a_busy_server_refuses_a_race_until_the_memory_is_back():
