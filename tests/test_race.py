@@ -138,7 +138,7 @@ def test_a_session_that_is_dropped_leaves_its_race_at_once():
     board = RaceBoard(ledger, clock=Clock())  # leases never run out here
     long = TrainSpec(network=NetworkSpec.stack(128, 6), seeds=1, batch=64, steps=2000, seed=4)
     job = board.start(long)
-    wait_until(lambda: job.view().step > 0)
+    wait_until(lambda watched=job: watched.view().step > 0)
     other = board.start(long)  # a second watcher of the same race
     del job  # the first session closed: Streamlit dropped its state, and the job with it
     gc.collect()
