@@ -74,7 +74,12 @@ class Figure:
 
     def chart(self) -> alt.TopLevelMixin:
         """The Altair chart with its tables inline (for a notebook, or to save)."""
-        return _configured(self.build(self.tables, *self.structure))
+        return _configured(self.part())
+
+    def part(self) -> alt.TopLevelMixin:
+        """The chart without its top-level settings (legends, sizing), to be put beside others
+        (``alt.hconcat``), which take those settings only at the top."""
+        return self.build(self.tables, *self.structure)
 
     def to_dict(self) -> dict:
         """The whole Vega-Lite spec, rows inline, validated against the schema by Altair."""

@@ -104,11 +104,14 @@ class Inspection:
     def _repr_html_(self) -> str:
         import altair as alt
 
+        from initviz import charts
+
         table = self.layers[["layer", "name", "kind", "fan_in", "fan_out", "weight_std",
                              "weight_std_theory", "act_std", "grad_std", "dead_frac"]]
         schemes = [self.recognized[name].scheme or "?" for name in self.layers["name"]]
         table = table.assign(recognized=schemes)
-        chart = alt.hconcat(*(figure.chart() for figure in self.figures()))
+        chart = alt.hconcat(*(figure.part() for figure in self.figures())).configure_legend(
+            **charts.LEGEND)
         return (f"<p><b>{html.escape(self.verdict, quote=False)}</b></p>"
                 + chart.to_html(fullhtml=False)
                 + table.to_html(index=False, float_format="{:.4g}".format))

@@ -70,6 +70,7 @@ def open_view(page: Page, query: str = "", charts: int = 1) -> None:
     are drawn (the open tab's: a Training or Code tab has none), without errors."""
     page.goto(f"/{query}", wait_until="domcontentloaded")
     page.wait_for_function(VERDICT_SHOWN_JS, timeout=FIRST_PAGE_MS)
+    page.wait_for_selector("[data-testid='stSidebar'] .st-key-device", timeout=FIRST_PAGE_MS)
     settle(page, FIRST_PAGE_MS, charts)
     assert_no_errors(page)
 
@@ -272,8 +273,9 @@ page redraws the curve several times (it trains in time slices between redraws).
 def test_train_draws_a_live_curve(page, artifacts):
     open_view(page, TRAINING_VIEW, charts=0)
     expect(page.get_by_role("tab", name="Training")).to_have_attribute("aria-selected", "true")
-    train = page.get_by_role("button", name="Train", exact=True)
-    expect(train, "the Training section has no 'Train' button").to_be_visible()
+    # by widget key: its accessible name carries its keyboard shortcut ("Train T")
+    train = page.locator(".st-key-train_button button")
+    expect(train, "the Training section has no 'Train' button").to_be_visible(timeout=RERUN_MS)
     page.evaluate(WATCH_TRAINING_JS)
     train.click()
     page.wait_for_function("() => window.__training.changes >= 1", timeout=TRAINING_MS)
