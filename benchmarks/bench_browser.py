@@ -270,27 +270,30 @@ def open_tab(visitor: Visitor, name: str, minimum: int) -> Sample:
     return sample
 
 
-def train(visitor: Visitor) -> Sample:
+def train(visitor: Visitor, bound_s: float = TRAIN_S) -> Sample:
     """Press Train on the open Training tab: to the first training point drawn and to finished.
-    A race still running after ``TRAIN_S`` is stopped and recorded without its finish."""
+    A race not seen finished ``bound_s`` after the click is stopped (if it still runs) and
+    recorded without its finish, with what its progress bar says."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     # Before the first point the Training tab draws no chart; with it, its curves appear.
     before = visitor.page.locator(f"{CHART}:visible").count()
     with visitor.measured() as sample:
         visitor.page.locator(".st-key-train_button button").click()
-        visitor.page.wait_for_function(CHARTS_DRAWN_JS, arg=before + 1, timeout=TRAIN_S * 1000)
+        visitor.page.wait_for_function(CHARTS_DRAWN_JS, arg=before + 1, timeout=bound_s * 1000)
         sample.seconds["first point"] = since(sample)
         try:
             visitor.page.wait_for_function(RACE_OVER_JS, arg=[TRAINING_CHARTS],
-                                           timeout=TRAIN_S * 1000)
+                                           timeout=max(bound_s - since(sample), 1) * 1000)
             sample.seconds["finished"] = since(sample)
         except PlaywrightTimeout:
-            visitor.page.locator(".st-key-stop_button button").click(timeout=ELEMENT_S * 1000)
+            stop = visitor.page.locator(".st-key-stop_button button")
+            if stop.is_enabled(timeout=ELEMENT_S * 1000):  # disabled: the race ended meanwhile
+                stop.click(timeout=ELEMENT_S * 1000)
     progress = visitor.page.locator('[data-testid="stMain"] [data-testid="stProgress"]'
                                     ).inner_text(timeout=ELEMENT_S * 1000).strip()
     sample.note = progress if "finished" in sample.seconds else \
-        f"not finished {TRAIN_S} s after the click, stopped: {progress}"
+        f"not seen finished {bound_s:.0f} s after the click: {progress}"
     return sample
 
 
@@ -333,7 +336,8 @@ class Samples(dict):
         super().__setitem__(action, sample)
 
 
-def one_repeat(browser, minimal: bool, with_training: bool, log: Path) -> dict[str, Sample]:
+def one_repeat(browser, minimal: bool, with_training: bool, log: Path,
+               train_bound_s: float = TRAIN_S) -> dict[str, Sample]:
     """The minimal page: cold, warm, slider. The app on the Signal tab (what it opens on): the
     same, then a click on the Theory tab; then, if asked, both races on their Training tabs."""
     minimum = 1 if minimal else SIGNAL_CHARTS
@@ -355,7 +359,7 @@ def one_repeat(browser, minimal: bool, with_training: bool, log: Path) -> dict[s
                 visitor = Visitor(browser, running.url, running.proc.pid)
                 try:
                     open_page(visitor, query, 0, first_chart=False)
-                    samples[name] = train(visitor)
+                    samples[name] = train(visitor, train_bound_s)
                 finally:
                     visitor.close()
     return samples
@@ -408,6 +412,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="fresh servers per page (3)")
     parser.add_argument("--no-train", action="store_true", help="skip the two races")
+    parser.add_argument("--train-bound", type=float, default=TRAIN_S, metavar="S",
+                        help=f"give up on a race this long after Train ({TRAIN_S} s)")
     parser.add_argument("--json", type=Path, help="write every sample and the medians here")
     args = parser.parse_args(argv)
     if args.repeats < 1:
@@ -432,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"repeat {repeat + 1}/{args.repeats}: {page} page ...", flush=True)
                     samples = one_repeat(browser, page == "minimal",
                                          not args.no_train and page == "app",
-                                         LOGS / f"{page}-{repeat + 1}.log")
+                                         LOGS / f"{page}-{repeat + 1}.log", args.train_bound)
                     runs[page].append(samples)
             version = browser.version
         finally:
