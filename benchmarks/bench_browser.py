@@ -8,15 +8,21 @@ the app, and times, wall clock from the action to the condition:
 
 1. **cold first page**: a new browser context opens the URL of the just-started server (the first
    script run imports torch); until *fully drawn*: the script state is ``notRunning``, nothing is
-   stale, and every Vega chart has its canvas or SVG (the browser tests' own conditions, imported
-   from ``tests/browser/test_page.py``), and until the first chart was drawn;
+   stale, and every visible Vega chart has its canvas or SVG, at least the open tab's count (the
+   browser tests' own conditions, imported from ``tests/browser/test_page.py``; the app opens on
+   its Signal tab, 6 charts, and a closed tab's charts are hidden), and until the first chart;
 2. **warm visitor**: another new context on the same server, to fully drawn;
 3. **slider change**: depth 20 -> 30 by one click on the slider's track where 30 lies (one
    committed value: ten arrow-key presses commit more than one), timed from the click until a
    script run has ended after it and the page is fully drawn again;
-4. **Train** (the app only, on its own fresh server, so no finished race is reused): on the
-   default view and on ``?preset=he2015``, from the click to the first training point drawn (the
-   loss chart has a canvas) and to finished (the progress bar says so and the page is fully drawn).
+4. **open the Theory tab** (the app only): a click on the tab, until a script run has ended after
+   it and the tab's two charts are drawn: only the open tab is computed and drawn, so a tab
+   switch is a wait of its own;
+5. **Train** (the app only, on the same server: the races differ from anything computed before,
+   so no finished race is reused): on ``?section=Training`` and on
+   ``?preset=he2015&section=Training``, from the click to the first training point drawn (the
+   tab's first chart has a canvas) and to finished (the progress bar says so and the tab's three
+   charts are drawn).
 
 Browser-side cost, over the same windows: the main thread's long tasks (over 50 ms, from the
 Long Tasks API; they include React, Arrow decoding and Vega), the JavaScript time sampled inside
@@ -26,11 +32,11 @@ server sent over the websocket, and the CPU time of the server and of this bench
 browser (what competes with a race for the cores).
 
 Each figure is the median over ``--repeats``, in seconds and as a ratio to the minimal page's
-figure for the same action. Train has no counterpart on the minimal page: its ratios are to the
-minimal page's slider change (one trivial rerun). The machine (CPUs, load average before and
-after) is printed with the table; ``--json PATH`` writes every sample.
+figure for the same action. The Theory tab and Train have no counterpart on the minimal page:
+their ratios are to the minimal page's slider change (one trivial rerun). The machine (CPUs,
+``uptime`` before and after) is printed with the table; ``--json PATH`` writes every sample.
 
-    python benchmarks/bench_browser.py                      # 3 repeats, about 10 minutes
+    python benchmarks/bench_browser.py                      # 3 repeats, 10-45 minutes by load
     python benchmarks/bench_browser.py --repeats 1 --no-train --json /tmp/browser.json
 """
 
@@ -42,6 +48,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -56,7 +63,7 @@ import live_app  # noqa: E402
 import pytest  # noqa: E402  (live_app reports a server that does not start with pytest.fail)
 import streamlit  # noqa: E402
 from conftest import CHROMIUM_ARGS, VIEWPORT, chromium_path  # noqa: E402  (tests/browser's)
-from test_page import CHART, CHARTS_DRAWN_JS, MIN_CHARTS, SETTLED_JS  # noqa: E402
+from test_page import CHART, CHARTS_DRAWN_JS, SETTLED_JS, SIGNAL_CHARTS  # noqa: E402
 
 PAGE_S = 240
 """Bound on a page load or rerun (a cold server imports torch on its first run)."""
@@ -64,6 +71,12 @@ TRAIN_S = 600
 """Bound on a race (issue 14 measured 61 s for he2015 on this machine)."""
 ELEMENT_S = 30
 """Bound on finding an element of a page that is already drawn."""
+THEORY_CHARTS = 2
+"""Charts of the Theory tab: the phase diagram and the Jacobian spectrum."""
+TRAINING_CHARTS = 3
+"""Charts a race draws in the Training tab: loss, validation accuracy, update:data ratio."""
+TRAINING_VIEWS = (("Train, default view", "?section=Training"),
+                  ("Train, ?preset=he2015", "?preset=he2015&section=Training"))
 LOGS = REPO / "test-artifacts" / "bench-browser"
 VEGA_CHUNKS = ("/embed.", "/vega-interpreter.", "/ArrowVegaLiteChart.", "/loadVegaEmbed.")
 """Streamlit's frontend chunks that hold Vega, Vega-Lite and vega-embed, and its chart element."""
@@ -242,27 +255,45 @@ def change_depth(visitor: Visitor, minimum: int) -> Sample:
     return sample
 
 
-def train(visitor: Visitor) -> Sample:
-    """Press Train on the open view: to the first training point drawn and to finished. A race
-    still running after ``TRAIN_S`` is stopped and recorded without its finish."""
+def open_tab(visitor: Visitor, name: str, minimum: int) -> Sample:
+    """Click the tab of section ``name``, to its charts drawn: the tab's content is computed
+    and sent only when it is chosen (a script run), so this is what a person waits for."""
+    tab = visitor.page.get_by_role("tab", name=name, exact=True)
+    runs = visitor.runs_ended()
+    with visitor.measured() as sample:
+        tab.click(timeout=ELEMENT_S * 1000)
+        visitor.page.wait_for_function(DRAWN_JS, arg=[minimum, runs], timeout=PAGE_S * 1000)
+        sample.seconds["drawn"] = since(sample)
+    if tab.get_attribute("aria-selected") != "true" or f"section={name}" not in visitor.page.url:
+        raise RuntimeError(f"the {name} tab is not open: the URL is {visitor.page.url}")
+    sample.note = f"{visitor.runs_ended() - runs} script run(s)"
+    return sample
+
+
+def train(visitor: Visitor, bound_s: float = TRAIN_S) -> Sample:
+    """Press Train on the open Training tab: to the first training point drawn and to finished.
+    A race not seen finished ``bound_s`` after the click is stopped (if it still runs) and
+    recorded without its finish, with what its progress bar says."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-    # Before the first point the training section draws no chart; with it, its curves appear.
-    before = visitor.page.locator(CHART).count()
+    # Before the first point the Training tab draws no chart; with it, its curves appear.
+    before = visitor.page.locator(f"{CHART}:visible").count()
     with visitor.measured() as sample:
         visitor.page.locator(".st-key-train_button button").click()
-        visitor.page.wait_for_function(CHARTS_DRAWN_JS, arg=before + 1, timeout=TRAIN_S * 1000)
+        visitor.page.wait_for_function(CHARTS_DRAWN_JS, arg=before + 1, timeout=bound_s * 1000)
         sample.seconds["first point"] = since(sample)
         try:
-            visitor.page.wait_for_function(RACE_OVER_JS, arg=[MIN_CHARTS],
-                                           timeout=TRAIN_S * 1000)
+            visitor.page.wait_for_function(RACE_OVER_JS, arg=[TRAINING_CHARTS],
+                                           timeout=max(bound_s - since(sample), 1) * 1000)
             sample.seconds["finished"] = since(sample)
         except PlaywrightTimeout:
-            visitor.page.locator(".st-key-stop_button button").click(timeout=ELEMENT_S * 1000)
+            stop = visitor.page.locator(".st-key-stop_button button")
+            if stop.is_enabled(timeout=ELEMENT_S * 1000):  # disabled: the race ended meanwhile
+                stop.click(timeout=ELEMENT_S * 1000)
     progress = visitor.page.locator('[data-testid="stMain"] [data-testid="stProgress"]'
                                     ).inner_text(timeout=ELEMENT_S * 1000).strip()
     sample.note = progress if "finished" in sample.seconds else \
-        f"not finished {TRAIN_S} s after the click, stopped: {progress}"
+        f"not seen finished {bound_s:.0f} s after the click: {progress}"
     return sample
 
 
@@ -305,8 +336,11 @@ class Samples(dict):
         super().__setitem__(action, sample)
 
 
-def one_repeat(browser, minimal: bool, with_training: bool, log: Path) -> dict[str, Sample]:
-    minimum = 1 if minimal else MIN_CHARTS
+def one_repeat(browser, minimal: bool, with_training: bool, log: Path,
+               train_bound_s: float = TRAIN_S) -> dict[str, Sample]:
+    """The minimal page: cold, warm, slider. The app on the Signal tab (what it opens on): the
+    same, then a click on the Theory tab; then, if asked, both races on their Training tabs."""
+    minimum = 1 if minimal else SIGNAL_CHARTS
     samples: dict[str, Sample] = Samples()
     with server(minimal, log) as running:
         for name in ("cold first page", "warm visitor"):
@@ -315,15 +349,17 @@ def one_repeat(browser, minimal: bool, with_training: bool, log: Path) -> dict[s
                 samples[name] = open_page(visitor, "", minimum, first_chart=True)
                 if name == "warm visitor":
                     samples["slider change"] = change_depth(visitor, minimum)
+                    if not minimal:
+                        samples["open the Theory tab"] = open_tab(visitor, "Theory",
+                                                                  THEORY_CHARTS)
             finally:
                 visitor.close()
         if with_training:
-            for name, query in (("Train, default view", ""), ("Train, ?preset=he2015",
-                                                                 "?preset=he2015")):
+            for name, query in TRAINING_VIEWS:
                 visitor = Visitor(browser, running.url, running.proc.pid)
                 try:
-                    open_page(visitor, query, minimum, first_chart=False)
-                    samples[name] = train(visitor)
+                    open_page(visitor, query, 0, first_chart=False)
+                    samples[name] = train(visitor, train_bound_s)
                 finally:
                     visitor.close()
     return samples
@@ -337,8 +373,24 @@ def median(values: list[float | None]) -> float:
 
 def machine() -> dict:
     return {"cpus": os.cpu_count(), "usable_cpus": len(os.sched_getaffinity(0)),
-            "platform": platform.platform(), "python": platform.python_version(),
-            "streamlit": streamlit.__version__}
+            "cpu_model": cpu_model(), "platform": platform.platform(),
+            "python": platform.python_version(), "streamlit": streamlit.__version__}
+
+
+def cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+def uptime() -> str:
+    """What ``uptime`` says (the load averages), or the load averages where it is missing."""
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        return subprocess.run(["uptime"], capture_output=True, text=True, check=True,
+                              timeout=10).stdout.strip()
+    return "load average: " + ", ".join(f"{load:.2f}" for load in os.getloadavg())
 
 
 def report(runs: dict[str, list[dict[str, Sample]]], minimal_unit: str = "slider change") -> list:
@@ -360,6 +412,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="fresh servers per page (3)")
     parser.add_argument("--no-train", action="store_true", help="skip the two races")
+    parser.add_argument("--train-bound", type=float, default=TRAIN_S, metavar="S",
+                        help=f"give up on a race this long after Train ({TRAIN_S} s)")
     parser.add_argument("--json", type=Path, help="write every sample and the medians here")
     args = parser.parse_args(argv)
     if args.repeats < 1:
@@ -372,7 +426,8 @@ def main(argv: list[str] | None = None) -> int:
     from playwright.sync_api import sync_playwright
 
     LOGS.mkdir(parents=True, exist_ok=True)
-    load_before = os.getloadavg()
+    load_before = uptime()
+    print(f"uptime before: {load_before}", flush=True)
     runs: dict[str, list[dict[str, Sample]]] = {"minimal": [], "app": []}
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS,
@@ -383,18 +438,17 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"repeat {repeat + 1}/{args.repeats}: {page} page ...", flush=True)
                     samples = one_repeat(browser, page == "minimal",
                                          not args.no_train and page == "app",
-                                         LOGS / f"{page}-{repeat + 1}.log")
+                                         LOGS / f"{page}-{repeat + 1}.log", args.train_bound)
                     runs[page].append(samples)
             version = browser.version
         finally:
             browser.close()
-    load_after = os.getloadavg()
+    load_after = uptime()
 
     rows = report(runs)
     print(f"\nmachine: {machine()}, Chromium {version}")
-    print(f"load average (1, 5, 15 min): before {load_before[0]:.2f} {load_before[1]:.2f} "
-          f"{load_before[2]:.2f}, after {load_after[0]:.2f} {load_after[1]:.2f} "
-          f"{load_after[2]:.2f}; medians of {args.repeats} repeat(s)\n")
+    print(f"uptime before: {load_before}\nuptime after:  {load_after}\n"
+          f"medians of {args.repeats} repeat(s)\n")
     print(f"{'what a person does':<24} {'until':<12} {'app s':>7} {'minimal s':>10} {'ratio':>7}"
           f"  (ratio against the minimal page's)")
     for action, milestone, seconds, base, ratio, against in rows:
