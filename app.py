@@ -17,7 +17,7 @@ from initviz.network import NetworkSpec
 from initviz.presets import PRESETS, SECTIONS
 from initviz.probe import Profile
 from initviz.text import escape
-from ui.links import DEFAULTS, PRESENT, apply_preset, link_default, link_problems, read_link
+from ui.links import DEFAULTS, PRESENT, link_default, link_problems, read_link, step_preset
 from ui.race import training_section
 from ui.sections import (STYLE, code_section, signal_section, theory_section,
                          verdict_section, weights_section)
@@ -48,21 +48,13 @@ def _threads() -> int:
 _threads()
 
 
-def _next_preset(step: int) -> None:
-    names = list(PRESETS)
-    current = st.session_state.get("preset")
-    index = names.index(current) + step if current in names else 0 if step > 0 else -1
-    st.session_state["preset"] = names[index % len(names)]
-    apply_preset(st.session_state["preset"])
-
-
 def presenter_bar() -> None:
     """Previous/next preset (keys P and N), and a way out of presenter mode."""
     st.html(PRESENTER_CSS)
     row = st.container(horizontal=True)
-    row.button("Previous preset", icon=":material/arrow_back:", on_click=_next_preset,
+    row.button("Previous preset", icon=":material/arrow_back:", on_click=step_preset,
                args=(-1,), shortcut="P", key="previous_preset")
-    row.button("Next preset", icon=":material/arrow_forward:", on_click=_next_preset,
+    row.button("Next preset", icon=":material/arrow_forward:", on_click=step_preset,
                args=(1,), shortcut="N", key="next_preset")
     row.button("Leave presenter mode", type="tertiary", key="leave_present",
                on_click=lambda: st.query_params.pop(PRESENT, None))

@@ -84,6 +84,16 @@ def apply_preset(name: str, skip: set[str] = frozenset()) -> None:
             st.session_state[key] = value
 
 
+def step_preset(step: int) -> None:
+    """Open the preset ``step`` places on in the list (presenter mode's N and P), round the end;
+    from "none", the first or the last."""
+    names = list(PRESETS)
+    current = st.session_state.get("preset")
+    index = names.index(current) + step if current in names else 0 if step > 0 else -1
+    st.session_state["preset"] = names[index % len(names)]
+    apply_preset(st.session_state["preset"])
+
+
 def on_preset_change() -> None:
     """Apply the chosen preset; with "none", keep every value but assign it again.
 
@@ -294,5 +304,5 @@ def _settings(values: dict) -> str:
 
 __all__ = ["BOUND", "DEFAULTS", "MAX_PAGE_BATCH", "MAX_PAGE_DEPTH", "MAX_PAGE_WIDTH", "PRESENT",
            "apply_preset", "binding", "link_default", "link_problems", "on_preset_change",
-           "read_link",
+           "read_link", "step_preset",
            "refused_together", "shown", "url_warnings", "view_default"]
