@@ -355,11 +355,13 @@ def test_a_finished_training_is_shared_by_its_spec():
 def test_a_running_race_labels_its_results_with_the_step_it_reached():
     at = _app(**{**SMALL_TRAINING, "steps": "2000", "seed": "7"})
     at.button(key="train_button").click().run()
-    for _ in range(5):  # a tick of the live fragment: the first records arrive
-        text = _progress_text(at)
+    text = _progress_text(at)
+    for _ in range(40):  # ticks of the live fragment until the first records arrive
         if not text.startswith("training: step 0 "):
             break
+        time.sleep(0.25)
         at.run()
+        text = _progress_text(at)  # read from the same run as the table below
     assert text.startswith("training: step"), text
     step = text.split("step ")[1].split(" of")[0]
     columns = list(at.dataframe[-1].value.columns)
