@@ -98,20 +98,20 @@ def training_view(spec: training.TrainSpec, schemes: list[str], shown: RaceView)
     if history.empty:
         return
     left, right = pair("training")
-    draw(where=left, figure=charts.training_curves(
+    draw(where=left, save=not shown.running, figure=charts.training_curves(
         history, schemes, metric="train_loss", log=True, total_steps=spec.steps,
         title="Training loss (mean over seeds; band: min to max)"), key="train_loss")
     classes = DATASETS[spec.dataset].n_classes
     left.caption(f"Cross-entropy in nats (natural-log units): 0 is a perfect, sure prediction; "
                  f"guessing evenly among the {classes} classes gives ln {classes} = "
                  f"{math.log(classes):.2f}.")
-    draw(where=right, figure=charts.training_curves(
+    draw(where=right, save=not shown.running, figure=charts.training_curves(
         history, schemes, metric="val_acc", total_steps=spec.steps,
         title=f"Validation accuracy (chance: {1 / DATASETS[spec.dataset].n_classes:.0%})"),
         key="val_acc")
     ratio = training.update_ratio_steps(training.layer_frame(shown.records))
     if len(ratio):
-        draw(where=left, figure=charts.by_layer(
+        draw(where=left, save=not shown.running, figure=charts.by_layer(
             ratio, "‖ΔW‖ / ‖W‖ per update (log)", schemes,
             sources=[f"step {step}" for step in ratio["step"].unique()],
             title="Update-to-weight ratio over the run (≈1e-3 is healthy early on)"),

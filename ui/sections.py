@@ -23,16 +23,19 @@ from initviz.probe import Profile
 from ui.links import BOUND, view_default
 
 
-def draw(figure: charts.Figure, key: str, where=st) -> None:
+def draw(figure: charts.Figure, key: str, where=st, save: bool = True) -> None:
     """Draw a chart from its Vega-Lite spec, built once per structure, its tables sent as Arrow,
     with a menu that saves it as PNG or SVG.
 
     Every chart builder's spec is validated against the Vega-Lite schema in tests/test_charts.py;
     building and validating each chart again on every rerun (what ``st.altair_chart`` does) took
-    most of drawing the page. The image is drawn only when its button is pressed.
+    most of drawing the page. The image is drawn only when its button is pressed; ``save`` False
+    leaves the menu out (a live chart, redrawn twice a second, is saved once it is finished).
     """
     box = where.container()
     box.vega_lite_chart(spec=figure.vega_lite(), key=key, width="stretch")
+    if not save:
+        return
     with box.popover("Save", type="tertiary", help="Save this chart as an image"):
         for fmt, mime in FORMATS.items():
             st.download_button(f"{fmt.upper()} (for slides)" if fmt == "png" else fmt.upper(),

@@ -51,10 +51,6 @@ class Choices:
         """The chosen scheme's network."""
         return next(iter(self.specs.values()))
 
-    @property
-    def schemes(self) -> list[str]:
-        return list(self.specs)
-
 
 def _param_widget(param: Param, prefix: str, scheme: Scheme, label_prefix: str = ""):
     key = prefix + param.name
