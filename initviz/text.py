@@ -82,6 +82,11 @@ def quote(value: object, limit: int = MAX_SHOWN) -> str:
     return "“" + escape(shorten(str(value), limit)) + "”"
 
 
+def count(n: int, noun: str) -> str:
+    """``n`` and ``noun``, plural unless ``n`` is 1 ("1 seed", "2 seeds")."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def short_number(value: float) -> str:
     """``value`` in two significant digits, in scientific notation outside [1e-3, 1e4)."""
     if value == 0 or not math.isfinite(value):
@@ -111,5 +116,5 @@ def json_number(value: object) -> object:
     value = float(value)
     return value if math.isfinite(value) else None
 
-__all__ = ["MAX_SHOWN", "WORD_JOINER", "escape", "json_number", "quote", "short_number", "shorten",
-           "span"]
+__all__ = ["MAX_SHOWN", "WORD_JOINER", "count", "escape", "json_number", "quote", "short_number",
+           "shorten", "span"]

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from initviz.text import json_number, short_number
+from initviz.text import count, json_number, short_number
 
 
 @pytest.mark.parametrize("value, expected", [
@@ -25,3 +25,7 @@ def test_json_number_makes_every_value_one_json_can_hold(value, expected):
 ])
 def test_short_number_keeps_two_significant_digits(value, text):
     assert short_number(value) == text
+
+
+def test_a_count_is_singular_only_for_one():
+    assert [count(n, "seed") for n in (0, 1, 2)] == ["0 seeds", "1 seed", "2 seeds"]

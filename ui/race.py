@@ -14,6 +14,7 @@ import streamlit as st
 from initviz import charts, training
 from initviz.datasets import DATASETS
 from initviz.race import RaceView, TrainingJob, server_board
+from initviz.text import count
 from ui.sections import draw, or_dash, pair
 
 TRAIN_REDRAW_SECONDS = 0.5
@@ -35,7 +36,8 @@ def training_section(spec: training.TrainSpec | None, schemes: list[str]) -> Non
         st.info("Fix the training settings in the sidebar to train.")
         return
     info = DATASETS[spec.dataset]
-    st.caption(f"{len(spec.schemes)} schemes × {spec.seeds} seeds on **{spec.dataset}** "
+    st.caption(f"{count(len(spec.schemes), 'scheme')} × {count(spec.seeds, 'seed')} on "
+               f"**{spec.dataset}** "
                f"({info.description}; {info.n_classes} classes), {spec.optimizer}, lr "
                f"{spec.lr:g}, {spec.steps} steps of {spec.batch}. Every run sees the same "
                "batches in the same order; the band spans the seeds."
