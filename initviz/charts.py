@@ -41,6 +41,7 @@ SUBTITLE_CHARS = 55
 LEGEND = {"orient": "bottom", "columns": 3, "labelLimit": 220, "titleLimit": 300}
 """Every legend under its plot (beside it, a legend takes a fixed width from a narrow chart); the
 line-style legend of measured and theory goes above it, in one row."""
+DASH_SYMBOL_SIZE = 600  # a line-style legend's stroke about 25 px long: long enough to show a dash
 DIAMOND_SIZE = 320  # square pixels of the first scheme's point on the phase diagram
 # Axes of values that may sit far from 1 or span decades. Vega's default format writes a constant
 # layer's range (~1e-15 around its value) as "0.000000000000…" and a log axis as 0.1, 0.00001,
@@ -149,7 +150,7 @@ def _by_layer(tables: Tables, value_title: str, schemes: tuple[str, ...], log: b
     dash = alt.StrokeDash("source:N", title="", scale=alt.Scale(
         domain=list(sources),
         range=[[6, 4] if source == "theory" else measured.pop(0) for source in sources]),
-        legend=alt.Legend(orient="top", columns=0) if legend else None)
+        legend=alt.Legend(orient="top", columns=0, symbolSize=DASH_SYMBOL_SIZE) if legend else None)
     tooltip = [alt.Tooltip("scheme:N"), alt.Tooltip("source:N"), alt.Tooltip("layer:Q"),
                alt.Tooltip("value:Q", title=value_title, format=".3g")]
     base = alt.Chart().encode(x=_layer_x(), y=y, color=color, tooltip=tooltip)

@@ -343,7 +343,8 @@ def test_by_layer_draws_a_few_training_steps_dotted_to_solid_with_a_legend():
     dash = _encodings(spec)[0]["strokeDash"]
     assert dash["scale"] == {"domain": ["step 10", "step 150", "step 300"],
                              "range": [[2, 3], [6, 3], [1, 0]]}
-    assert dash["legend"] == {"columns": 0, "orient": "top"}  # shown, in one row over the plot
+    assert dash["legend"] == {"columns": 0, "orient": "top",  # shown, in one row over the plot
+                              "symbolSize": charts.DASH_SYMBOL_SIZE}
     assert _layers(spec)[1]["transform"][0]["filter"] == "(datum.source !== 'theory')"
 
 
