@@ -438,9 +438,10 @@ def residual_stream(second, slope, branch: tuple[tuple[float, float], tuple[floa
         q0: the variance of the stream entering block 1.
         depth: the number of blocks.
         output_grad_var: ``Var(dL/dh)`` at the last block's output.
-        homogeneous: φ positively homogeneous, so both moments are exact beyond
-            :data:`HUGE_Q` (``E[φ(√q z)²] = q·E[φ(z)²]``); otherwise the stream is reported as
-            diverged (inf) from there.
+        homogeneous: φ positively homogeneous, so ``E[φ(√q z)²] = q·E[φ(z)²]`` and the slope
+            moment is constant: both are taken from ``q = 1`` at every ``q``. Otherwise the
+            moments are read at each ``q`` up to :data:`HUGE_Q`, and the stream is reported as
+            diverged (inf) beyond.
 
     Returns:
         a :class:`Prediction`: ``preact_var`` what each block adds, ``act_var`` the stream after
@@ -448,11 +449,13 @@ def residual_stream(second, slope, branch: tuple[tuple[float, float], tuple[floa
     """
     (sw1, sb1), (sw2, sb2) = branch
 
+    unit_second, unit_slope = float(second(1.0)), float(slope(1.0))
+
     def moments(q: float) -> tuple[float, float]:
+        if homogeneous:  # exact at every q, and no table to leave
+            return (q * unit_second, unit_slope) if math.isfinite(q) else (math.inf, math.nan)
         if q <= HUGE_Q:
             return float(second(q)), float(slope(q))
-        if homogeneous and math.isfinite(q):
-            return q * float(second(1.0)), float(slope(1.0))
         return math.inf, math.nan
 
     added, stream, gain = [], [], []
