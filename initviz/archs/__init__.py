@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from initviz.errors import InvalidSpec
+from initviz.errors import InvalidSpec, quote
 
 if TYPE_CHECKING:
     from initviz.meanfield import Prediction
@@ -70,6 +70,9 @@ class Architecture:
         max_depth: the most layers (blocks) a spec may have.
         options: its own options, each with its allowed values, the default first.
         entry: what one probe entry is called in output ("layer", "block").
+        output: what an entry outputs, in sentences ("activation", "residual stream").
+        fixed_point: whether deep layers settle at a mean-field fixed point q* (the ``theory``
+            command's phase diagram describes such a stack).
         batched_training: whether :class:`initviz.engines.BatchedEngine` can train it (a plain
             chain of Linear, norm and activation modules); otherwise runs train one by one.
     """
@@ -79,6 +82,8 @@ class Architecture:
     max_depth: int
     options: Mapping[str, tuple[str, ...]] = {}
     entry: str = "layer"
+    output: str = "activation"
+    fixed_point: bool = False
     batched_training: bool = False
 
     def resolve(self, given: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
@@ -86,7 +91,9 @@ class Architecture:
         for key, value in given.items():
             if key not in self.options:
                 allowed = ", ".join(self.options) or "none"
-                raise InvalidSpec(f"{self.name} option", key, f"one of its options ({allowed})")
+                raise InvalidSpec(f"{self.name} option", key, f"one of its options ({allowed})",
+                                  message=f"{self.label} ({self.name}) has no option "
+                                          f"{quote(key)}; its options: {allowed}")
             if value not in self.options[key]:
                 raise InvalidSpec(key, value, "one of " + ", ".join(self.options[key]))
         chosen = {key: values[0] for key, values in self.options.items()} | dict(given)
@@ -115,6 +122,11 @@ class Architecture:
 
     def probe_points(self, model: nn.Module, spec: NetworkSpec) -> list[ProbePoint]:
         """One :class:`ProbePoint` per entry of a model :meth:`build` made, in order."""
+        raise NotImplementedError
+
+    def chain(self, model: nn.Module) -> nn.Sequential:
+        """The model as an ``nn.Sequential`` of the stages its input passes through in turn
+        (the Jacobian's overflow check walks them); the same modules, not copies."""
         raise NotImplementedError
 
     def extra_columns(self, model: nn.Module, spec: NetworkSpec) -> ExtraColumns | None:

@@ -22,6 +22,7 @@ class MLP(Architecture):
     name = "mlp"
     label = "plain stack"
     max_depth = MAX_DEPTH
+    fixed_point = True
     batched_training = True
 
     def fans(self, spec: NetworkSpec) -> list[tuple[int, int]]:
@@ -65,6 +66,9 @@ class MLP(Architecture):
         return [ProbePoint(output=model[i].act, preact=model[i].act, preact_input=True,
                            region=model[i].act, weight=model[i].linear)
                 for i in range(spec.depth)]
+
+    def chain(self, model: nn.Sequential) -> nn.Sequential:
+        return model
 
     def predict(self, spec, input_second_moment, output_grad_var):
         from initviz.meanfield import predict_stack

@@ -142,6 +142,7 @@ class Residual(Architecture):
     max_depth = MAX_BLOCKS
     options = {"residual": RESIDUAL_INITS}
     entry = "block"
+    output = "residual stream"
 
     def check(self, spec: NetworkSpec) -> None:
         if len(set(spec.sizes)) != 1:
@@ -189,6 +190,11 @@ class Residual(Architecture):
         return [ProbePoint(output=block, preact=block.gate, preact_input=False,
                            region=block.branch.act2, weight=block.branch.fc1)
                 for block in model.blocks]
+
+    def chain(self, model: ResidualMLP) -> nn.Sequential:
+        """The stem, then the blocks (stage l + 1 is block l)."""
+        return nn.Sequential(model.stem, *model.blocks,
+                             *([] if model.head is None else [model.head]))
 
     def extra_columns(self, model: ResidualMLP, spec: NetworkSpec) -> ExtraColumns:
         return _InputStd(model)
