@@ -11,6 +11,7 @@ To add one: a module here with a subclass of :class:`Architecture`, registered i
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -60,7 +61,7 @@ class ExtraColumns:
             handle.remove()
 
 
-class Architecture:
+class Architecture(ABC):
     """What the rest of initviz asks of an architecture (the plain stack is
     :class:`initviz.archs.mlp.MLP`).
 
@@ -102,41 +103,42 @@ class Architecture:
     def check(self, spec: NetworkSpec) -> None:
         """Raise InvalidSpec where ``spec`` is not a network of this architecture."""
 
+    @abstractmethod
     def fans(self, spec: NetworkSpec) -> list[tuple[int, int]]:
         """``(fan_in, fan_out)`` of the weight each probe entry reports."""
-        raise NotImplementedError
 
+    @abstractmethod
     def parameter_count(self, spec: NetworkSpec, out_features: int | None) -> int:
-        raise NotImplementedError
+        """Parameters of the model, with an output layer of ``out_features`` where given."""
 
+    @abstractmethod
     def units(self, spec: NetworkSpec) -> int:
         """Values per input a forward pass keeps for the backward one (beyond the input and the
         output layer), each also held as a gradient: what :func:`initviz.network.estimate_bytes`
         multiplies by the batch."""
-        raise NotImplementedError
 
+    @abstractmethod
     def build(self, spec: NetworkSpec, generator: torch.Generator, *,
               out_features: int | None, calibration: torch.Tensor | None) -> nn.Module:
         """The initialized model, every parameter drawn from ``generator`` (on the CPU)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def probe_points(self, model: nn.Module, spec: NetworkSpec) -> list[ProbePoint]:
         """One :class:`ProbePoint` per entry of a model :meth:`build` made, in order."""
-        raise NotImplementedError
 
+    @abstractmethod
     def chain(self, model: nn.Module) -> nn.Sequential:
         """The model as an ``nn.Sequential`` of the stages its input passes through in turn
         (the Jacobian's overflow check walks them); the same modules, not copies."""
-        raise NotImplementedError
 
     def extra_columns(self, model: nn.Module, spec: NetworkSpec) -> ExtraColumns | None:
         """Hooks for the columns this architecture adds to the probe's table (None: none)."""
         return None
 
+    @abstractmethod
     def predict(self, spec: NetworkSpec, input_second_moment: float,
                 output_grad_var: float) -> Prediction | None:
         """The mean-field prediction of every entry (see :func:`initviz.meanfield.predict`)."""
-        raise NotImplementedError
 
     def weight_std_factor(self, spec: NetworkSpec) -> float:
         """What the architecture multiplies the scheme's std of each entry's weight by."""
@@ -148,14 +150,14 @@ class Architecture:
         the host values of :meth:`extra_columns` and the prediction."""
         return {}
 
+    @abstractmethod
     def code(self, spec: NetworkSpec, seed: int) -> list[str]:
         """Script lines that build ``model`` and initialize it as :meth:`build` does, drawing
         from a generator ``g``; the probe's inputs have ``input_dim`` columns."""
-        raise NotImplementedError
 
+    @abstractmethod
     def measure_code(self) -> list[str]:
         """Script lines that run ``x`` through ``model`` and print each entry's output std."""
-        raise NotImplementedError
 
 
 # The architectures subclass Architecture above, so they are imported after it.

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from initviz.archs import Architecture, ProbePoint
+from initviz.meanfield import predict_stack
 from initviz.network import (LSUV_CALIBRATION_BATCH, MAX_DEPTH, Linear, NetworkSpec, init_linear,
                              norm_layer)
 from initviz.schemes import lsuv_rescale
@@ -71,11 +72,10 @@ class MLP(Architecture):
         return model
 
     def predict(self, spec, input_second_moment, output_grad_var):
-        from initviz.meanfield import predict_stack
-
         return predict_stack(spec, input_second_moment, output_grad_var)
 
     def code(self, spec: NetworkSpec, seed: int) -> list[str]:
+        # codegen imports the probe, which imports this package: imported when first used.
         from initviz.codegen import init_fn_code, lsuv_code, model_comments, norm_code
 
         activation = spec.resolved_activation

@@ -12,10 +12,12 @@ Linears take the chosen scheme. ``residual`` chooses how the blocks start:
 - ``fixup`` (Zhang, Dauphin & Ma 2019, Fixup Initialization: Residual Learning Without
   Normalization): the branch's last Linear zero (weight and bias), the first one's weight ×
   L^(−1/(2m−2)) = depth^(−1/2) for m = 2 layers per branch, the output layer zero; a scalar bias
-  (0) before each activation and Linear of the branch and a scalar multiplier (1) at its end,
-  as in the authors' ``fixup_resnet_cifar.py`` (``bias1a``, ``bias1b``, ``bias2a``, ``scale``;
-  their ``bias2b`` after the multiplier sits before the next block's activation, which here is
-  the next branch's first bias).
+  (0) before each activation and Linear of the branch (``bias1a``, ``bias1b``, ``bias2a``,
+  ``bias2b``) and a scalar multiplier (1) at its end (``scale``). The authors'
+  ``fixup_resnet_cifar.py`` places them the same way around its post-activation block (a bias
+  before each conv and activation, the multiplier after the second conv) and adds one more bias
+  after the multiplier, before the activation that follows the sum; in this pre-activation
+  block that activation opens the next branch, behind that branch's first bias.
 - ``rezero`` (Bachlechner et al. 2020, ReZero is All You Need): ``a`` a learnable scalar, 0 at
   init (SkipInit, De & Smith 2020, is the same with normalization).
 
@@ -38,7 +40,10 @@ from torch import nn
 
 from initviz.archs import Architecture, ExtraColumns, ProbePoint
 from initviz.errors import InvalidSpec
+from initviz.meanfield import (layer_sigmas, positively_homogeneous, residual_stream,
+                               theory_unavailable_reason)
 from initviz.network import Linear, NetworkSpec, init_linear, norm_layer
+from initviz.phase import splined_moments
 
 MAX_BLOCKS = 1000
 RESIDUAL_INITS = ("plain", "scaled", "fixup", "rezero")
@@ -208,10 +213,6 @@ class Residual(Architecture):
                 "stream_var_theory": (prediction.act_var if prediction else [None] * depth)}
 
     def predict(self, spec, input_second_moment, output_grad_var):
-        from initviz.meanfield import (layer_sigmas, positively_homogeneous, residual_stream,
-                                       theory_unavailable_reason)
-        from initviz.phase import splined_moments
-
         if theory_unavailable_reason(spec) is not None:
             return None
         stem = replace(spec, arch="mlp", arch_params=(), sizes=spec.sizes[:1])
@@ -228,6 +229,7 @@ class Residual(Architecture):
                                output_grad_var, positively_homogeneous(act))
 
     def code(self, spec: NetworkSpec, seed: int) -> list[str]:
+        # codegen imports the probe, which imports this package: imported when first used.
         from initviz.codegen import init_fn_code, model_comments, norm_code, source_of
 
         width, residual = spec.sizes[0], spec.option("residual")
