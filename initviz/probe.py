@@ -410,7 +410,7 @@ def _assemble(spec: NetworkSpec, batch: int, seed: int, choice, seconds: float, 
         histograms=histograms, percentiles=percentiles,
         first_nonfinite_layer=first_nonfinite, nonfinite_pass=nonfinite_pass,
         prediction=prediction,
-        theory_note=theory_unavailable_reason(spec),
+        theory_note=theory_unavailable_reason(spec) or spec.architecture.summary_note,
     )
 
 

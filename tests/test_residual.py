@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from initviz.archs.residual import theory_line
 from initviz.errors import InvalidSpec
 from initviz.meanfield import predict, residual_stream
 from initviz.network import NetworkSpec, build_model, estimate_bytes, memory_budget
@@ -62,13 +63,17 @@ def test_scaled_stream_grows_by_about_e_over_the_depth():
 
 
 def test_the_theory_line_reaches_10000_blocks():
+    line = theory_line(residual(3, "scaled", width=16), 10_000)
+    assert len(line.act_var) == 10_000
+    assert line.act_var[-1] / 2.0 == pytest.approx((1 + 1e-4) ** 10_000, rel=1e-9)
     second, slope = splined_moments("tanh")
     depth = 10_000
-    line = residual_stream(second, slope, ((1.0, 0.0), (1.0 / depth, 0.0)), 1.0, 1.0, depth)
-    assert len(line.act_var) == depth
-    assert all(math.isfinite(v) for v in line.act_var)
+    tanh = residual_stream(second, slope, ((1.0, 0.0), (1.0 / depth, 0.0)), 1.0, 1.0, depth)
+    assert all(math.isfinite(v) for v in tanh.act_var)
     # tanh's branch adds less than the stream (E[tanh²] < q): below ReLU's e, above 1.
-    assert 1.0 < line.act_var[-1] < math.e
+    assert 1.0 < tanh.act_var[-1] < math.e
+    with pytest.raises(InvalidSpec):
+        theory_line(residual(3, width=16), 10_001)
 
 
 @pytest.mark.parametrize("init", ["fixup", "rezero"])
@@ -136,6 +141,7 @@ def test_the_profile_keeps_every_contract_key_with_one_entry_per_block():
     assert document["config"]["arch"] == "residual"
     assert document["config"]["residual"] == "plain"
     assert document["theory"]["q_star"] is None
+    assert "no fixed point" in document["theory"]["note"]
 
 
 def test_a_thousand_blocks_fit_the_memory_budget_at_small_width():

@@ -39,13 +39,14 @@ import torch
 from torch import nn
 
 from initviz.archs import Architecture, ExtraColumns, ProbePoint
-from initviz.errors import InvalidSpec
+from initviz.errors import InvalidSpec, check_int
 from initviz.meanfield import (layer_sigmas, positively_homogeneous, residual_stream,
                                theory_unavailable_reason)
 from initviz.network import Linear, NetworkSpec, init_linear, norm_layer
 from initviz.phase import splined_moments
 
 MAX_BLOCKS = 1000
+MAX_THEORY_BLOCKS = 10_000
 RESIDUAL_INITS = ("plain", "scaled", "fixup", "rezero")
 
 
@@ -148,6 +149,8 @@ class Residual(Architecture):
     options = {"residual": RESIDUAL_INITS}
     entry = "block"
     output = "residual stream"
+    summary_note = ("the residual stream has no fixed point to settle at: stream_var_theory "
+                    "gives its variance block by block")
 
     def check(self, spec: NetworkSpec) -> None:
         if len(set(spec.sizes)) != 1:
@@ -213,20 +216,7 @@ class Residual(Architecture):
                 "stream_var_theory": (prediction.act_var if prediction else [None] * depth)}
 
     def predict(self, spec, input_second_moment, output_grad_var):
-        if theory_unavailable_reason(spec) is not None:
-            return None
-        stem = replace(spec, arch="mlp", arch_params=(), sizes=spec.sizes[:1])
-        (stem_w2, stem_b2), = layer_sigmas(stem)
-        (sw2, sb2) = layer_sigmas(spec)[0]
-        residual = spec.option("residual")
-        first = (sw2 * self.weight_std_factor(spec) ** 2, sb2)
-        last = {"plain": (sw2, sb2), "rezero": (sw2, sb2), "scaled": (sw2 / spec.depth, sb2),
-                "fixup": (0.0, 0.0)}[residual]
-        act = spec.resolved_activation
-        second, slope = splined_moments(act)
-        return residual_stream(second, slope, (first, last), 0.0 if residual == "rezero" else 1.0,
-                               stem_w2 * input_second_moment + stem_b2, spec.depth,
-                               output_grad_var, positively_homogeneous(act))
+        return theory_line(spec, spec.depth, input_second_moment, output_grad_var)
 
     def code(self, spec: NetworkSpec, seed: int) -> list[str]:
         # codegen imports the probe, which imports this package: imported when first used.
@@ -257,5 +247,38 @@ class Residual(Architecture):
         ]
 
 
-__all__ = ["Bias", "MAX_BLOCKS", "Multiplier", "RESIDUAL_INITS", "Residual", "ResidualBlock",
-           "ResidualMLP", "residual_init_"]
+def theory_line(spec: NetworkSpec, depth: int, input_second_moment: float = 1.0,
+                output_grad_var: float = 1.0):
+    """The mean-field recursion of ``spec``'s residual stream over ``depth`` blocks (up to
+    :data:`MAX_THEORY_BLOCKS`, beyond what a probe can measure), with its stem, branch σ's and
+    residual init; ``scaled`` and ``fixup`` scale by this ``depth``.
+
+    Args:
+        spec: a residual network (its own depth is not used).
+        depth: blocks, in [1, :data:`MAX_THEORY_BLOCKS`].
+        input_second_moment: ``E[x²]`` of the input.
+        output_grad_var: ``Var(dL/dh)`` at the last block's output.
+
+    Returns:
+        a :class:`initviz.meanfield.Prediction` (see :func:`initviz.meanfield.residual_stream`),
+        or None where mean-field theory does not apply (a norm layer, weights of nonzero mean).
+    """
+    depth = check_int("depth", depth, 1, MAX_THEORY_BLOCKS)
+    if theory_unavailable_reason(spec) is not None:
+        return None
+    stem = replace(spec, arch="mlp", arch_params=(), sizes=spec.sizes[:1])
+    (stem_w2, stem_b2), = layer_sigmas(stem)
+    (sw2, sb2) = layer_sigmas(spec)[0]
+    residual = spec.option("residual")
+    first = (sw2 / depth if residual == "fixup" else sw2, sb2)
+    last = {"plain": (sw2, sb2), "rezero": (sw2, sb2), "scaled": (sw2 / depth, sb2),
+            "fixup": (0.0, 0.0)}[residual]
+    act = spec.resolved_activation
+    second, slope = splined_moments(act)
+    return residual_stream(second, slope, (first, last), 0.0 if residual == "rezero" else 1.0,
+                           stem_w2 * input_second_moment + stem_b2, depth, output_grad_var,
+                           positively_homogeneous(act))
+
+
+__all__ = ["Bias", "MAX_BLOCKS", "MAX_THEORY_BLOCKS", "Multiplier", "RESIDUAL_INITS", "Residual", "ResidualBlock",
+           "ResidualMLP", "residual_init_", "theory_line"]
