@@ -120,11 +120,12 @@ def lsuv_code(spec: NetworkSpec) -> list[str]:
 
 def _measure_code(spec: NetworkSpec, seed: int, batch: int) -> list[str]:
     """The probe's inputs; each architecture's loop then prints each entry's output std."""
+    architecture = spec.architecture
     return [
         "",
-        f"# The std of every {spec.architecture.entry}'s output on N(0, 1) inputs (initviz's "
-        "probe inputs).",
-        f"x = torch.randn({batch}, {spec.input_dim}, "
+        f"# The std of every {architecture.entry}'s {architecture.output} on N(0, 1) inputs "
+        "(initviz's probe inputs).",
+        f"x = torch.randn({batch}, {architecture.code_input}, "
         f"generator=torch.Generator().manual_seed({seed} ^ {INPUT_STREAM:#x}))",
         "with torch.no_grad():",
     ]

@@ -74,6 +74,7 @@ class Architecture(ABC):
         output: what an entry outputs, in sentences ("activation", "residual stream").
         fixed_point: whether deep layers settle at a mean-field fixed point q* (the ``theory``
             command's phase diagram describes such a stack).
+        code_input: the exported script's name for the input's size.
         summary_note: where there is no fixed point, why the profile's q*, χ₁ and ξ_c are null
             and where its theory is instead.
         batched_training: whether :class:`initviz.engines.BatchedEngine` can train it (a plain
@@ -88,6 +89,7 @@ class Architecture(ABC):
     output: str = "activation"
     fixed_point: bool = False
     summary_note: str | None = None
+    code_input: str = "input_dim"
     batched_training: bool = False
 
     def resolve(self, given: Mapping[str, str]) -> tuple[tuple[str, str], ...]:

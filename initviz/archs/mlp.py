@@ -24,6 +24,7 @@ class MLP(Architecture):
     label = "plain stack"
     max_depth = MAX_DEPTH
     fixed_point = True
+    code_input = "sizes[0]"
     batched_training = True
 
     def fans(self, spec: NetworkSpec) -> list[tuple[int, int]]:
