@@ -107,6 +107,13 @@ def test_fixup_parameters_follow_zhang_et_al():
     assert layers["weight_std_theory"][0] == pytest.approx(math.sqrt(2 / 256) / 3, rel=1e-12)
 
 
+@pytest.mark.parametrize("init", ["plain", "scaled", "fixup", "rezero"])
+def test_parameter_count_is_the_models(init):
+    spec = residual(5, init, width=12, input_dim=7)
+    model = build_model(spec, seed=0, out_features=3)
+    assert spec.parameter_count(3) == sum(p.numel() for p in model.parameters())
+
+
 def test_rezero_multiplier_is_learnable_and_zero():
     model = build_model(residual(3, "rezero", width=8), seed=0)
     for block in model.blocks:

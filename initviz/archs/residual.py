@@ -175,7 +175,7 @@ class Residual(Architecture):
 
     def units(self, spec: NetworkSpec) -> int:
         # Per block autograd keeps the two activations' outputs (the Linears' inputs) and the
-        # stream, whatever the norm (which would add two more: counted as well).
+        # stream; each norm layer keeps its input as well (two more).
         per_block = 3 + (2 if spec.norm != "none" else 0)
         return spec.sizes[0] * (1 + per_block * spec.depth)
 
