@@ -150,9 +150,9 @@ def _cmd_jacobian(args: argparse.Namespace) -> None:
         return
     rows, cols = result.shape
     architecture = spec.architecture
-    say(f"Jacobian of {architecture.entry} {spec.depth}'s {architecture.output} by the input: {rows} x {cols} at one "
-        f"N(0, I) input, float64; {spec.activation}, {spec.scheme}; seed {args.seed}, device "
-        f"{result.device}, {result.seconds:.3f} s")
+    say(f"Jacobian of {architecture.entry} {spec.depth}'s {architecture.output} by the input: "
+        f"{rows} x {cols} at one N(0, I) input, float64; {spec.activation}, {spec.scheme}; "
+        f"seed {args.seed}, device {result.device}, {result.seconds:.3f} s")
     say(result.reading)
     kept = result.nonzero
     if len(kept):

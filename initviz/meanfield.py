@@ -480,7 +480,7 @@ __all__ = [
     "CRITICAL_TOL", "HUGE_Q", "MeanField", "Prediction", "TINY_Q", "TRAINABLE_DEPTHS_PER_SCALE",
     "UNRESOLVED_Q", "as_activation", "chi1", "depth_scale", "derivative", "first_moment",
     "fixed_point", "gaussian_rule", "is_critical", "is_linear", "layer_sigmas", "length_map",
-    "mean_field", "phase", "positively_homogeneous", "predict", "predict_residual",
-    "predict_stack", "residual_stream", "second_moment", "slope_moment",
+    "mean_field", "phase", "positively_homogeneous", "predict", "predict_stack",
+    "residual_stream", "second_moment", "slope_moment",
     "theory_unavailable_reason",
 ]

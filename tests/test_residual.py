@@ -47,7 +47,8 @@ def test_plain_relu_kaiming_stream_doubles_every_block_forward_and_backward():
     # probe's unit one at the last block.
     grad = prof.layers["grad_std"].to_numpy(np.float64) ** 2
     assert prof.prediction.grad_var[0] == pytest.approx(2.0 ** (depth - 1), rel=1e-12)
-    assert grad[0] / grad[-1] == pytest.approx(2.0 ** (depth - 1), rel=3 * SPREAD * math.sqrt(depth))
+    assert grad[0] / grad[-1] == pytest.approx(2.0 ** (depth - 1),
+                                               rel=3 * SPREAD * math.sqrt(depth))
 
 
 def test_scaled_stream_grows_by_about_e_over_the_depth():

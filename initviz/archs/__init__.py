@@ -105,7 +105,7 @@ class Architecture(ABC):
         chosen = {key: values[0] for key, values in self.options.items()} | dict(given)
         return tuple(sorted(chosen.items()))
 
-    def check(self, spec: NetworkSpec) -> None:
+    def check(self, spec: NetworkSpec) -> None:  # noqa: B027  (most architectures take any)
         """Raise InvalidSpec where ``spec`` is not a network of this architecture."""
 
     @abstractmethod

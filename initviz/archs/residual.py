@@ -280,5 +280,5 @@ def theory_line(spec: NetworkSpec, depth: int, input_second_moment: float = 1.0,
                            positively_homogeneous(act))
 
 
-__all__ = ["Bias", "MAX_BLOCKS", "MAX_THEORY_BLOCKS", "Multiplier", "RESIDUAL_INITS", "Residual", "ResidualBlock",
-           "ResidualMLP", "residual_init_", "theory_line"]
+__all__ = ["Bias", "MAX_BLOCKS", "MAX_THEORY_BLOCKS", "Multiplier", "RESIDUAL_INITS", "Residual",
+           "ResidualBlock", "ResidualMLP", "residual_init_", "theory_line"]
