@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from initviz.activations import ACTIVATIONS
+from initviz.archs import ARCHS
 from initviz.devices import DEVICE_CHOICES
 from initviz.errors import InitvizError, clip, quote
 from initviz.network import NORMS, NetworkSpec
@@ -125,6 +126,13 @@ def network_flags() -> argparse.ArgumentParser:
                         help="a parameter of the bias scheme, e.g. std=0.1 (repeatable)")
     common.add_argument("--norm", default="none",
                         help="a normalization layer after each Linear: " + ", ".join(NORMS))
+    common.add_argument("--arch", default="mlp",
+                        help="the architecture: " + ", ".join(ARCHS) + " (mlp: the plain stack; "
+                             "residual: blocks h <- h + a*branch(h), depth = blocks)")
+    for name, values in arch_options().items():
+        common.add_argument(f"--{name.replace('_', '-')}", default=None,
+                            help=f"with --arch {', '.join(values[0])}: " + ", ".join(values[1])
+                                 + f" (default {values[1][0]})")
     common.add_argument("--seed", type=parse_whole, default=0,
                         help="the random seed: the same seed draws the same weights, inputs and "
                              "data, so the same numbers")
@@ -136,12 +144,23 @@ def network_flags() -> argparse.ArgumentParser:
     return common
 
 
+def arch_options() -> dict[str, tuple[list[str], tuple[str, ...]]]:
+    """Every architecture option: the architectures that have it and its values."""
+    options: dict[str, tuple[list[str], tuple[str, ...]]] = {}
+    for arch in ARCHS.values():
+        for name, values in arch.options.items():
+            options.setdefault(name, ([], values))[0].append(arch.name)
+    return options
+
+
 def network_spec(args: argparse.Namespace, **overrides) -> NetworkSpec:
     """The NetworkSpec the common flags describe (``overrides`` replace individual fields)."""
+    given = {name: getattr(args, name) for name in arch_options()
+             if getattr(args, name) is not None}
     fields = dict(
         input_dim=args.input_dim, activation=args.activation, scheme=args.scheme,
         scheme_params=dict(args.param), bias=args.bias, bias_params=dict(args.bias_param),
-        norm=args.norm,
+        norm=args.norm, arch=args.arch, arch_params=given,
     )
     fields.update(overrides)
     if args.sizes is not None:
@@ -217,6 +236,6 @@ def format_number(value: float | None) -> str:
 
 __all__ = [
     "DEFAULT_DEPTH", "DEFAULT_EVAL_EVERY", "DEFAULT_WIDTH", "Parser", "TEXT_WIDTH", "UsageError",
-    "emit_notice", "format_number", "format_table", "network_flags", "network_spec",
+    "arch_options", "emit_notice", "format_number", "format_table", "network_flags", "network_spec",
     "parse_key_value", "parse_number", "parse_whole", "print_json", "say",
 ]

@@ -42,7 +42,11 @@ def _cmd_profile(args: argparse.Namespace) -> None:
         print_json(document)
         return
     theory = document["theory"]
-    say(f"{result.spec.depth} layers, {result.spec.activation}, {result.spec.scheme}; "
+    architecture = result.spec.architecture
+    shape = (f"{result.spec.depth} layers" if architecture.entry == "layer" else
+             f"{architecture.label}, {result.spec.depth} {architecture.entry}s, "
+             + ", ".join(f"{k} {v}" for k, v in result.spec.arch_params))
+    say(f"{shape}, {result.spec.activation}, {result.spec.scheme}; "
           f"batch {result.batch}, seed {result.seed}, device {result.device}, "
           f"{result.seconds:.3f} s")
     if theory["chi1"] is not None:
@@ -86,7 +90,13 @@ def _cmd_theory(args: argparse.Namespace) -> None:
     given = (args.sigma_w2, args.sigma_b2)
     if (given[0] is None) != (given[1] is None):
         raise UsageError("give both --sigma-w2 and --sigma-b2, or neither")
-    diagram = phase_diagram(network_spec(args), n=args.grid,
+    spec = network_spec(args)
+    if not spec.architecture.fixed_point:
+        raise UsageError(f"theory draws the phase diagram of a plain stack's fixed point, which a "
+                         f"{spec.architecture.label} does not settle at; profile --arch "
+                         f"{spec.arch} gives its theory {spec.architecture.entry} by "
+                         f"{spec.architecture.entry}")
+    diagram = phase_diagram(spec, n=args.grid,
                             sigma=None if given[0] is None else given)
     document = diagram.to_json_dict()
     if args.json:
@@ -139,9 +149,10 @@ def _cmd_jacobian(args: argparse.Namespace) -> None:
         print_json(document)
         return
     rows, cols = result.shape
-    say(f"Jacobian of layer {spec.depth}'s activation by the input: {rows} x {cols} at one "
-        f"N(0, I) input, float64; {spec.activation}, {spec.scheme}; seed {args.seed}, device "
-        f"{result.device}, {result.seconds:.3f} s")
+    architecture = spec.architecture
+    say(f"Jacobian of {architecture.entry} {spec.depth}'s {architecture.output} by the input: "
+        f"{rows} x {cols} at one N(0, I) input, float64; {spec.activation}, {spec.scheme}; "
+        f"seed {args.seed}, device {result.device}, {result.seconds:.3f} s")
     say(result.reading)
     kept = result.nonzero
     if len(kept):

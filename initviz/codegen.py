@@ -2,8 +2,9 @@
 
 The script draws from one ``torch.Generator`` in the same order as
 :func:`initviz.network.build_model` (``model.apply`` visits the Linear layers in order, weight
-then bias), so it reproduces initviz's weights exactly, and it measures each layer on the same
-inputs as the probe, so it prints the same activation statistics. The init calls come from
+then bias), so it reproduces initviz's weights exactly, and it measures each layer (block) on the
+same inputs as the probe, so it prints the same statistics. Each architecture writes its own
+model (:meth:`initviz.archs.Architecture.code`) from the helpers here. The init calls come from
 :meth:`Scheme.code`, the same description that initviz applies; LSUV's rescaling and a scheme's
 own init function (sparse) are initviz's own functions, copied by ``inspect``.
 """
@@ -17,7 +18,7 @@ from initviz.network import LSUV_CALIBRATION_BATCH, NetworkSpec
 from initviz.probe import INPUT_STREAM
 from initviz.schemes import lsuv_rescale
 
-_NORM_CODE = {"batchnorm": "nn.BatchNorm1d(fan_out), ", "layernorm": "nn.LayerNorm(fan_out), ",
+_NORM_CODE = {"batchnorm": "nn.BatchNorm1d({width}), ", "layernorm": "nn.LayerNorm({width}), ",
               "none": ""}
 
 
@@ -33,24 +34,23 @@ def pytorch_code(spec: NetworkSpec, seed: int = 0, batch: int = 256) -> str:
     """A self-contained script (torch only) for ``spec`` initialized from ``seed``.
 
     Args:
-        spec: the network.
+        spec: the network (any architecture: each writes its own model, :mod:`initviz.archs`).
         seed: the seed of the weights (the probe's inputs are drawn apart from it, as the probe
             draws them).
-        batch: how many inputs the script measures each layer's activation std on.
+        batch: how many inputs the script measures each entry's output std on.
 
     Returns:
-        The script's source; run, it prints the std of every layer's activation, the numbers
-        :func:`initviz.probe.profile` reports as ``act_std``.
+        The script's source; run, it prints the std of every layer's activation (every block's
+        residual stream), the numbers :func:`initviz.probe.profile` reports as ``act_std``.
 
     Example::
 
         >>> exec(pytorch_code(NetworkSpec.stack(64, 3), seed=1))  # doctest: +ELLIPSIS
         layer 1: activation std ...
     """
-    lines = [*_imports(spec), *_model_code(spec), *_init_code(spec, seed)]
-    if spec.scheme == "lsuv":
-        lines += _lsuv_code(spec)
-    lines += _measure_code(seed, batch)
+    architecture = spec.architecture
+    lines = [*_imports(spec), *architecture.code(spec, seed), *_measure_code(spec, seed, batch),
+             *architecture.measure_code()]
     return "\n".join(lines) + "\n"
 
 
@@ -59,30 +59,25 @@ def _imports(spec: NetworkSpec) -> list[str]:
     return ["import math", *extra, "", "import torch", "from torch import nn", ""]
 
 
-def _model_code(spec: NetworkSpec) -> list[str]:
-    """Comments that name the scheme, its formula and paper; the model as nn.Sequential."""
+def norm_code(spec: NetworkSpec, width: str) -> str:
+    """The norm layer of ``spec`` over ``width`` units, as code with a trailing ``, ``."""
+    return _NORM_CODE[spec.norm].format(width=width)
+
+
+def model_comments(spec: NetworkSpec, shape: str) -> list[str]:
+    """Comments that name the scheme, the network's ``shape``, the formula and the paper."""
     scheme = spec.resolved_scheme
     bias = spec.resolved_bias
     activation = spec.resolved_activation
-    act_code = f"nn.{activation.module.__name__}()"
-    uniform = len(set(spec.sizes)) == 1
-    sizes_code = (f"[{spec.input_dim}] + [{spec.sizes[0]}] * {spec.depth}" if uniform
-                  else repr([spec.input_dim, *spec.sizes]))
     return [
         *_comment(f"{scheme.label} weights, {bias.label.lower()} biases, {activation.label}, "
-                  f"{spec.depth} hidden layers."),
+                  f"{shape}."),
         *_comment(scheme.formula),
         *_comment(f"Reference: {scheme.reference}"),
-        f"sizes = {sizes_code}  # the input, then each hidden layer",
-        "model = nn.Sequential(*[",
-        f"    nn.Sequential(nn.Linear(fan_in, fan_out), {_NORM_CODE[spec.norm]}{act_code})",
-        "    for fan_in, fan_out in zip(sizes[:-1], sizes[1:])",
-        "])",
-        "",
     ]
 
 
-def _init_code(spec: NetworkSpec, seed: int) -> list[str]:
+def init_fn_code(spec: NetworkSpec, seed: int) -> list[str]:
     """The generator and ``init_fn``, applied to every Linear in order, weight then bias."""
     scheme = spec.resolved_scheme
     bias = spec.resolved_bias
@@ -102,14 +97,19 @@ def _init_code(spec: NetworkSpec, seed: int) -> list[str]:
     ]
 
 
-def _lsuv_code(spec: NetworkSpec) -> list[str]:
+def source_of(*objects) -> list[str]:
+    """The source of initviz's own functions and classes, for a script to copy."""
+    lines: list[str] = []
+    for obj in objects:
+        lines += ["", "", textwrap.dedent(inspect.getsource(obj)).rstrip()]
+    return lines + ["", ""]
+
+
+def lsuv_code(spec: NetworkSpec) -> list[str]:
     """initviz's LSUV rescaling, copied, and its call on calibration inputs drawn from ``g``."""
     params = dict(spec.scheme_params)
-    source = textwrap.dedent(inspect.getsource(lsuv_rescale))
     return [
-        "",
-        "",
-        source.rstrip(),
+        *source_of(lsuv_rescale)[:-2],
         "",
         "",
         f"calibration = torch.randn({LSUV_CALIBRATION_BATCH}, sizes[0], generator=g)",
@@ -118,18 +118,18 @@ def _lsuv_code(spec: NetworkSpec) -> list[str]:
     ]
 
 
-def _measure_code(seed: int, batch: int) -> list[str]:
-    """The loop that prints each layer's activation std on the probe's inputs."""
+def _measure_code(spec: NetworkSpec, seed: int, batch: int) -> list[str]:
+    """The probe's inputs; each architecture's loop then prints each entry's output std."""
+    architecture = spec.architecture
     return [
         "",
-        "# The std of every layer's activation on N(0, 1) inputs (initviz's probe inputs).",
-        f"x = torch.randn({batch}, sizes[0], "
+        f"# The std of every {architecture.entry}'s {architecture.output} on N(0, 1) inputs "
+        "(initviz's probe inputs).",
+        f"x = torch.randn({batch}, {architecture.code_input}, "
         f"generator=torch.Generator().manual_seed({seed} ^ {INPUT_STREAM:#x}))",
         "with torch.no_grad():",
-        "    for layer, block in enumerate(model, start=1):",
-        "        x = block(x)",
-        "        print(f\"layer {layer}: activation std {x.std(correction=0).item():.4g}\")",
     ]
 
 
-__all__ = ["pytorch_code"]
+__all__ = ["init_fn_code", "lsuv_code", "model_comments", "norm_code", "pytorch_code",
+           "source_of"]

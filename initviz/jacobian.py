@@ -267,7 +267,7 @@ def jacobian_spectrum(spec: NetworkSpec, seed: int = 0, device: str = "auto") ->
     if where.type == "mps":
         where, notice = torch.device("cpu"), "mps has no float64: the Jacobian is computed on cpu"
     start = time.perf_counter()
-    model = build_model(spec, seed, device=where).to(torch.float64)
+    model = spec.architecture.chain(build_model(spec, seed, device=where).to(torch.float64))
     x = probe_input(spec, seed).to(where, torch.float64)
     shape = (spec.sizes[-1], spec.input_dim)
     try:

@@ -319,17 +319,47 @@ def _significant(value: float) -> float:
 
 @dataclass(frozen=True)
 class Prediction:
-    """Mean-field predictions for one network, layer by layer (index 0 is layer 1)."""
+    """Mean-field predictions for one network, entry by entry (index 0 is entry 1).
+
+    For a plain stack ``preact_var`` is each layer's pre-activation variance and ``act_var`` the
+    variance of its activation; for a residual one, ``preact_var`` is the variance of what each
+    block adds to the stream (``a²·V_branch``) and ``act_var`` the stream's variance after it.
+    ``summary`` is the deep-layer fixed point, χ₁ and ξ_c, None where the network has none (a
+    residual stream does not settle at a fixed point)."""
 
     preact_var: tuple[float, ...]
     act_var: tuple[float, ...]
     grad_var: tuple[float, ...]
-    summary: MeanField
+    summary: MeanField | None
 
 
 def predict(spec: NetworkSpec, input_second_moment: float = 1.0,
             output_grad_var: float = 1.0) -> Prediction | None:
-    r"""Per-layer pre-activation variance and gradient variance, and the deep-layer summary.
+    r"""The mean-field prediction of every probe entry of ``spec``, by its architecture: the
+    length map of a plain stack (:func:`predict_stack`), the residual stream's recursion
+    (:func:`predict_residual`).
+
+    Args:
+        spec: the network
+        input_second_moment: ``E[x²]`` of the input
+        output_grad_var: the variance of ``dL/dh`` at the last entry's output
+
+    Returns:
+        a :class:`Prediction` (index 0 is entry 1), or None where mean-field theory does not
+        apply (:func:`theory_unavailable_reason` says why)
+
+    Examples:
+        >>> p = predict(NetworkSpec.stack(64, 5, activation="tanh", scheme="xavier_normal"))
+        >>> p.summary.phase  # σ_w² = 1, σ_b² = 0: tanh's edge of chaos
+        'critical'
+    """
+    return spec.architecture.predict(spec, input_second_moment, output_grad_var)
+
+
+def predict_stack(spec: NetworkSpec, input_second_moment: float = 1.0,
+                  output_grad_var: float = 1.0) -> Prediction | None:
+    r"""Per-layer pre-activation variance and gradient variance of a plain stack, and the
+    deep-layer summary.
 
     Forward, ``q^l = σ_{w,l}² E[φ(√q^{l−1} z)²] + σ_{b,l}²`` from
     ``q^1 = σ_{w,1}² E[x²] + σ_{b,1}²``
@@ -344,12 +374,6 @@ def predict(spec: NetworkSpec, input_second_moment: float = 1.0,
     Returns:
         a :class:`Prediction` (index 0 is layer 1) whose ``summary`` (``q*``, χ₁, ξ_c) uses the
         last layer's σ's, or None where mean-field theory does not apply
-        (:func:`theory_unavailable_reason` says why)
-
-    Examples:
-        >>> p = predict(NetworkSpec.stack(64, 5, activation="tanh", scheme="xavier_normal"))
-        >>> p.summary.phase  # σ_w² = 1, σ_b² = 0: tanh's edge of chaos
-        'critical'
     """
     sigmas = layer_sigmas(spec)
     if sigmas is None:
@@ -389,10 +413,74 @@ def _predict(act: Activation, sigmas: tuple[tuple[float, float], ...],
     return Prediction(tuple(preact), tuple(act_var), tuple(grad), summary)
 
 
+def residual_stream(second, slope, branch: tuple[tuple[float, float], tuple[float, float]],
+                    alpha2: float, q0: float, depth: int, output_grad_var: float = 1.0,
+                    homogeneous: bool = False) -> Prediction:
+    r"""The residual stream's variance, block by block, for blocks ``h ← h + a·branch(h)`` with
+    a two-layer pre-activation branch ``φ → Linear(σ_{w1}², σ_{b1}²) → φ → Linear(σ_{w2}²,
+    σ_{b2}²)``.
+
+    Forward, the branch is independent of the stream it reads at init (its weights are fresh),
+    so the variances add (Hanin & Rolnick 2018; Zhang et al. 2019, Fixup)::
+
+        q_{l+1} = q_l + a²·V_branch(q_l),
+        V_branch(q) = σ_{w2}²·E[φ(√q₁ z)²] + σ_{b2}²,  q₁ = σ_{w1}²·E[φ(√q z)²] + σ_{b1}².
+
+    Backward, ``dL/dh_l = dL/dh_{l+1}·(I + a·J_branch)``, so ``Var(dL/dh)`` is multiplied per
+    block by ``1 + a²·σ_{w1}²E[φ'(√q_l z)²]·σ_{w2}²E[φ'(√q₁ z)²]``. With ReLU and Kaiming both
+    factors are 1: a plain stream doubles per block, forward and backward; with the last Linear
+    scaled by 1/√L it grows by (1 + 1/L)^L → e over L blocks.
+
+    Args:
+        second, slope: ``q ↦ E[φ(√q z)²]`` and ``q ↦ E[φ'(√q z)²]`` for float ``q``.
+        branch: ``((σ_{w1}², σ_{b1}²), (σ_{w2}², σ_{b2}²))`` of the branch's Linears.
+        alpha2: ``a²``, the square of the branch's multiplier.
+        q0: the variance of the stream entering block 1.
+        depth: the number of blocks.
+        output_grad_var: ``Var(dL/dh)`` at the last block's output.
+        homogeneous: φ positively homogeneous, so ``E[φ(√q z)²] = q·E[φ(z)²]`` and the slope
+            moment is constant: both are taken from ``q = 1`` at every ``q``. Otherwise the
+            moments are read at each ``q`` up to :data:`HUGE_Q`, and the stream is reported as
+            diverged (inf) beyond.
+
+    Returns:
+        a :class:`Prediction`: ``preact_var`` what each block adds, ``act_var`` the stream after
+        it, ``grad_var`` the gradient's variance at its output; ``summary`` None.
+    """
+    (sw1, sb1), (sw2, sb2) = branch
+
+    unit_second, unit_slope = float(second(1.0)), float(slope(1.0))
+
+    def moments(q: float) -> tuple[float, float]:
+        if homogeneous:  # exact at every q, and no table to leave
+            return (q * unit_second, unit_slope) if math.isfinite(q) else (math.inf, math.nan)
+        if q <= HUGE_Q:
+            return float(second(q)), float(slope(q))
+        return math.inf, math.nan
+
+    added, stream, gain = [], [], []
+    q = q0
+    for _ in range(depth):
+        m_in, s_in = moments(q)
+        q1 = sw1 * m_in + sb1
+        m_mid, s_mid = moments(q1)
+        v = alpha2 * (sw2 * m_mid + sb2) if alpha2 else 0.0  # a = 0 (ReZero) adds exactly 0
+        gain.append(1.0 + (alpha2 * sw1 * s_in * sw2 * s_mid if alpha2 else 0.0))
+        q = q + v
+        added.append(v)
+        stream.append(q)
+    grad = [output_grad_var]
+    for factor in gain[:0:-1]:
+        grad.append(grad[-1] * factor)
+    grad.reverse()
+    return Prediction(tuple(added), tuple(stream), tuple(grad), None)
+
+
 __all__ = [
     "CRITICAL_TOL", "HUGE_Q", "MeanField", "Prediction", "TINY_Q", "TRAINABLE_DEPTHS_PER_SCALE",
     "UNRESOLVED_Q", "as_activation", "chi1", "depth_scale", "derivative", "first_moment",
     "fixed_point", "gaussian_rule", "is_critical", "is_linear", "layer_sigmas", "length_map",
-    "mean_field", "phase", "positively_homogeneous", "predict", "second_moment", "slope_moment",
+    "mean_field", "phase", "positively_homogeneous", "predict", "predict_stack",
+    "residual_stream", "second_moment", "slope_moment",
     "theory_unavailable_reason",
 ]

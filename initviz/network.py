@@ -6,7 +6,6 @@ one output ``Linear``. Layers are numbered from 1 everywhere in initviz's output
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -16,7 +15,7 @@ from torch import nn
 from initviz.activations import Activation, get_activation
 from initviz.errors import InvalidSpec, TooLarge, check_int, env_megabytes
 from initviz.scheme_types import ParamValue, Scheme
-from initviz.schemes import get_scheme, lsuv_rescale
+from initviz.schemes import get_scheme
 
 MAX_WIDTH = 4096
 MAX_DEPTH = 500
@@ -57,6 +56,10 @@ class NetworkSpec:
         bias, bias_params: the bias scheme (:data:`initviz.schemes.BIAS_SCHEMES`) and its
             parameters.
         norm: one of :data:`NORMS`, a normalization layer after each Linear.
+        arch: the architecture, a name of :data:`initviz.archs.ARCHS` (``mlp``: the plain stack
+            above; ``residual``: blocks ``h <- h + a*branch(h)``).
+        arch_params: the architecture's own options (``residual`` for ``arch="residual"``),
+            stored like ``scheme_params``: a sorted tuple with every default filled in.
 
     Raises:
         InvalidSpec: a field out of range or unknown, with a sentence that says which.
@@ -77,13 +80,17 @@ class NetworkSpec:
     bias: str = "zeros"
     bias_params: tuple[tuple[str, ParamValue], ...] = ()
     norm: str = "none"
+    arch: str = "mlp"
+    arch_params: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         sizes = self.sizes
         if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence) or not sizes:
             raise InvalidSpec("sizes", sizes, "one or more layer widths")
-        if len(sizes) > MAX_DEPTH:
-            raise InvalidSpec("depth", len(sizes), f"a whole number in [1, {MAX_DEPTH}]")
+        architecture = self.architecture  # raises InvalidSpec for an unknown name
+        if len(sizes) > architecture.max_depth:
+            raise InvalidSpec("depth", len(sizes),
+                              f"a whole number in [1, {architecture.max_depth}]")
         set_ = object.__setattr__
         set_(self, "sizes", tuple(check_int("width", s, 1, MAX_WIDTH) for s in sizes))
         set_(self, "input_dim", check_int("input_dim", self.input_dim, 1, MAX_INPUT_DIM))
@@ -94,11 +101,15 @@ class NetworkSpec:
              self.resolved_scheme.resolve(_as_pairs(self.scheme_params)))
         set_(self, "bias_params",
              self.resolved_bias.resolve(_as_pairs(self.bias_params), field=f"bias.{self.bias}"))
+        set_(self, "arch_params", architecture.resolve(_as_pairs(self.arch_params)))
+        architecture.check(self)
 
     @classmethod
     def stack(cls, width: int, depth: int, **kwargs) -> NetworkSpec:
-        """A network of ``depth`` hidden layers of ``width`` units each."""
-        depth = check_int("depth", depth, 1, MAX_DEPTH)
+        """A network of ``depth`` hidden layers (or blocks) of ``width`` units each."""
+        from initviz.archs import get_arch
+
+        depth = check_int("depth", depth, 1, get_arch(kwargs.get("arch", "mlp")).max_depth)
         return cls(sizes=(width,) * depth, **kwargs)
 
     @property
@@ -106,10 +117,20 @@ class NetworkSpec:
         return len(self.sizes)
 
     @property
+    def architecture(self):
+        """The :class:`initviz.archs.Architecture` :attr:`arch` names."""
+        from initviz.archs import get_arch  # the architectures build on this module
+
+        return get_arch(self.arch)
+
+    def option(self, name: str) -> str:
+        """The value of the architecture's option ``name`` (e.g. ``"residual"``)."""
+        return dict(self.arch_params)[name]
+
+    @property
     def fans(self) -> list[tuple[int, int]]:
-        """``(fan_in, fan_out)`` of every hidden layer, in order."""
-        ins = (self.input_dim, *self.sizes[:-1])
-        return list(zip(ins, self.sizes))
+        """``(fan_in, fan_out)`` of the weight each probe entry (layer or block) reports."""
+        return self.architecture.fans(self)
 
     @property
     def resolved_scheme(self) -> Scheme:
@@ -127,15 +148,17 @@ class NetworkSpec:
         return get_activation(self.activation)
 
     def parameter_count(self, out_features: int | None = None) -> int:
-        fans = self.fans + ([(self.sizes[-1], out_features)] if out_features else [])
-        return sum(fi * fo + fo for fi, fo in fans)
+        return self.architecture.parameter_count(self, out_features)
 
     def to_dict(self) -> dict:
+        """The configuration as JSON; an architecture other than ``mlp`` adds ``arch`` and its
+        options."""
+        other = {} if self.arch == "mlp" else {"arch": self.arch, **dict(self.arch_params)}
         return {
             "sizes": list(self.sizes), "input_dim": self.input_dim,
             "activation": self.activation, "scheme": self.scheme,
             "params": dict(self.scheme_params), "bias": self.bias,
-            "bias_params": dict(self.bias_params), "norm": self.norm,
+            "bias_params": dict(self.bias_params), "norm": self.norm, **other,
         }
 
 
@@ -148,7 +171,7 @@ def estimate_bytes(spec: NetworkSpec, batch: int, *, models: int = 1,
     moments), activations ``activation_copies`` times per unit (Linear output, activation output
     and the gradients of both, which autograd and the probe keep alive together). float32.
     """
-    units = sum(spec.sizes) + (out_features or 0) + spec.input_dim
+    units = spec.architecture.units(spec) + (out_features or 0) + spec.input_dim
     per_model = (parameter_copies * spec.parameter_count(out_features)
                  + activation_copies * batch * units)
     return 4 * models * per_model
@@ -172,7 +195,7 @@ def check_memory(what: str, needed: int, budget: int | None = None,
         raise TooLarge(what, needed, budget, reduce)
 
 
-def _norm_layer(kind: str, width: int) -> nn.Module | None:
+def norm_layer(kind: str, width: int) -> nn.Module | None:
     if kind == "batchnorm":
         return nn.BatchNorm1d(width)
     if kind == "layernorm":
@@ -204,8 +227,8 @@ def init_linear(linear: nn.Linear, spec: NetworkSpec, generator: torch.Generator
 
 def build_model(spec: NetworkSpec, seed: int, *, out_features: int | None = None,
                 device: torch.device | str = "cpu",
-                calibration: torch.Tensor | None = None) -> nn.Sequential:
-    """Build and initialize the network: blocks ``Linear -> [norm] -> activation``.
+                calibration: torch.Tensor | None = None) -> nn.Module:
+    """Build and initialize the network ``spec`` describes, through its architecture.
 
     Every parameter is drawn from one ``torch.Generator`` seeded with ``seed``, layer by layer
     (weight, then bias), on the CPU, so a seed gives the same network on every device.
@@ -214,14 +237,14 @@ def build_model(spec: NetworkSpec, seed: int, *, out_features: int | None = None
         spec: the network.
         seed: the seed of every weight and bias.
         out_features: where given, an output Linear (initialized the same way) follows the
-            hidden blocks.
+            hidden layers or blocks.
         device: where the built model is moved to.
         calibration: the inputs LSUV rescales on (default: N(0, 1) inputs drawn from the same
             generator after the weights).
 
     Returns:
-        An ``nn.Sequential`` of blocks, each an ``nn.Sequential`` with ``linear``, optionally
-        ``norm``, and ``act``.
+        The model (for ``mlp`` an ``nn.Sequential`` of blocks ``linear``, optionally ``norm``,
+        and ``act``; see each module of :mod:`initviz.archs`).
 
     Example::
 
@@ -230,30 +253,13 @@ def build_model(spec: NetworkSpec, seed: int, *, out_features: int | None = None
         torch.Size([8, 64])
     """
     generator = torch.Generator().manual_seed(seed)
-    activation = spec.resolved_activation
-    blocks: list[nn.Module] = []
-    for fan_in, fan_out in spec.fans:
-        parts: OrderedDict[str, nn.Module] = OrderedDict(linear=Linear(fan_in, fan_out))
-        norm = _norm_layer(spec.norm, fan_out)
-        if norm is not None:
-            parts["norm"] = norm
-        parts["act"] = activation.module()
-        init_linear(parts["linear"], spec, generator)
-        blocks.append(nn.Sequential(parts))
-    if spec.scheme == "lsuv":
-        if calibration is None:
-            calibration = torch.randn(LSUV_CALIBRATION_BATCH, spec.input_dim, generator=generator)
-        params = dict(spec.scheme_params)
-        lsuv_rescale(blocks, calibration, params["tol"], params["max_iter"])
-    if out_features is not None:
-        head = Linear(spec.sizes[-1], out_features)
-        init_linear(head, spec, generator)
-        blocks.append(head)
-    return nn.Sequential(*blocks).to(device)
+    model = spec.architecture.build(spec, generator, out_features=out_features,
+                                    calibration=calibration)
+    return model.to(device)
 
 
 __all__ = [
     "DEFAULT_MEMORY_BUDGET", "MAX_DEPTH", "MAX_INPUT_DIM", "MAX_WIDTH", "NORMS", "NetworkSpec",
-    "build_model", "check_memory", "estimate_bytes", "init_linear", "memory_budget",
-    "peak_bytes",
+    "Linear", "build_model", "check_memory", "estimate_bytes", "init_linear", "memory_budget",
+    "norm_layer", "peak_bytes",
 ]

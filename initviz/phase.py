@@ -61,6 +61,18 @@ def _moment_table(activation: Activation) -> _MomentTable:
                         interpolate.CubicSpline(log_q, slope))
 
 
+def splined_moments(activation: str | Activation):
+    """``q ↦ E[φ(√q z)²]`` and ``q ↦ E[φ'(√q z)²]`` for ``q`` in [TINY_Q, HUGE_Q], read off the
+    splined table (relative error about 2e-7): a recursion over thousands of blocks calls them
+    thousands of times, where the quadrature costs about a millisecond a call."""
+    table = _moment_table(as_activation(activation))
+
+    def at(spline):
+        return lambda q: float(spline(math.log(min(max(q, TINY_Q), HUGE_Q))))
+
+    return at(table.second_spline), at(table.slope_spline)
+
+
 def fixed_points(activation: str | Activation, sigma_w2, sigma_b2,
                  q_start: float = 1.0) -> np.ndarray:
     """:func:`~initviz.meanfield.fixed_point` for many ``(σ_w², σ_b²)`` at once (arrays
@@ -338,4 +350,5 @@ def phase_map(activation: str | Activation, summary: MeanField | None, depth: in
 __all__ = [
     "DEFAULT_GRID_SIDE", "MAX_GRID_SIDE", "MAX_SIGMA2", "PhaseDiagram", "chi1_many",
     "critical_line", "fixed_points", "phase_axes", "phase_diagram", "phase_grid", "phase_map",
+    "splined_moments",
 ]

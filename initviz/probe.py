@@ -33,6 +33,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from initviz.archs import ExtraColumns, ProbePoint
 from initviz.datasets import MAX_SEED
 from initviz.devices import resolve_device, side_by_side
 from initviz.errors import InvalidSpec, check_int
@@ -270,8 +271,10 @@ def profile(spec: NetworkSpec, batch: int = 256, seed: int = 0, device: str = "a
     x = torch.randn(batch, spec.input_dim, generator=inputs).to(dev)
     projection = torch.randn(batch, spec.sizes[-1], generator=inputs).to(dev)
     stats = TensorStats(bins)
-    hooks = _ActivationHooks(model, spec, stats, dev)
-    linears = [model[i].linear for i in range(spec.depth)]
+    points = spec.architecture.probe_points(model, spec)
+    hooks = _ActivationHooks(points, spec, stats, dev)
+    extra = spec.architecture.extra_columns(model, spec)
+    linears = [point.weight for point in points]
     for layer, linear in enumerate(linears, start=1):
         stats.add("weight", layer, linear.weight)
     try:
@@ -280,16 +283,19 @@ def profile(spec: NetworkSpec, batch: int = 256, seed: int = 0, device: str = "a
             (hidden * projection).sum().backward()
     finally:
         hooks.remove()
-    host = _to_host(spec, stats, hooks, linears, dev)
+        if extra is not None:
+            extra.remove()
+    host = _to_host(spec, stats, hooks, linears, dev, extra)
     seconds = time.perf_counter() - start
     return _assemble(spec, batch, seed, choice, seconds, bins, host)
 
 
 class _ActivationHooks:
-    """Forward hooks on each layer's activation: the pre-activation and activation statistics,
-    the saturated, dead and off shares, and a tensor hook for the gradient of its output."""
+    """Forward hooks at each entry's :class:`~initviz.archs.ProbePoint`: the pre-activation and
+    output statistics, the saturated, dead and off shares, and a tensor hook for the gradient of
+    the entry's output."""
 
-    def __init__(self, model: nn.Module, spec: NetworkSpec, stats: TensorStats,
+    def __init__(self, points: Sequence[ProbePoint], spec: NetworkSpec, stats: TensorStats,
                  dev: torch.device):
         self.stats = stats
         self.activation = spec.resolved_activation
@@ -297,17 +303,30 @@ class _ActivationHooks:
         self.dead: list[torch.Tensor] = []
         self.off: list[torch.Tensor] = []
         self.nan = torch.full((), math.nan, device=dev)
-        self.handles = [model[layer - 1].act.register_forward_hook(partial(self._forward,
-                                                                             layer=layer))
-                        for layer in range(1, spec.depth + 1)]
+        self.handles = []
+        for layer, point in enumerate(points, start=1):
+            self.handles += [
+                point.preact.register_forward_hook(partial(self._preact, layer=layer,
+                                                           read_input=point.preact_input)),
+                point.output.register_forward_hook(partial(self._output, layer=layer)),
+                point.region.register_forward_hook(self._region),
+            ]
 
     def _grad(self, grad: torch.Tensor, layer: int) -> None:
         self.stats.add("grad", layer, grad)  # returns None: the gradient flows on unchanged
 
-    def _forward(self, module: nn.Module, inputs: tuple, output: torch.Tensor, layer: int) -> None:
-        z = inputs[0]
-        self.stats.add("preact", layer, z)
+    def _preact(self, module: nn.Module, inputs: tuple, output: torch.Tensor, layer: int,
+                read_input: bool) -> None:
+        self.stats.add("preact", layer, inputs[0] if read_input else output)
+
+    def _output(self, module: nn.Module, inputs: tuple, output: torch.Tensor, layer: int) -> None:
         self.stats.add("act", layer, output)
+        # dL/d(entry output), as a full backward hook on the module would see it; a tensor hook
+        # skips the identity autograd nodes such a module hook wraps around it.
+        output.register_hook(partial(self._grad, layer=layer))
+
+    def _region(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        z = inputs[0]
         sat, dead_below = self.activation.saturated_outside, self.activation.dead_at_or_below
         self.saturated.append(self.nan if sat is None else _fraction_outside(z, *sat))
         if dead_below is None:
@@ -319,9 +338,6 @@ class _ActivationHooks:
             # for every input of the batch passes on no gradient at all: that is dead.
             self.dead.append(is_off.all(dim=0).float().mean())
             self.off.append(torch.count_nonzero(is_off).float() / is_off.numel())
-        # dL/d(activation output), as a full backward hook on the module would see it; a
-        # tensor hook skips the identity autograd nodes such a module hook wraps around it.
-        output.register_hook(partial(self._grad, layer=layer))
 
     def remove(self) -> None:
         for handle in self.handles:
@@ -329,7 +345,8 @@ class _ActivationHooks:
 
 
 def _to_host(spec: NetworkSpec, stats: TensorStats, hooks: _ActivationHooks,
-             linears: list[nn.Linear], dev: torch.device) -> dict[str, np.ndarray]:
+             linears: list[nn.Linear], dev: torch.device,
+             extra: ExtraColumns | None) -> dict[str, np.ndarray]:
     """Every summary as NumPy arrays, in one transfer to the host."""
     weight_norms = torch.stack(torch._foreach_norm([lin.weight.detach() for lin in linears]))
     grad_norms = torch.stack(torch._foreach_norm([lin.weight.grad for lin in linears]))
@@ -340,6 +357,8 @@ def _to_host(spec: NetworkSpec, stats: TensorStats, hooks: _ActivationHooks,
         **stacked, "percentiles": percentiles, "saturated": torch.stack(hooks.saturated),
         "dead": torch.stack(hooks.dead), "off": torch.stack(hooks.off),
         "weight_norms": weight_norms, "grad_norms": grad_norms,
+        **({} if extra is None else {f"extra.{name}": torch.stack(values)
+                                     for name, values in extra.values.items()}),
     }.items()}
     # Entries above ~2e19 overflow a float32 sum of squares though each is finite: such norms
     # (exploding networks only) are summed again in float64, which for every layer would cost a
@@ -391,7 +410,7 @@ def _assemble(spec: NetworkSpec, batch: int, seed: int, choice, seconds: float, 
         histograms=histograms, percentiles=percentiles,
         first_nonfinite_layer=first_nonfinite, nonfinite_pass=nonfinite_pass,
         prediction=prediction,
-        theory_note=theory_unavailable_reason(spec),
+        theory_note=theory_unavailable_reason(spec) or spec.architecture.summary_note,
     )
 
 
@@ -429,8 +448,7 @@ def _layer_table(spec: NetworkSpec, batch: int, host: dict[str, np.ndarray],
     measured = {
         "weight_mean": per_kind("mean", "weight"),
         "weight_std": per_kind("std", "weight"),
-        "weight_std_theory": [spec.resolved_scheme.weight_std(fi, fo, spec.scheme_params)
-                              for fi, fo in spec.fans],
+        "weight_std_theory": _weight_std_theory(spec),
         "preact_mean": per_kind("mean", "preact"),
         "preact_std": per_kind("std", "preact"),
         "preact_var_theory": prediction.preact_var if prediction else [None] * depth,
@@ -444,11 +462,25 @@ def _layer_table(spec: NetworkSpec, batch: int, host: dict[str, np.ndarray],
         "grad_to_weight_ratio": ratio,
     }
     columns = {"layer": np.arange(1, depth + 1), "fan_in": fans[:, 0], "fan_out": fans[:, 1]}
-    for name, values in measured.items():
-        column = np.array(values, dtype=np.float64)  # None (no theory) becomes NaN
-        column[~np.isfinite(column)] = np.nan
-        columns[name] = column
-    return pd.DataFrame(columns, columns=list(LAYER_COLUMNS))
+
+    def add(named: dict) -> None:
+        for name, values in named.items():
+            column = np.array(values, dtype=np.float64)  # None (no theory) becomes NaN
+            column[~np.isfinite(column)] = np.nan
+            columns[name] = column
+
+    add(measured)
+    extra = {k.removeprefix("extra."): v for k, v in host.items() if k.startswith("extra.")}
+    own = spec.architecture.table_columns(columns, extra, prediction)
+    add(own)
+    return pd.DataFrame(columns, columns=[*LAYER_COLUMNS, *own])
+
+
+def _weight_std_theory(spec: NetworkSpec) -> list[float | None]:
+    """The scheme's std of each entry's weight, times what the architecture rescales it by."""
+    factor = spec.architecture.weight_std_factor(spec)
+    stds = [spec.resolved_scheme.weight_std(fi, fo, spec.scheme_params) for fi, fo in spec.fans]
+    return [None if std is None else std * factor for std in stds]
 
 
 def _distributions(host: dict[str, np.ndarray], depth: int,

@@ -322,7 +322,9 @@ class TrainingStream:
         import torch._dynamo  # noqa: F401
         spec, dev = self.spec, self._device
         start = time.perf_counter()
-        engine_class = BatchedEngine if self._batched else OneByOneEngine
+        # The batched engine runs a plain chain of modules; other architectures train one by one.
+        batched = self._batched and spec.network.architecture.batched_training
+        engine_class = BatchedEngine if batched else OneByOneEngine
         engine = engine_class(self._build_models(), make_optimizer(spec.optimizer, spec.lr), dev)
         x_train, y_train, x_val, y_val = (
             t.to(dev) for t in (self.data.x_train, self.data.y_train, self.data.x_val,

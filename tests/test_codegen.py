@@ -25,7 +25,14 @@ def _run(code: str) -> tuple[dict, list[str]]:
     NetworkSpec.stack(32, 3, activation="selu", scheme="sparse", bias="normal",
                       norm="batchnorm"),
     NetworkSpec.stack(16, 2, activation="linear", scheme="pytorch_default"),
-], ids=["kaiming", "xavier+default-bias", "lsuv+layernorm", "sparse+batchnorm", "default"])
+    *[NetworkSpec.stack(24, 5, input_dim=12, activation="tanh", scheme="orthogonal",
+                        bias="normal", arch="residual", arch_params={"residual": init})
+      for init in ("plain", "scaled", "fixup", "rezero")],
+    NetworkSpec.stack(16, 3, activation="relu", scheme="kaiming_uniform", norm="layernorm",
+                      arch="residual", arch_params={"residual": "fixup"}),
+], ids=["kaiming", "xavier+default-bias", "lsuv+layernorm", "sparse+batchnorm", "default",
+        "residual-plain", "residual-scaled", "residual-fixup", "residual-rezero",
+        "residual-fixup+layernorm"])
 def test_exported_code_builds_the_same_weights_and_prints_the_same_statistics(spec):
     seed, batch = 7, 32
     namespace, printed = _run(pytorch_code(spec, seed=seed, batch=batch))
@@ -47,3 +54,11 @@ def test_exported_code_uses_torch_nn_init_and_cites_the_paper():
     assert "nn.init.orthogonal_(m.weight, gain=1.0, generator=g)" in code
     assert "Saxe" in code
     assert "model.apply(init_fn)" in code
+
+
+def test_exported_residual_code_copies_the_blocks_and_the_residual_init():
+    code = pytorch_code(NetworkSpec.stack(16, 4, arch="residual",
+                                          arch_params={"residual": "fixup"}))
+    assert "class ResidualBlock(nn.Module):" in code
+    assert "residual_init_(model, 'fixup')" in code
+    assert "import initviz" not in code

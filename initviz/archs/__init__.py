@@ -1,0 +1,183 @@
+"""The architectures a :class:`~initviz.network.NetworkSpec` can name, one module each.
+
+An architecture is an :class:`Architecture`: it builds the model from the spec, says what one
+probe entry is (a hidden layer of the plain stack, a block of the residual one) and which modules
+hold that entry's statistics, predicts them by mean-field theory, writes the PyTorch code that
+rebuilds the model, and counts what the model costs in memory. The rest of initviz calls these
+methods through ``spec.architecture`` and never asks which architecture it has.
+
+To add one: a module here with a subclass of :class:`Architecture`, registered in :data:`ARCHS`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from initviz.errors import InvalidSpec, quote
+
+if TYPE_CHECKING:
+    from initviz.meanfield import Prediction
+    from initviz.network import NetworkSpec
+
+
+@dataclass(frozen=True)
+class ProbePoint:
+    """Where the probe reads one entry (a layer or a block) of a built model.
+
+    Attributes:
+        output: the module whose forward output is the entry's output (``act_*``, and
+            ``grad_std`` is the std of dL/d(that output)).
+        preact: the module whose forward input (``preact_input``) or output is the entry's
+            ``preact_*`` tensor.
+        preact_input: read ``preact``'s input (True) or its output (False).
+        region: the module whose input is checked against the activation's saturated and dead
+            regions.
+        weight: the Linear whose weight the entry's ``weight_*`` columns describe.
+    """
+
+    output: nn.Module
+    preact: nn.Module
+    preact_input: bool
+    region: nn.Module
+    weight: nn.Linear
+
+
+class ExtraColumns:
+    """Columns an architecture measures beyond :data:`initviz.probe.LAYER_COLUMNS`, from hooks
+    it places on the model: one 0-d tensor per entry and column, left on the device."""
+
+    def __init__(self):
+        self.values: dict[str, list[torch.Tensor]] = {}
+        self.handles: list = []
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+
+class Architecture(ABC):
+    """What the rest of initviz asks of an architecture (the plain stack is
+    :class:`initviz.archs.mlp.MLP`).
+
+    Attributes:
+        name: its ``arch`` name (contract).
+        label: a short description for sentences.
+        max_depth: the most layers (blocks) a spec may have.
+        options: its own options, each with its allowed values, the default first.
+        entry: what one probe entry is called in output ("layer", "block").
+        output: what an entry outputs, in sentences ("activation", "residual stream").
+        fixed_point: whether deep layers settle at a mean-field fixed point q* (the ``theory``
+            command's phase diagram describes such a stack).
+        code_input: the exported script's name for the input's size.
+        summary_note: where there is no fixed point, why the profile's q*, χ₁ and ξ_c are null
+            and where its theory is instead.
+        batched_training: whether :class:`initviz.engines.BatchedEngine` can train it (a plain
+            chain of Linear, norm and activation modules); otherwise runs train one by one.
+    """
+
+    name: str
+    label: str
+    max_depth: int
+    options: Mapping[str, tuple[str, ...]] = {}
+    entry: str = "layer"
+    output: str = "activation"
+    fixed_point: bool = False
+    summary_note: str | None = None
+    code_input: str = "input_dim"
+    batched_training: bool = False
+
+    def resolve(self, given: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+        """Its options with every default filled in, sorted; InvalidSpec for a bad one."""
+        for key, value in given.items():
+            if key not in self.options:
+                allowed = ", ".join(self.options) or "none"
+                raise InvalidSpec(f"{self.name} option", key, f"one of its options ({allowed})",
+                                  message=f"{self.label} ({self.name}) has no option "
+                                          f"{quote(key)}; its options: {allowed}")
+            if value not in self.options[key]:
+                raise InvalidSpec(key, value, "one of " + ", ".join(self.options[key]))
+        chosen = {key: values[0] for key, values in self.options.items()} | dict(given)
+        return tuple(sorted(chosen.items()))
+
+    def check(self, spec: NetworkSpec) -> None:  # noqa: B027  (most architectures take any)
+        """Raise InvalidSpec where ``spec`` is not a network of this architecture."""
+
+    @abstractmethod
+    def fans(self, spec: NetworkSpec) -> list[tuple[int, int]]:
+        """``(fan_in, fan_out)`` of the weight each probe entry reports."""
+
+    @abstractmethod
+    def parameter_count(self, spec: NetworkSpec, out_features: int | None) -> int:
+        """Parameters of the model, with an output layer of ``out_features`` where given."""
+
+    @abstractmethod
+    def units(self, spec: NetworkSpec) -> int:
+        """Values per input a forward pass keeps for the backward one (beyond the input and the
+        output layer), each also held as a gradient: what :func:`initviz.network.estimate_bytes`
+        multiplies by the batch."""
+
+    @abstractmethod
+    def build(self, spec: NetworkSpec, generator: torch.Generator, *,
+              out_features: int | None, calibration: torch.Tensor | None) -> nn.Module:
+        """The initialized model, every parameter drawn from ``generator`` (on the CPU)."""
+
+    @abstractmethod
+    def probe_points(self, model: nn.Module, spec: NetworkSpec) -> list[ProbePoint]:
+        """One :class:`ProbePoint` per entry of a model :meth:`build` made, in order."""
+
+    @abstractmethod
+    def chain(self, model: nn.Module) -> nn.Sequential:
+        """The model as an ``nn.Sequential`` of the stages its input passes through in turn
+        (the Jacobian's overflow check walks them); the same modules, not copies."""
+
+    def extra_columns(self, model: nn.Module, spec: NetworkSpec) -> ExtraColumns | None:
+        """Hooks for the columns this architecture adds to the probe's table (None: none)."""
+        return None
+
+    @abstractmethod
+    def predict(self, spec: NetworkSpec, input_second_moment: float,
+                output_grad_var: float) -> Prediction | None:
+        """The mean-field prediction of every entry (see :func:`initviz.meanfield.predict`)."""
+
+    def weight_std_factor(self, spec: NetworkSpec) -> float:
+        """What the architecture multiplies the scheme's std of each entry's weight by."""
+        return 1.0
+
+    def table_columns(self, columns: dict, extra: dict, prediction: Prediction | None
+                      ) -> dict[str, list]:
+        """Columns this architecture adds to the probe's table, from the table's ``columns``,
+        the host values of :meth:`extra_columns` and the prediction."""
+        return {}
+
+    @abstractmethod
+    def code(self, spec: NetworkSpec, seed: int) -> list[str]:
+        """Script lines that build ``model`` and initialize it as :meth:`build` does, drawing
+        from a generator ``g``; the probe's inputs have ``input_dim`` columns."""
+
+    @abstractmethod
+    def measure_code(self) -> list[str]:
+        """Script lines that run ``x`` through ``model`` and print each entry's output std."""
+
+
+# The architectures subclass Architecture above, so they are imported after it.
+from initviz.archs.mlp import MLP  # noqa: E402
+from initviz.archs.residual import Residual  # noqa: E402
+
+ARCHS: dict[str, Architecture] = {arch.name: arch for arch in (MLP(), Residual())}
+"""Every architecture by name."""
+
+
+def get_arch(name: str) -> Architecture:
+    """The architecture called ``name``; InvalidSpec naming the choices otherwise."""
+    if not isinstance(name, str) or name not in ARCHS:
+        raise InvalidSpec("arch", name, "one of " + ", ".join(ARCHS))
+    return ARCHS[name]
+
+
+__all__ = ["ARCHS", "Architecture", "ExtraColumns", "ProbePoint", "get_arch"]
