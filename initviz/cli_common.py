@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from initviz.activations import ACTIVATIONS
-from initviz.archs import ARCHS
+from initviz.archs import ARCHS, Option
 from initviz.devices import DEVICE_CHOICES
 from initviz.errors import InitvizError, clip, quote
 from initviz.network import NORMS, NetworkSpec
@@ -129,10 +129,10 @@ def network_flags() -> argparse.ArgumentParser:
     common.add_argument("--arch", default="mlp",
                         help="the architecture: " + ", ".join(ARCHS) + " (mlp: the plain stack; "
                              "residual: blocks h <- h + a*branch(h), depth = blocks)")
-    for name, values in arch_options().items():
-        common.add_argument(f"--{name.replace('_', '-')}", default=None,
-                            help=f"with --arch {', '.join(values[0])}: " + ", ".join(values[1])
-                                 + f" (default {values[1][0]})")
+    for name, owners in arch_options().items():
+        common.add_argument(f"--{name.replace('_', '-')}", default=None, help="; ".join(
+            f"with --arch {arch}: {option.meaning}, {option.describe()} (default {option.default})"
+            for arch, option in owners))
     common.add_argument("--seed", type=parse_whole, default=0,
                         help="the random seed: the same seed draws the same weights, inputs and "
                              "data, so the same numbers")
@@ -144,12 +144,12 @@ def network_flags() -> argparse.ArgumentParser:
     return common
 
 
-def arch_options() -> dict[str, tuple[list[str], tuple[str, ...]]]:
-    """Every architecture option: the architectures that have it and its values."""
-    options: dict[str, tuple[list[str], tuple[str, ...]]] = {}
+def arch_options() -> dict[str, list[tuple[str, Option]]]:
+    """Every architecture option by name: each architecture that has it, with its Option."""
+    options: dict[str, list[tuple[str, Option]]] = {}
     for arch in ARCHS.values():
-        for name, values in arch.options.items():
-            options.setdefault(name, ([], values))[0].append(arch.name)
+        for name, option in arch.options.items():
+            options.setdefault(name, []).append((arch.name, option))
     return options
 
 

@@ -81,7 +81,7 @@ class NetworkSpec:
     bias_params: tuple[tuple[str, ParamValue], ...] = ()
     norm: str = "none"
     arch: str = "mlp"
-    arch_params: tuple[tuple[str, str], ...] = ()
+    arch_params: tuple[tuple[str, str | int], ...] = ()
 
     def __post_init__(self) -> None:
         sizes = self.sizes
@@ -123,8 +123,8 @@ class NetworkSpec:
 
         return get_arch(self.arch)
 
-    def option(self, name: str) -> str:
-        """The value of the architecture's option ``name`` (e.g. ``"residual"``)."""
+    def option(self, name: str) -> str | int:
+        """The value of the architecture's option ``name`` (e.g. ``"residual"``, ``"heads"``)."""
         return dict(self.arch_params)[name]
 
     @property

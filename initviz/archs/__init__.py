@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from initviz.errors import InvalidSpec, quote
+from initviz.errors import InvalidSpec, check_int, quote
 
 if TYPE_CHECKING:
     from initviz.meanfield import Prediction
@@ -48,6 +48,38 @@ class ProbePoint:
     weight: nn.Linear
 
 
+@dataclass(frozen=True)
+class Option:
+    """One option of an architecture: a name among ``choices``, or a whole number in ``bounds``.
+
+    Attributes:
+        default: the value when the option is not given.
+        choices: the names it may take (empty for a number).
+        bounds: ``(low, high)``, both included, for a whole-number option.
+        meaning: what it sets, for help texts.
+    """
+
+    default: str | int
+    choices: tuple[str, ...] = ()
+    bounds: tuple[int, int] | None = None
+    meaning: str = ""
+
+    def parse(self, name: str, value) -> str | int:
+        """``value`` (a name, a number or its text, as a link or the CLI gives it) checked;
+        InvalidSpec naming what is allowed otherwise."""
+        if self.bounds is not None:
+            return check_int(name, value, *self.bounds)
+        if value not in self.choices:
+            raise InvalidSpec(name, value, "one of " + ", ".join(self.choices))
+        return value
+
+    def describe(self) -> str:
+        """The allowed values in words, e.g. ``plain, scaled`` or ``a whole number in [1, 64]``."""
+        if self.bounds is not None:
+            return f"a whole number in [{self.bounds[0]}, {self.bounds[1]}]"
+        return ", ".join(self.choices)
+
+
 class ExtraColumns:
     """Columns an architecture measures beyond :data:`initviz.probe.LAYER_COLUMNS`, from hooks
     it places on the model: one 0-d tensor per entry and column, left on the device."""
@@ -69,7 +101,7 @@ class Architecture(ABC):
         name: its ``arch`` name (contract).
         label: a short description for sentences.
         max_depth: the most layers (blocks) a spec may have.
-        options: its own options, each with its allowed values, the default first.
+        options: its own :class:`Option` by name.
         entry: what one probe entry is called in output ("layer", "block").
         output: what an entry outputs, in sentences ("activation", "residual stream").
         fixed_point: whether deep layers settle at a mean-field fixed point q* (the ``theory``
@@ -84,7 +116,7 @@ class Architecture(ABC):
     name: str
     label: str
     max_depth: int
-    options: Mapping[str, tuple[str, ...]] = {}
+    options: Mapping[str, Option] = {}
     entry: str = "layer"
     output: str = "activation"
     fixed_point: bool = False
@@ -92,7 +124,7 @@ class Architecture(ABC):
     code_input: str = "input_dim"
     batched_training: bool = False
 
-    def resolve(self, given: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    def resolve(self, given: Mapping[str, str | int]) -> tuple[tuple[str, str | int], ...]:
         """Its options with every default filled in, sorted; InvalidSpec for a bad one."""
         for key, value in given.items():
             if key not in self.options:
@@ -100,9 +132,8 @@ class Architecture(ABC):
                 raise InvalidSpec(f"{self.name} option", key, f"one of its options ({allowed})",
                                   message=f"{self.label} ({self.name}) has no option "
                                           f"{quote(key)}; its options: {allowed}")
-            if value not in self.options[key]:
-                raise InvalidSpec(key, value, "one of " + ", ".join(self.options[key]))
-        chosen = {key: values[0] for key, values in self.options.items()} | dict(given)
+        chosen = {key: option.default for key, option in self.options.items()}
+        chosen |= {key: self.options[key].parse(key, value) for key, value in given.items()}
         return tuple(sorted(chosen.items()))
 
     def check(self, spec: NetworkSpec) -> None:  # noqa: B027  (most architectures take any)
@@ -180,4 +211,4 @@ def get_arch(name: str) -> Architecture:
     return ARCHS[name]
 
 
-__all__ = ["ARCHS", "Architecture", "ExtraColumns", "ProbePoint", "get_arch"]
+__all__ = ["ARCHS", "Architecture", "ExtraColumns", "Option", "ProbePoint", "get_arch"]

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from initviz.archs import Architecture, ExtraColumns, ProbePoint
+from initviz.archs import Architecture, ExtraColumns, Option, ProbePoint
 from initviz.errors import InvalidSpec, check_int
 from initviz.meanfield import (layer_sigmas, positively_homogeneous, residual_stream,
                                theory_unavailable_reason)
@@ -146,7 +146,9 @@ class Residual(Architecture):
     name = "residual"
     label = "residual MLP"
     max_depth = MAX_BLOCKS
-    options = {"residual": RESIDUAL_INITS}
+    options = {"residual": Option(RESIDUAL_INITS[0], RESIDUAL_INITS,
+                                  meaning="the residual init (plain: a = 1; scaled: the branch's "
+                                          "last Linear x 1/sqrt(depth); fixup; rezero: a = 0)")}
     entry = "block"
     output = "residual stream"
     summary_note = ("the residual stream has no fixed point to settle at: stream_var_theory "
