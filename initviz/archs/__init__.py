@@ -126,7 +126,7 @@ class Architecture(ABC):
 
     def resolve(self, given: Mapping[str, str | int]) -> tuple[tuple[str, str | int], ...]:
         """Its options with every default filled in, sorted; InvalidSpec for a bad one."""
-        for key, value in given.items():
+        for key in given:
             if key not in self.options:
                 allowed = ", ".join(self.options) or "none"
                 raise InvalidSpec(f"{self.name} option", key, f"one of its options ({allowed})",
