@@ -62,9 +62,12 @@ def test_a_race_on_the_gpu_trains_batched_as_on_the_cpu():
 
 
 def test_the_batched_engine_on_the_gpu_equals_one_model_at_a_time():
-    network = NetworkSpec.stack(256, 10)
-    spec = TrainSpec(network, schemes=("kaiming_normal", "lecun_normal"), seeds=3, steps=20,
-                     eval_every=10, batch=256, lr=0.02, device="cuda")
+    # Spirals at a moderate lr, as test_training's CPU check. Width 256, depth 10 on digits at lr
+    # 0.02 is chaotic: the engines' rounding differences grow by step 20 to 4e-4 on the CPU and
+    # 8e-3 on the GPU (measured), which would test the chaos, not the engine.
+    network = NetworkSpec.stack(128, 4)
+    spec = TrainSpec(network, schemes=("kaiming_normal", "orthogonal"), seeds=3, steps=20,
+                     eval_every=10, batch=128, lr=0.05, dataset="spirals", device="cuda")
     pd.testing.assert_frame_equal(history_frame(train(spec).records),
                                   history_frame(train(spec, batched=False).records),
                                   rtol=TRAIN_RTOL, check_exact=False)
