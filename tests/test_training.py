@@ -80,11 +80,16 @@ def test_runs_of_identical_networks_have_identical_histories():
     # labels of each batch, so the loss does depend on which batches came in which order.
     spec = _spec(schemes=["zeros", ("constant", {"val": 0.0})], seeds=3, steps=20, eval_every=2,
                  lr=0.5)
-    history = history_frame(train(spec).records)
+    result = train(spec)
+    history = history_frame(result.records)
     curves = [group[["step", "train_loss", "val_loss", "val_acc"]].reset_index(drop=True)
               for _, group in history.groupby("run")]
     assert len(curves) == 6
-    assert all(curve.equals(curves[0]) for curve in curves[1:])
+    for curve in curves[1:]:
+        # Bit for bit on the CPU. CUDA's reductions (the loss, the bias gradient) add in an
+        # order that can differ between the batched model's runs: the same to float32 rounding.
+        pd.testing.assert_frame_equal(curve, curves[0], check_exact=result.device == "cpu",
+                                      rtol=1e-6)
     other_order = history_frame(train(_spec(schemes=["zeros"], seed=1, steps=20, eval_every=2,
                                             lr=0.5)).records)
     assert not np.array_equal(other_order["train_loss"], curves[0]["train_loss"])
