@@ -268,12 +268,13 @@ def profile(spec: NetworkSpec, batch: int = 256, seed: int = 0, device: str = "a
     start = time.perf_counter()
     model = build_model(spec, seed, device=dev)
     inputs = input_generator(seed)
-    x = torch.randn(batch, spec.input_dim, generator=inputs).to(dev)
-    projection = torch.randn(batch, spec.sizes[-1], generator=inputs).to(dev)
+    architecture = spec.architecture
+    x = torch.randn(batch, *architecture.input_shape(spec), generator=inputs).to(dev)
+    projection = torch.randn(batch, *architecture.output_shape(spec), generator=inputs).to(dev)
     stats = TensorStats(bins)
-    points = spec.architecture.probe_points(model, spec)
+    points = architecture.probe_points(model, spec)
     hooks = _ActivationHooks(points, spec, stats, dev)
-    extra = spec.architecture.extra_columns(model, spec)
+    extra = architecture.extra_columns(model, spec)
     linears = [point.weight for point in points]
     for layer, linear in enumerate(linears, start=1):
         stats.add("weight", layer, linear.weight)

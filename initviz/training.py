@@ -140,8 +140,9 @@ class TrainSpec:
                               f"a whole number in [0, {MAX_SEED - self.seeds + 1}]")
         info = dataset_info(self.dataset)
         first_name, first_params = schemes[0]
-        set_(self, "network", replace(self.network, input_dim=info.input_dim, scheme=first_name,
-                                      scheme_params=first_params))
+        network = replace(self.network, scheme=first_name, scheme_params=first_params)
+        set_(self, "network", network.architecture.for_data(network, info.input_dim,
+                                                            self.dataset))
         if self.optimizer not in OPTIMIZERS:
             raise InvalidSpec("optimizer", self.optimizer, "one of " + ", ".join(OPTIMIZERS))
         try:
@@ -311,7 +312,9 @@ class TrainingStream:
 
     def _build_models(self) -> list[nn.Module]:
         spec, data = self.spec, self.data
-        calibration = data.x_train[:LSUV_CALIBRATION_BATCH]  # LSUV rescales on real inputs
+        network = spec.network
+        calibration = (data.x_train[:LSUV_CALIBRATION_BATCH]  # LSUV rescales on real inputs
+                       .view(-1, *network.architecture.input_shape(network)))
         return [build_model(spec.run_network(scheme), seed, out_features=data.n_classes,
                             calibration=calibration)
                 for scheme, seed in spec.runs]
@@ -326,9 +329,10 @@ class TrainingStream:
         batched = self._batched and spec.network.architecture.batched_training
         engine_class = BatchedEngine if batched else OneByOneEngine
         engine = engine_class(self._build_models(), make_optimizer(spec.optimizer, spec.lr), dev)
-        x_train, y_train, x_val, y_val = (
-            t.to(dev) for t in (self.data.x_train, self.data.y_train, self.data.x_val,
-                                self.data.y_val))
+        shape = spec.network.architecture.input_shape(spec.network)
+        x_train, x_val = (x.view(len(x), *shape).to(dev)
+                          for x in (self.data.x_train, self.data.x_val))
+        y_train, y_val = self.data.y_train.to(dev), self.data.y_val.to(dev)
         tracker = Tracker(spec, engine, dev)
         batches = batch_indices(len(y_train), spec.batch, spec.steps, spec.seed)
         for step, index in enumerate(batches):

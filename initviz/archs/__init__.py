@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import torch
@@ -138,6 +138,20 @@ class Architecture(ABC):
 
     def check(self, spec: NetworkSpec) -> None:  # noqa: B027  (most architectures take any)
         """Raise InvalidSpec where ``spec`` is not a network of this architecture."""
+
+    def input_shape(self, spec: NetworkSpec) -> tuple[int, ...]:
+        """The shape of one input example (the probe draws ``(batch, *shape)`` N(0, 1) inputs;
+        training data are viewed as such examples)."""
+        return (spec.input_dim,)
+
+    def output_shape(self, spec: NetworkSpec) -> tuple[int, ...]:
+        """The shape of one example's last-entry output (the probe's random projection)."""
+        return (spec.sizes[-1],)
+
+    def for_data(self, spec: NetworkSpec, features: int, dataset: str) -> NetworkSpec:
+        """``spec`` fitted to a data set whose examples have ``features`` numbers (what the
+        training race builds); InvalidSpec where this architecture cannot read them."""
+        return replace(spec, input_dim=features)
 
     @abstractmethod
     def fans(self, spec: NetworkSpec) -> list[tuple[int, int]]:
