@@ -80,10 +80,18 @@ def jacobian_bytes(spec: NetworkSpec) -> int:
     ``out × width`` at once); ``J`` and LAPACK's copy of it for the SVD (measured peaks against
     it: benchmarks/README.md).
     """
-    out, inp = spec.sizes[-1], spec.input_dim
+    out, inp = jacobian_shape(spec)
     widest = max(*spec.sizes, inp)
     float64 = spec.parameter_count() + _COTANGENT_COPIES * out * widest + 2 * out * inp
     return 4 * spec.parameter_count() + 8 * float64
+
+
+def jacobian_shape(spec: NetworkSpec) -> tuple[int, int]:
+    """``(m, n)``: the Jacobian's rows (numbers in the last entry's output of one example) and
+    columns (numbers in the chain's input)."""
+    architecture = spec.architecture
+    return (math.prod(architecture.output_shape(spec)),
+            math.prod(architecture.jacobian_input_shape(spec)))
 
 
 def check(spec: NetworkSpec) -> None:
@@ -91,15 +99,19 @@ def check(spec: NetworkSpec) -> None:
     if spec.norm == "batchnorm":
         raise InitvizError("a network with batch norm has no Jacobian of one input: batch norm "
                            "couples the inputs of a batch (choose norm none or layernorm)")
-    for field, size in (("input_dim", spec.input_dim), ("width", spec.sizes[-1])):
+    for side, size in zip(("output", "input"), jacobian_shape(spec)):
         if size > MAX_JACOBIAN_SIDE:
+            field = ({"output": "width", "input": "input_dim"}[side] if spec.arch == "mlp"
+                     else f"the Jacobian's {side} size")
             raise InvalidSpec(field, size, f"at most {MAX_JACOBIAN_SIDE} for the Jacobian")
     check_memory("this Jacobian", jacobian_bytes(spec), reduce="width or depth")
 
 
 def probe_input(spec: NetworkSpec, seed: int) -> torch.Tensor:
-    """The probe input ``x ~ N(0, I)``, drawn apart from the weights' random stream."""
-    return torch.randn(spec.input_dim, generator=input_generator(seed))
+    """The probe input ``x ~ N(0, I)`` of the architecture's chain, drawn apart from the weights'
+    random stream."""
+    return torch.randn(*spec.architecture.jacobian_input_shape(spec),
+                       generator=input_generator(seed))
 
 
 def _within_reach(jac: torch.Tensor) -> bool:
@@ -109,7 +121,8 @@ def _within_reach(jac: torch.Tensor) -> bool:
 
 
 def input_output_jacobian(model: torch.nn.Sequential, x: torch.Tensor) -> torch.Tensor:
-    """``∂model(x)/∂x`` for one input vector ``x``: shape ``(out, in)``, in ``x``'s dtype.
+    """``∂model(x)/∂x`` for one input ``x`` (any shape): shape ``(out, in)``, the numbers of the
+    output and of ``x``, in ``x``'s dtype.
 
     Raises :class:`NonFiniteJacobian` naming the first block (from 1) whose activation is not
     finite, or else whose Jacobian ``∂h_l/∂x`` is not :func:`_within_reach`.
@@ -122,7 +135,7 @@ def input_output_jacobian(model: torch.nn.Sequential, x: torch.Tensor) -> torch.
         if not bool(torch.isfinite(h).all()):
             raise NonFiniteJacobian(f"the activations overflow to inf/NaN at layer {layer} of "
                                     f"{len(model)}, so the network has no Jacobian there")
-    jac = jacrev(model)(x)
+    jac = jacrev(model)(x).reshape(-1, x.numel())
     if _within_reach(jac):
         return jac
     # Which layer: accumulate J_l = ∂h_l/∂h_{l-1} · J_{l-1} until it leaves reach. Three times
@@ -130,7 +143,7 @@ def input_output_jacobian(model: torch.nn.Sequential, x: torch.Tensor) -> torch.
     # its dual level in global state, which threads computing side by side would share.
     h, jac = x, torch.eye(x.numel(), dtype=x.dtype, device=x.device)
     for layer, block in enumerate(model, start=1):
-        jac = jacrev(block)(h) @ jac
+        jac = jacrev(block)(h).reshape(-1, h.numel()) @ jac
         h = block(h)
         if not _within_reach(jac):
             raise NonFiniteJacobian(
@@ -269,7 +282,7 @@ def jacobian_spectrum(spec: NetworkSpec, seed: int = 0, device: str = "auto") ->
     start = time.perf_counter()
     model = spec.architecture.chain(build_model(spec, seed, device=where).to(torch.float64))
     x = probe_input(spec, seed).to(where, torch.float64)
-    shape = (spec.sizes[-1], spec.input_dim)
+    shape = jacobian_shape(spec)
     try:
         jac = input_output_jacobian(model, x)
     except NonFiniteJacobian as error:
@@ -291,5 +304,5 @@ def jacobian_spectra(specs: Sequence[NetworkSpec], seed: int = 0,
 __all__ = [
     "ISOMETRY_TOLERANCE", "JacobianSpectrum", "LARGEST_SINGULAR_VALUE", "MAX_JACOBIAN_SIDE",
     "NonFiniteJacobian", "WELL_CONDITIONED", "check", "input_output_jacobian", "jacobian_bytes",
-    "jacobian_spectra", "jacobian_spectrum", "probe_input", "zero_tolerance",
+    "jacobian_shape", "jacobian_spectra", "jacobian_spectrum", "probe_input", "zero_tolerance",
 ]

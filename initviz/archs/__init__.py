@@ -148,6 +148,11 @@ class Architecture(ABC):
         """The shape of one example's last-entry output (the probe's random projection)."""
         return (spec.sizes[-1],)
 
+    def jacobian_input_shape(self, spec: NetworkSpec) -> tuple[int, ...]:
+        """The shape of what :meth:`chain` takes (one example, no batch dimension): the
+        Jacobian's input. The model's input by default; a recurrent net's chain takes h_0."""
+        return self.input_shape(spec)
+
     def for_data(self, spec: NetworkSpec, features: int, dataset: str) -> NetworkSpec:
         """``spec`` fitted to a data set whose examples have ``features`` numbers (what the
         training race builds); InvalidSpec where this architecture cannot read them."""
@@ -178,8 +183,9 @@ class Architecture(ABC):
 
     @abstractmethod
     def chain(self, model: nn.Module) -> nn.Sequential:
-        """The model as an ``nn.Sequential`` of the stages its input passes through in turn
-        (the Jacobian's overflow check walks them); the same modules, not copies."""
+        """The model as an ``nn.Sequential`` of the stages its input passes through in turn: the
+        map whose Jacobian :mod:`initviz.jacobian` takes, on one example without a batch
+        dimension (its overflow check walks the stages); the same modules, not copies."""
 
     def extra_columns(self, model: nn.Module, spec: NetworkSpec) -> ExtraColumns | None:
         """Hooks for the columns this architecture adds to the probe's table (None: none)."""
