@@ -10,8 +10,12 @@ section that tells it, one table each.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from initviz.archs import ARCHS, get_arch
+from initviz.network import NetworkSpec
 
 
 SECTIONS = ("Weights", "Signal", "Training", "Theory", "Code")
@@ -51,5 +55,25 @@ def _load(path: Path = PRESETS_FILE) -> dict[str, Preset]:
 
 PRESETS: dict[str, Preset] = _load()
 
+ARCH_KEYS = ("arch", *sorted({name for arch in ARCHS.values() for name in arch.options}))
+"""The page keys of the architecture and of every architecture's options."""
 
-__all__ = ["PRESETS", "Preset", "SECTIONS"]
+
+def network_of(values: Mapping) -> NetworkSpec:
+    """The network a preset's ``values`` describe (the page's keys; defaults where left out).
+
+    Example::
+
+        >>> network_of(PRESETS["he2015"].values).depth
+        30
+    """
+    scheme, arch = values["scheme"], values.get("arch", "mlp")
+    params = {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith(f"{scheme}.")}
+    options = {name: values[name] for name in get_arch(arch).options if name in values}
+    return NetworkSpec.stack(values["width"], values["depth"], activation=values["activation"],
+                             scheme=scheme, scheme_params=params,
+                             bias=values.get("bias", "zeros"), input_dim=values.get("input_dim", 64),
+                             norm=values.get("norm", "none"), arch=arch, arch_params=options)
+
+
+__all__ = ["ARCH_KEYS", "PRESETS", "Preset", "SECTIONS", "network_of"]

@@ -12,21 +12,14 @@ from initviz.activations import get_activation
 from initviz.cli import main
 from initviz.meanfield import predict
 from initviz.phase import phase_diagram
-from initviz.presets import PRESETS
+from initviz.presets import ARCH_KEYS, PRESETS, network_of
 from initviz.reach import correlation_fixed_point, depth_reach
 from initviz.report import verdict
 
 PAGE_KEYS = {"preset", "input_dim", "width", "depth", "sizes", "activation", "scheme", "bias",
              "norm", "seed", "batch", "dataset", "optimizer", "lr", "steps", "seeds", "compare",
-             "device"}
-
-
-def _spec(values: dict) -> NetworkSpec:
-    scheme = values["scheme"]
-    params = {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith(f"{scheme}.")}
-    return NetworkSpec.stack(values["width"], values["depth"], activation=values["activation"],
-                             scheme=scheme, scheme_params=params, bias=values["bias"],
-                             input_dim=values.get("input_dim", 64), norm=values["norm"])
+             "device", *ARCH_KEYS}
+_spec = network_of
 
 
 @pytest.mark.parametrize("name", list(PRESETS))
