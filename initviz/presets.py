@@ -72,7 +72,8 @@ def network_of(values: Mapping) -> NetworkSpec:
     options = {name: values[name] for name in get_arch(arch).options if name in values}
     return NetworkSpec.stack(values["width"], values["depth"], activation=values["activation"],
                              scheme=scheme, scheme_params=params, bias=values.get("bias", "zeros"),
-                             input_dim=values.get("input_dim", 64), norm=values.get("norm", "none"), arch=arch, arch_params=options)
+                             input_dim=values.get("input_dim", 64),
+                             norm=values.get("norm", "none"), arch=arch, arch_params=options)
 
 
 __all__ = ["ARCH_KEYS", "PRESETS", "Preset", "SECTIONS", "network_of"]
