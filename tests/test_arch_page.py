@@ -100,3 +100,17 @@ def test_the_race_trains_each_compared_entry_under_its_own_label():
     assert [race.run_network(choice).option("residual") for choice in race.schemes] == [
         "plain", "fixup"]
     assert SECTIONS[2] == "Training"
+
+
+def test_a_variant_typed_into_the_add_box_joins_the_compared_entries():
+    at = _app(width="16", depth="3")
+    at.text_input(key="variant").set_value("uniform(a=-0.5, b=0.5)").run()
+    _quiet(at)
+    assert at.multiselect(key="compare").value == ["kaiming_normal", "xavier_normal",
+                                                   "uniform(a=-0.5,b=0.5)"]
+    assert at.text_input(key="variant").value == ""
+    at.text_input(key="variant").set_value("uniform(a=-0.5").run()
+    assert not at.exception
+    assert any("was not added" in w.value and "uniform\\(a\\=\\-0" in w.value
+               for w in at.warning)
+    assert len(at.multiselect(key="compare").value) == 3

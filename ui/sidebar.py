@@ -272,20 +272,50 @@ def compare_specs(main: NetworkSpec, compare: list[str],
     return specs
 
 
+def _is_entry(text: str) -> bool:
+    try:
+        parse_entry(text)
+    except InvalidSpec:
+        return False
+    return True
+
+
 def _compare_control() -> list[str]:
-    """The compared entries: scheme names, and variants typed into the same box."""
+    """The compared entries: scheme names, and the variants added below the box."""
     state = st.session_state
-    given = [*link_default("compare"), *state.get("compare", ()),
+    given = [*link_default("compare"), *state.get("compare", ()), *state.get("variants", ()),
              *state.get("link", {}).get("raw", {}).get("compare", ())]
-    # A variant from the link, a preset or an earlier run is one of the offered entries, so the
-    # bound control takes it from the link like a scheme name.
-    options = list(dict.fromkeys([*SCHEMES, *given]))
-    return st.multiselect(
-        "compare (drawn and trained side by side)", options, default=link_default("compare"),
-        key="compare", accept_new_options=True,
-        help="Schemes with their defaults, or type a variant with its own parameters and press "
-             "Enter: `uniform(a=0,b=1)`, `kaiming_normal(mode=fan_out)`; a key may also be an "
-             "option of the architecture: `kaiming_normal(residual=fixup)`.", **BOUND)
+    # A variant from the link, a preset or the add box is one of the offered entries, so the
+    # bound control takes it from the link like a scheme name; text that is no entry at all
+    # (an unknown name) is not, so Streamlit drops it and the link warning names it.
+    options = list(dict.fromkeys([*SCHEMES, *filter(_is_entry, given)]))
+    compare = st.multiselect("compare (drawn and trained side by side)", options,
+                             default=link_default("compare"), key="compare", **BOUND)
+    st.text_input("add a variant", key="variant", on_change=_add_variant,
+                  placeholder="e.g. uniform(a=0,b=1)",
+                  help="A scheme with its own parameters, added to compare when you press "
+                       "Enter: `uniform(a=-0.5,b=0.5)`, `kaiming_normal(mode=fan_out)`; a key "
+                       "may also be an option of the architecture: "
+                       "`kaiming_normal(residual=fixup)`.")
+    return compare
+
+
+def _add_variant() -> None:
+    """The add box's entry joins the compared ones; one that does not parse stays in the box,
+    with the sentence that says why."""
+    state = st.session_state
+    text = "".join(state["variant"].split())
+    if not text:
+        return
+    try:
+        parse_entry(text)
+    except InvalidSpec as error:
+        state["param_problem"] = f"The variant {quote(text)} was not added: {escape(str(error))}."
+        return
+    state["variants"] = [*state.get("variants", ()), text]
+    if text not in state.get("compare", ()):
+        state["compare"] = [*state.get("compare", ()), text]
+    state["variant"] = ""
 
 
 __all__ = ["CURVE_POINTS", "Choices", "compare_specs", "network_spec", "sidebar", "train_spec"]
