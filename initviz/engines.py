@@ -9,6 +9,11 @@ momentum and Adam update each entry from its own gradient and state alone, so on
 the stacked tensors equals one optimizer per run. The result equals training each model alone
 (``batched=False``, the reference), up to float rounding.
 
+**Any other architecture** (a residual block, attention, a convolution, a recurrent loop) is
+trained by :class:`VmapEngine`: ``torch.func.vmap`` over ``functional_call`` of one model, one call
+per group of runs that share a layout. With batch norm, or when asked for the reference, every run
+is its own ``nn.Module`` (:class:`OneByOneEngine`).
+
 **Divergence.** A run whose minibatch loss is not finite or exceeds :data:`DIVERGENCE_LOSS` is
 *diverged* from that step (``diverged_at``). The check runs on the device every step without a host
 sync; at the next record the run reports its last ``train_loss`` (which includes the offending
@@ -50,7 +55,45 @@ def _linear_weight_names(model: nn.Module) -> list[str]:
             if isinstance(module, nn.Linear)]
 
 
-class BatchedEngine:
+class _StackedRuns:
+    """Every run's parameters stacked on a leading run dimension (``params``, ``buffers``), one
+    optimizer over the stacked tensors."""
+
+    params: dict[str, torch.Tensor]
+    buffers: dict[str, torch.Tensor]
+
+    def _stack(self, params: dict, buffers: dict, make_optimizer, device: torch.device,
+               transposed: frozenset[str] = frozenset()) -> None:
+        self.params = {k: (v.transpose(1, 2) if k in transposed else v).detach().contiguous()
+                       .to(device).requires_grad_() for k, v in params.items()}
+        self.buffers = {k: v.to(device) for k, v in buffers.items()}
+        self.make_optimizer = make_optimizer
+        self.optimizer = make_optimizer(list(self.params.values()))
+
+    def step(self) -> None:
+        self.optimizer.step()
+        self.optimizer.zero_grad()
+
+    def keep(self, rows: torch.Tensor) -> None:
+        """Drop every run not in ``rows``, with its gradients and optimizer state."""
+        old = self.params
+        self.params = {k: v.detach()[rows].requires_grad_() for k, v in old.items()}
+        for name, param in old.items():
+            if param.grad is not None:
+                self.params[name].grad = param.grad[rows]
+        self.buffers = {k: v[rows] for k, v in self.buffers.items()}
+        optimizer = self.make_optimizer(list(self.params.values()))
+        for name, param in old.items():
+            state = self.optimizer.state.get(param)
+            if state:
+                # Adam's step count is a shared 0-d tensor; every other state tensor is per run.
+                optimizer.state[self.params[name]] = {
+                    key: value[rows] if torch.is_tensor(value) and value.dim() > 0 else value
+                    for key, value in state.items()}
+        self.optimizer = optimizer
+
+
+class BatchedEngine(_StackedRuns):
     """All runs as one model: parameters stacked on a leading run dimension.
 
     Every ``Linear`` is one ``torch.baddbmm`` over the runs, its bias added inside the matmul. Its
@@ -74,18 +117,14 @@ class BatchedEngine:
                        if not any(module.children())]
         self.narrow = {name for name, module in self.layers
                        if isinstance(module, nn.Linear) and module.out_features <= NARROW_LINEAR}
-        transposed = {f"{name}.weight" for name, module in self.layers
-                      if isinstance(module, nn.Linear) and name not in self.narrow}
+        transposed = frozenset(f"{name}.weight" for name, module in self.layers
+                               if isinstance(module, nn.Linear) and name not in self.narrow)
         self.transposed = [name in transposed for name in self.weight_names]
-        self.params = {k: (v.transpose(1, 2) if k in transposed else v).detach().contiguous()
-                       .to(device).requires_grad_() for k, v in params.items()}
-        self.buffers = {k: v.to(device) for k, v in buffers.items()}
+        self._stack(params, buffers, make_optimizer, device, transposed)
         self.stateful = {name: vmap(functools.partial(functional_call, module), in_dims=(0, 0))
                          for name, module in self.layers
                          if not isinstance(module, nn.Linear)
                          and [*module.parameters(), *module.buffers()]}
-        self.make_optimizer = make_optimizer
-        self.optimizer = make_optimizer(list(self.params.values()))
 
     def _state(self, name: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         prefix = name + "."
@@ -124,27 +163,85 @@ class BatchedEngine:
     def weight_grads(self) -> list[torch.Tensor]:
         return self._torch_layout(lambda p: p.grad)
 
+
+class _VmapGroup(_StackedRuns):
+    """Runs whose models have the same parameters and buffers, called as one: ``vmap`` over
+    ``functional_call`` of one model with each run's slice of the stacked state."""
+
+    def __init__(self, models: list[nn.Module], make_optimizer, device: torch.device):
+        params, buffers = stack_module_state(models)
+        self.base = copy.deepcopy(models[0]).to("meta")
+        self.weight_names = _linear_weight_names(self.base)
+        self._stack(params, buffers, make_optimizer, device)
+        self._call = vmap(self._one, in_dims=(0, 0, None), randomness="different")
+
+    def _one(self, params: dict, buffers: dict, x: torch.Tensor) -> torch.Tensor:
+        return functional_call(self.base, (params, buffers), (x,))
+
+    def logits(self, x: torch.Tensor, train: bool) -> torch.Tensor:
+        self.base.train(train)
+        return self._call(self.params, self.buffers, x)
+
+
+def _layout(model: nn.Module) -> tuple:
+    """What two models must share to be stacked: every parameter's and buffer's name and shape."""
+    return tuple((name, tuple(t.shape)) for name, t in
+                 [*model.named_parameters(), *model.named_buffers()])
+
+
+class VmapEngine:
+    """Any architecture's runs, each group of runs with the same layout as one call.
+
+    Where :class:`BatchedEngine` writes the plain chain's matmuls out by hand, this one lets
+    ``torch.func.vmap`` batch whatever the model does (a residual block, attention, a convolution,
+    a recurrent loop), so a group of runs of a deep network costs one forward and backward pass
+    per step, not one per run. Consecutive runs whose models have the same parameters form a
+    group (the seeds of one entry always do; a Fixup net and a plain one do not); the groups'
+    outputs are joined in run order. Each run's loss gradient is its own, so the result equals
+    training the models one by one up to float rounding. Not for batch norm, whose running
+    statistics are updated in place.
+    """
+
+    def __init__(self, models: list[nn.Module], make_optimizer, device: torch.device):
+        blocks: list[list[nn.Module]] = []
+        for model in models:
+            if blocks and _layout(blocks[-1][0]) == _layout(model):
+                blocks[-1].append(model)
+            else:
+                blocks.append([model])
+        self.groups = [_VmapGroup(block, make_optimizer, device) for block in blocks]
+        self.sizes = [len(block) for block in blocks]
+        self.weight_names = self.groups[0].weight_names
+
+    def logits(self, x: torch.Tensor, train: bool) -> torch.Tensor:
+        """Every run's output for the same inputs: x (batch, ...) -> (runs, batch, classes)."""
+        return torch.cat([group.logits(x, train) for group in self.groups])
+
+    def _joined(self, of: Callable[[torch.Tensor], torch.Tensor]) -> list[torch.Tensor]:
+        return [torch.cat([of(group.params[name]) for group in self.groups])
+                for name in self.weight_names]
+
+    def weights(self) -> list[torch.Tensor]:
+        return self._joined(lambda p: p.detach())
+
+    def weight_grads(self) -> list[torch.Tensor]:
+        return self._joined(lambda p: p.grad)
+
     def step(self) -> None:
-        self.optimizer.step()
-        self.optimizer.zero_grad()
+        for group in self.groups:
+            group.step()
 
     def keep(self, rows: torch.Tensor) -> None:
-        """Drop every run not in ``rows``, with its gradients and optimizer state."""
-        old = self.params
-        self.params = {k: v.detach()[rows].requires_grad_() for k, v in old.items()}
-        for name, param in old.items():
-            if param.grad is not None:
-                self.params[name].grad = param.grad[rows]
-        self.buffers = {k: v[rows] for k, v in self.buffers.items()}
-        optimizer = self.make_optimizer(list(self.params.values()))
-        for name, param in old.items():
-            state = self.optimizer.state.get(param)
-            if state:
-                # Adam's step count is a shared 0-d tensor; every other state tensor is per run.
-                optimizer.state[self.params[name]] = {
-                    key: value[rows] if torch.is_tensor(value) and value.dim() > 0 else value
-                    for key, value in state.items()}
-        self.optimizer = optimizer
+        """Drop every run not in ``rows`` (ascending), group by group."""
+        kept, start, groups, sizes = rows.tolist(), 0, [], []
+        for group, size in zip(self.groups, self.sizes):
+            local = [row - start for row in kept if start <= row < start + size]
+            start += size
+            if local:
+                group.keep(torch.tensor(local, device=rows.device))
+                groups.append(group)
+                sizes.append(len(local))
+        self.groups, self.sizes = groups, sizes
 
 
 class OneByOneEngine:
@@ -282,4 +379,4 @@ class Tracker:
 
 
 __all__ = ["BatchedEngine", "DIVERGENCE_LOSS", "NARROW_LINEAR", "OneByOneEngine", "Tracker",
-           "run_losses"]
+           "VmapEngine", "run_losses"]

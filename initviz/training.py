@@ -33,7 +33,7 @@ from torch import nn
 
 from initviz.datasets import MAX_SEED, Dataset, dataset_info, load_dataset
 from initviz.devices import DEVICE_CHOICES, resolve_device
-from initviz.engines import BatchedEngine, OneByOneEngine, Tracker, run_losses
+from initviz.engines import BatchedEngine, OneByOneEngine, Tracker, VmapEngine, run_losses
 from initviz.errors import InvalidSpec, check_int
 from initviz.network import (LSUV_CALIBRATION_BATCH, NetworkSpec, build_model, check_memory,
                              estimate_bytes)
@@ -81,6 +81,15 @@ def _entry_parts(entry: str | tuple) -> tuple[str, dict, str, str]:
         name, {key: value for key, value in params.items()
                if key not in defaults or defaults[key] != value})
     return name, params, text or label, label
+
+
+def engine_for(network: NetworkSpec, batched: bool = True) -> type:
+    """The engine that trains the runs of ``network``: the hand-batched plain chain where the
+    architecture is one, else vmap over the model, except with batch norm (running statistics
+    updated in place) or where ``batched`` is False (the reference: one model at a time)."""
+    if not batched or network.norm == "batchnorm" and not network.architecture.batched_training:
+        return OneByOneEngine
+    return BatchedEngine if network.architecture.batched_training else VmapEngine
 
 
 @dataclass(frozen=True)
@@ -359,9 +368,7 @@ class TrainingStream:
         import torch._dynamo  # noqa: F401
         spec, dev = self.spec, self._device
         start = time.perf_counter()
-        # The batched engine runs a plain chain of modules; other architectures train one by one.
-        batched = self._batched and spec.network.architecture.batched_training
-        engine_class = BatchedEngine if batched else OneByOneEngine
+        engine_class = engine_for(spec.network, self._batched)
         engine = engine_class(self._build_models(), make_optimizer(spec.optimizer, spec.lr), dev)
         shape = spec.network.architecture.input_shape(spec.network)
         x_train, x_val = (x.view(len(x), *shape).to(dev)
@@ -452,6 +459,7 @@ def train(spec: TrainSpec, *, stop: Callable[[], bool] | None = None,
 __all__ = [
     "BATCH_STREAM", "MAX_BATCH", "MAX_LR", "MAX_RUNS", "MAX_SCHEMES", "MAX_SEEDS", "MAX_STEPS",
     "MOMENTUM", "OPTIMIZERS", "SchemeChoice", "TrainSpec", "TrainingStream", "batch_indices",
+    "engine_for",
     "final_frame", "history_frame", "layer_frame", "make_optimizer", "stream", "train",
     "update_ratio_steps",
 ]

@@ -23,11 +23,11 @@ from initviz.datasets import load_dataset
 from initviz.errors import InvalidSpec, TooLarge
 from initviz.network import NetworkSpec, build_model, memory_budget
 from initviz.engines import (DIVERGENCE_LOSS, NARROW_LINEAR, BatchedEngine, OneByOneEngine,
-                             run_losses)
+                             VmapEngine, run_losses)
 from initviz.records import RunRecord
 from initviz.training import (MAX_BATCH, MAX_LR, MAX_SEEDS, MAX_STEPS, OPTIMIZERS, TrainingStream,
-                              TrainSpec, batch_indices, final_frame, history_frame, layer_frame,
-                              make_optimizer, stream, train, update_ratio_steps)
+                              TrainSpec, batch_indices, engine_for, final_frame, history_frame,
+                              layer_frame, make_optimizer, stream, train, update_ratio_steps)
 
 from single_thread import one_thread  # noqa: F401  (autouse: one torch thread)
 
@@ -130,12 +130,12 @@ def test_the_same_seed_gives_the_same_history_exactly():
 
 def _assert_same_runs(batched, one_by_one, metrics: list[str], rel: float,
                       stable: tuple[str, ...] | None = None) -> None:
-    """Same steps and divergence everywhere; the same ``metrics`` on the runs of ``stable`` schemes
-    (default: all)."""
+    """Same steps and divergence everywhere; the same ``metrics`` on the runs of the ``stable``
+    entries, by label (default: all)."""
     assert [r.step for r in batched.records] == [r.step for r in one_by_one.records]
     assert [r.diverged_at for r in batched.records] == [r.diverged_at for r in one_by_one.records]
     pairs = [(a, b) for a, b in zip(batched.records, one_by_one.records)
-             if stable is None or a.scheme in stable]
+             if stable is None or a.label in stable]
     assert pairs
     for metric in metrics:
         a = np.array([getattr(ra, metric) for ra, _ in pairs], dtype=float)
@@ -502,8 +502,30 @@ def test_a_plain_50_block_residual_net_explodes_at_init():
     assert run.history[0].train_loss > DIVERGENCE_LOSS
 
 
-def test_a_residual_net_asked_to_train_batched_trains_one_by_one():
-    spec = _residual("fixup", depth=4, steps=6, eval_every=3)
-    for asked, reference in zip(_frames(train(spec, batched=True)),
-                                _frames(train(spec, batched=False))):
-        pd.testing.assert_frame_equal(asked, reference)
+@pytest.mark.parametrize("optimizer, lr", [("sgd", 0.5), ("momentum", 0.2), ("adam", 0.01)])
+def test_vmapped_runs_of_several_residual_layouts_equal_runs_trained_one_by_one(optimizer, lr):
+    # Four layouts (plain, scaled, fixup with its scalar biases, rezero with its gate), two seeds
+    # each: four vmapped groups joined in run order. Under SGD both plain runs diverge at step 2
+    # (a whole group dropped), and one rezero run at step 4 (half a group); fixup goes on.
+    network = NetworkSpec.stack(16, 6, arch="residual")
+    spec = TrainSpec(network, schemes=(
+        "kaiming_normal", "kaiming_normal(residual=scaled)", "kaiming_normal(residual=fixup)",
+        "kaiming_normal(residual=rezero)"), seeds=2, steps=12, eval_every=4, batch=32,
+        optimizer=optimizer, lr=lr, dataset="spirals")
+    assert engine_for(spec.network) is VmapEngine
+    vmapped = train(spec)
+    if optimizer == "sgd":
+        assert [run.diverged for run in vmapped.runs] == [True, True, True, True, False, False,
+                                                          True, False]
+    _assert_same_runs(vmapped, train(spec, batched=False), METRICS, rel=RTOL,
+                      stable=tuple(spec.labels[1:]) if any(r.diverged for r in vmapped.runs)
+                      else None)
+
+
+def test_the_engine_follows_the_architecture_and_the_norm():
+    assert engine_for(NetworkSpec.stack(8, 2)) is BatchedEngine
+    assert engine_for(NetworkSpec.stack(8, 2, norm="batchnorm")) is BatchedEngine
+    assert engine_for(NetworkSpec.stack(8, 2, arch="residual")) is VmapEngine
+    # batch norm updates its running statistics in place, which vmap cannot batch
+    assert engine_for(NetworkSpec.stack(8, 2, arch="residual", norm="batchnorm")) is OneByOneEngine
+    assert engine_for(NetworkSpec.stack(8, 2, arch="residual"), batched=False) is OneByOneEngine
