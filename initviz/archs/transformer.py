@@ -49,7 +49,6 @@ Attention Entropy Collapse.
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 from dataclasses import dataclass, replace
 from functools import partial
 
@@ -122,8 +121,10 @@ class TransformerBlock(nn.Module):
         self.ln1 = nn.LayerNorm(d_model)
         self.attn = SelfAttention(d_model, heads, linear)
         self.ln2 = nn.LayerNorm(d_model)
-        self.mlp = nn.Sequential(OrderedDict(fc1=linear(d_model, 4 * d_model), act=act(),
-                                             fc2=linear(4 * d_model, d_model)))
+        self.mlp = nn.Sequential()
+        self.mlp.add_module("fc1", linear(d_model, 4 * d_model))
+        self.mlp.add_module("act", act())
+        self.mlp.add_module("fc2", linear(4 * d_model, d_model))
 
     def forward(self, h):
         if self.pre:
