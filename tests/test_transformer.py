@@ -231,3 +231,17 @@ def test_pre_ln_trains_on_digits_and_post_ln_fails_at_the_same_lr_without_warm_u
         results[ln] = train(spec).runs[0].final.val_acc
     assert results["pre"] > 0.75
     assert results["post"] < 0.5
+
+
+def test_the_advice_for_an_exploding_transformer_quotes_its_attention_entropy():
+    from initviz.report import verdict
+
+    prof = profile(transformer(64, 12, scheme="normal", scheme_params={"std": 1.0}), batch=64)
+    found = verdict(prof)
+    assert found.kind == "exploding"
+    entropy = prof.layers["attn_entropy"].mean()
+    assert entropy < 0.1  # one key per query: far below ln 8 = 2.08
+    assert f"averages {entropy:.3g} nats, of 2.08 for uniform attention" in found.recommendation
+    healthy = verdict(profile(transformer(64, 12, scheme="normal", scheme_params={"std": 0.02},
+                                          residual="scaled"), batch=64))
+    assert healthy.kind == "healthy" and "GPT-2" not in healthy.recommendation

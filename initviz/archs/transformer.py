@@ -347,6 +347,17 @@ class Transformer(Architecture):
     entry = "block"
     output = "residual stream"
     code_input = "seq_len, input_dim"
+    charts = {
+        "attn_entropy": ("attention entropy (nats)", False,
+                         "Attention entropy per block: ln(seq_len) is uniform attention, 0 one "
+                         "key per query"),
+        "block_grad_norm": ("‖∂L/∂θ‖ / √batch (log)", True,
+                            "Gradient norm of each block's parameters (the probe's loss)"),
+        "attn_grad_norm": ("‖∂L/∂θ‖ / √batch (log)", True,
+                           "Gradient norm of each attention sublayer (its LayerNorm included)"),
+        "mlp_grad_norm": ("‖∂L/∂θ‖ / √batch (log)", True,
+                          "Gradient norm of each MLP sublayer (its LayerNorm included)"),
+    }
     summary_note = ("a transformer's residual stream has no fixed point to settle at: its "
                     "LayerNorms fix the MLP's pre-activation variance (preact_var_theory), a "
                     "Post-LN stream's variance (1), and a Pre-LN stream's between "
@@ -446,6 +457,20 @@ class Transformer(Architecture):
 
     def predict(self, spec, input_second_moment, output_grad_var):
         return stream_envelope(spec, input_second_moment)
+
+    def advice(self, profile, kind: str) -> str | None:
+        """Where the signal explodes or vanishes: what a transformer's scheme sets (how much each
+        block adds, how sharp its attention is), with the measured attention entropy."""
+        if kind not in ("exploding", "vanishing"):
+            return None
+        spec, layers = profile.spec, profile.layers
+        entropy, uniform = layers["attn_entropy"].mean(), layers["attn_entropy_uniform"].iloc[0]
+        return (f"A transformer's LayerNorms hold each sublayer's input at unit variance, so the "
+                f"scheme sets how much each block adds to the stream and how sharp its "
+                f"attention is: here the attention entropy averages {entropy:.3g} nats, of "
+                f"{uniform:.3g} for uniform attention over {spec.option('seq_len')} tokens (large "
+                f"weights make it peaked, tiny ones uniform). GPT-2's init, normal(std=0.02) "
+                f"with residual scaled, keeps both small (Radford et al. 2019).")
 
     def code(self, spec: NetworkSpec, seed: int) -> list[str]:
         # codegen imports the probe, which imports this package: imported when first used.
