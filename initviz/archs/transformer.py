@@ -72,6 +72,8 @@ POSITION_STD = 0.02
 """The std of the positional embedding (GPT-2, nanoGPT), whatever the scheme: what
 :func:`transformer_init_` draws (a literal there, since the code export copies it)."""
 MLP_RATIO = 4
+KEPT_PER_UNIT = 0.4
+"""A transformer's autograd-kept values per unit of :meth:`Transformer.units` (see there)."""
 DIGITS_SIDE = 8
 """A digit is 8 rows of 8 pixels: the transformer reads it as 8 tokens."""
 
@@ -408,9 +410,13 @@ class Transformer(Architecture):
         # Per token and block autograd keeps about 18·d_model values (two LayerNorms' inputs and
         # outputs, q, k, v, the heads' output, the MLP's 4·d_model pre-activation and
         # activation, the sums) and per head the logits and probabilities over seq_len keys.
+        # Those are all it holds: the backward pass frees them block by block and holds one
+        # block's gradients at a time, so a forward and backward pass peaked at 1.0-1.1 times
+        # these values (benchmarks/README.md, "Transformer"), where estimate_bytes multiplies
+        # units by 3 (training) or 4 (the probe) copies: units are 0.4 of them (1.2x in training).
         d, seq_len, heads = spec.sizes[0], spec.option("seq_len"), spec.option("heads")
-        per_block = 18 * d + 2 * heads * seq_len
-        return seq_len * (d + spec.depth * per_block) + (seq_len - 1) * spec.input_dim
+        kept = seq_len * (d + spec.depth * (18 * d + 2 * heads * seq_len))
+        return math.ceil(KEPT_PER_UNIT * kept) + (seq_len - 1) * spec.input_dim
 
     def build(self, spec: NetworkSpec, generator: torch.Generator, *,
               out_features: int | None, calibration: torch.Tensor | None) -> TransformerStack:
