@@ -245,3 +245,29 @@ def test_the_advice_for_an_exploding_transformer_quotes_its_attention_entropy():
     healthy = verdict(profile(transformer(64, 12, scheme="normal", scheme_params={"std": 0.02},
                                           residual="scaled"), batch=64))
     assert healthy.kind == "healthy" and "GPT-2" not in healthy.recommendation
+
+
+@pytest.mark.parametrize("width, depth, seq_len, heads", [(32, 12, 8, 4), (128, 4, 8, 8),
+                                                          (16, 3, 32, 2)])
+def test_the_memory_estimate_counts_at_least_what_autograd_saves(width, depth, seq_len, heads):
+    # units() counts 18·d_model per token and block and 2·heads·seq_len per token; autograd's
+    # saved tensors (distinct storages, the input and parameters left out) came to 0.62-0.65 of
+    # that, and a whole forward and backward pass peaked at 1.0-1.1 of it (benchmarks/README.md).
+    from initviz.archs.transformer import KEPT_PER_UNIT
+
+    spec = transformer(width, depth, seq_len=seq_len, heads=heads, input_dim=8)
+    model, x = build_model(spec, seed=0), torch.randn(16, seq_len, 8)
+    saved: dict[int, int] = {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        saved[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        model(x)
+    own = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    own.add(x.untyped_storage().data_ptr())
+    kept = sum(n for ptr, n in saved.items() if ptr not in own)
+    counted = (spec.architecture.units(spec) - (seq_len - 1) * 8) / KEPT_PER_UNIT * 16 * 4
+    assert 0.5 * counted <= kept <= counted
