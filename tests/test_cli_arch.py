@@ -88,3 +88,53 @@ def test_what_does_not_apply_exits_2_with_one_sentence(capsys, argv, says):
     assert code == 2 and out == ""
     assert len(err.strip().splitlines()) == 1
     assert says in err
+
+
+def test_transformer_profile_json_has_its_options_and_block_columns(capsys):
+    code, out, err = run(capsys, "profile", "--arch", "transformer", "--heads", "2",
+                         "--seq-len", "4", "--ln", "post", "--residual", "scaled",
+                         "--width", "16", "--depth", "3", "--batch", "16", "--json")
+    assert (code, err) == (0, "")
+    document = json.loads(out)
+    assert {k: document["config"][k] for k in ("arch", "heads", "seq_len", "ln", "residual")} \
+        == {"arch": "transformer", "heads": 2, "seq_len": 4, "ln": "post", "residual": "scaled"}
+    layers = document["layers"]
+    assert [row["layer"] for row in layers] == [1, 2, 3]
+    for row in layers:
+        assert set(LAYER_COLUMNS) <= set(row)
+        assert row["act_std"] == pytest.approx(1.0, abs=1e-4)  # Post-LN: a LayerNorm's output
+        assert 0.0 <= row["attn_entropy"] <= row["attn_entropy_uniform"] + 1e-6
+
+
+def test_transformer_jacobian_is_output_tokens_by_input_tokens(capsys):
+    # The jacobian command's net is square (input_dim = width): 4 tokens of 16 in and out.
+    code, out, err = run(capsys, "jacobian", "--arch", "transformer", "--width", "16",
+                         "--depth", "2", "--seq-len", "4", "--json")
+    assert (code, err) == (0, "")
+    document = json.loads(out)
+    assert document["shape"] == [4 * 16, 4 * 16]
+    assert len(document["singular_values"]) == 64 and document["zero_count"] == 0
+
+
+def test_train_trains_a_transformer_on_digits_as_rows(capsys):
+    code, out, err = run(capsys, "train", "--arch", "transformer", "--width", "16",
+                         "--depth", "2", "--schemes", "xavier_normal", "--dataset", "digits",
+                         "--optimizer", "adam", "--lr", "0.01", "--steps", "40", "--json")
+    assert (code, err) == (0, "")
+    run_ = json.loads(out)["runs"][0]
+    assert not run_["diverged"]
+    assert run_["final"]["val_acc"] > 0.5  # chance is 0.1
+
+
+@pytest.mark.parametrize("argv, says", [
+    (("profile", "--arch", "transformer", "--heads", "3", "--width", "16"),
+     "give a divisor of d_model = width = 16"),
+    (("train", "--arch", "transformer", "--schemes", "xavier_normal", "--dataset", "moons"),
+     "only the digits (8 rows of 8 pixels)"),
+    (("theory", "--arch", "transformer"), "profile --arch transformer gives its theory block"),
+])
+def test_what_a_transformer_cannot_do_exits_2_with_one_sentence(capsys, argv, says):
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1
+    assert says in err

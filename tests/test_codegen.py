@@ -30,9 +30,14 @@ def _run(code: str) -> tuple[dict, list[str]]:
       for init in ("plain", "scaled", "fixup", "rezero")],
     NetworkSpec.stack(16, 3, activation="relu", scheme="kaiming_uniform", norm="layernorm",
                       arch="residual", arch_params={"residual": "fixup"}),
+    *[NetworkSpec.stack(32, 3, input_dim=6, activation="gelu", scheme=scheme, bias="normal",
+                        arch="transformer", arch_params={"ln": ln, "residual": residual,
+                                                         "heads": 2, "seq_len": 5})
+      for scheme, ln, residual in (("normal", "pre", "scaled"),
+                                   ("xavier_uniform", "post", "plain"))],
 ], ids=["kaiming", "xavier+default-bias", "lsuv+layernorm", "sparse+batchnorm", "default",
         "residual-plain", "residual-scaled", "residual-fixup", "residual-rezero",
-        "residual-fixup+layernorm"])
+        "residual-fixup+layernorm", "transformer-pre-scaled", "transformer-post-plain"])
 def test_exported_code_builds_the_same_weights_and_prints_the_same_statistics(spec):
     seed, batch = 7, 32
     namespace, printed = _run(pytorch_code(spec, seed=seed, batch=batch))
@@ -61,4 +66,12 @@ def test_exported_residual_code_copies_the_blocks_and_the_residual_init():
                                           arch_params={"residual": "fixup"}))
     assert "class ResidualBlock(nn.Module):" in code
     assert "residual_init_(model, 'fixup')" in code
+    assert "import initviz" not in code
+
+
+def test_exported_transformer_code_copies_the_attention_and_the_gpt2_init():
+    code = pytorch_code(NetworkSpec.stack(16, 4, arch="transformer",
+                                          arch_params={"residual": "scaled"}))
+    assert "class SelfAttention(nn.Module):" in code
+    assert "transformer_init_(model, 'scaled', g)" in code
     assert "import initviz" not in code

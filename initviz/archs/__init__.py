@@ -229,8 +229,9 @@ class Architecture(ABC):
 # The architectures subclass Architecture above, so they are imported after it.
 from initviz.archs.mlp import MLP  # noqa: E402
 from initviz.archs.residual import Residual  # noqa: E402
+from initviz.archs.transformer import Transformer  # noqa: E402
 
-ARCHS: dict[str, Architecture] = {arch.name: arch for arch in (MLP(), Residual())}
+ARCHS: dict[str, Architecture] = {arch.name: arch for arch in (MLP(), Residual(), Transformer())}
 """Every architecture by name."""
 
 
