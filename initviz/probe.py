@@ -411,7 +411,7 @@ def _assemble(spec: NetworkSpec, batch: int, seed: int, choice, seconds: float, 
         histograms=histograms, percentiles=percentiles,
         first_nonfinite_layer=first_nonfinite, nonfinite_pass=nonfinite_pass,
         prediction=prediction,
-        theory_note=theory_unavailable_reason(spec) or spec.architecture.summary_note,
+        theory_note=theory_unavailable_reason(spec) or spec.architecture.theory_note(spec),
     )
 
 

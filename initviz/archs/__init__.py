@@ -139,6 +139,11 @@ class Architecture(ABC):
     def check(self, spec: NetworkSpec) -> None:  # noqa: B027  (most architectures take any)
         """Raise InvalidSpec where ``spec`` is not a network of this architecture."""
 
+    def theory_note(self, spec: NetworkSpec) -> str | None:
+        """Why the profile's q*, χ₁ and ξ_c are null for ``spec`` where mean-field theory
+        applies to it (:attr:`summary_note` unless the reason depends on the options)."""
+        return self.summary_note
+
     def input_shape(self, spec: NetworkSpec) -> tuple[int, ...]:
         """The shape of one input example (the probe draws ``(batch, *shape)`` N(0, 1) inputs;
         training data are viewed as such examples)."""
@@ -217,10 +222,11 @@ class Architecture(ABC):
 
 
 # The architectures subclass Architecture above, so they are imported after it.
+from initviz.archs.conv import Conv  # noqa: E402
 from initviz.archs.mlp import MLP  # noqa: E402
 from initviz.archs.residual import Residual  # noqa: E402
 
-ARCHS: dict[str, Architecture] = {arch.name: arch for arch in (MLP(), Residual())}
+ARCHS: dict[str, Architecture] = {arch.name: arch for arch in (MLP(), Residual(), Conv())}
 """Every architecture by name."""
 
 
