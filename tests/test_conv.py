@@ -137,7 +137,8 @@ def _ratios(spec, seeds=(0, 1, 2)) -> np.ndarray:
     rows = []
     for seed in seeds:
         prof = profile(spec, batch=16, seed=seed)
-        rows.append(prof.layers["preact_std"].to_numpy() ** 2 / np.array(prof.prediction.preact_var))
+        measured = prof.layers["preact_std"].to_numpy() ** 2
+        rows.append(measured / np.array(prof.prediction.preact_var))
     return np.mean(rows, axis=0)
 
 
