@@ -271,6 +271,10 @@ def test_kaiming_conv_trains_on_digits_as_images():
     (run,) = result.runs
     assert not run.diverged
     assert run.final.val_acc > 0.6  # chance is 0.1
+    # Per layer l = 1 ... depth + 1 (the head last): every conv layer's weight is tracked.
+    record = run.final
+    assert len(record.grad_norm) == len(record.update_ratio) == 4
+    assert all(0 < ratio < 1 for ratio in record.update_ratio)
 
 
 def test_a_data_set_that_is_not_images_is_refused_with_a_sentence():
