@@ -301,6 +301,10 @@ def test_cli_profile_jacobian_and_train_take_the_conv_options(capsys):
     assert [(row["fan_in"], row["fan_out"]) for row in document["layers"]] == [(75, 200),
                                                                               (200, 200)]
     assert all(row["border_to_interior_std_theory"] == 1.0 for row in document["layers"])
+    main(["profile", "--arch", "conv", "--width", "4", "--depth", "2", "--batch", "4"])
+    out, _ = capsys.readouterr()
+    assert out.startswith("convolutional stack, 2 layers, image_size 8, kernel 3, padding zeros, "
+                          "relu, kaiming_normal")
     code = main(["jacobian", "--arch", "conv", "--padding", "circular", "--image-size", "4",
                  "--width", "4", "--depth", "8", "--activation", "linear", "--scheme",
                  "delta_orthogonal", "--json"])
