@@ -24,7 +24,8 @@ from initviz.jacobian import input_output_jacobian, jacobian_spectrum, probe_inp
 from initviz.meanfield import predict_stack
 from initviz.network import NetworkSpec, build_model
 from initviz.probe import LAYER_COLUMNS, profile
-from initviz.schemes import SCHEMES, schemes_for
+from initviz.report import histogram_of, weight_theory
+from initviz.schemes import schemes_for
 from initviz.training import TrainSpec, train
 
 
@@ -74,21 +75,31 @@ def test_pytorch_default_is_conv2ds_own_reset_parameters():
     ("kaiming_normal", {"mode": "fan_in"}), ("kaiming_normal", {"mode": "fan_out"}),
     ("kaiming_uniform", {"nonlinearity": "relu"}), ("xavier_uniform", {}),
     ("lecun_normal", {}), ("orthogonal", {"gain": 2.0}), ("trunc_normal", {"std": 0.1}),
-    ("delta_orthogonal", {"gain": 1.5}),
+    ("delta_orthogonal", {"gain": 1.5}), ("dirac", {}),
 ])
-def test_every_scheme_draws_through_torch_with_the_conv_fans(scheme, params):
+@pytest.mark.parametrize("c_in, c_out", [(64, 32), (32, 64)])
+def test_every_scheme_draws_through_torch_with_the_conv_fans(scheme, params, c_in, c_out):
     # 32 x 64 x 5 x 5 = 51,200 entries: the sample std is within 1% of the law's (3 std errors).
-    # Fewer output than input channels: orthogonal_ flattens the weight to (c_out, c_in·k²),
-    # whose larger side is then fan_in, as the law (which sees only the fans) takes it.
-    spec = conv(32, 2, kernel=5, input_dim=64, scheme=scheme, scheme_params=params)
+    spec = conv(c_out, 2, kernel=5, input_dim=c_in, scheme=scheme, scheme_params=params)
     weight = build_model(spec, seed=0).layers[0].conv.weight
-    fan_in, fan_out = spec.fans[0]
-    expected = SCHEMES[scheme].weight_std(fan_in, fan_out, spec.scheme_params)
+    expected = spec.architecture.weight_laws(spec)[0].std()
     assert weight.std(correction=0).item() == pytest.approx(expected, rel=0.01)
-    assert profile(spec, batch=2).layers["weight_std_theory"][0] == pytest.approx(expected)
+    prof = profile(spec, batch=2)
+    assert prof.layers["weight_std_theory"][0] == pytest.approx(expected)
+    fan_in, fan_out = spec.fans[0]
     if scheme == "kaiming_normal":
         mode = params["mode"]
         assert expected == pytest.approx(math.sqrt(2) / math.sqrt(spec.fans[0][mode == "fan_out"]))
+    if scheme == "orthogonal":  # orthogonal_ flattens the weight to (c_out, c_in·k²)
+        assert expected == pytest.approx(2.0 / math.sqrt(max(c_out, fan_in)))
+    # The histogram's expected counts add up to the weight's entries (c_in·c_out·k²), not to
+    # fan_in·fan_out, where the law has a density.
+    theory = weight_theory(prof, 1)
+    if "expected" in theory:
+        bins = histogram_of(prof, "weight", 1)
+        width = float((bins["bin_hi"] - bins["bin_lo"]).mean())
+        total = np.trapezoid(theory["expected"], theory["value"]) / width
+        assert total == pytest.approx(c_in * c_out * 25, rel=0.02)
 
 
 def test_delta_orthogonal_is_an_orthogonal_centre_tap_and_dirac_is_torchs_identity():

@@ -24,6 +24,7 @@ from initviz.errors import InvalidSpec, check_int, quote
 if TYPE_CHECKING:
     from initviz.meanfield import Prediction
     from initviz.network import NetworkSpec
+    from initviz.scheme_types import WeightLaw
 
 
 @dataclass(frozen=True)
@@ -200,6 +201,18 @@ class Architecture(ABC):
     def predict(self, spec: NetworkSpec, input_second_moment: float,
                 output_grad_var: float) -> Prediction | None:
         """The mean-field prediction of every entry (see :func:`initviz.meanfield.predict`)."""
+
+    def weight_laws(self, spec: NetworkSpec) -> list[WeightLaw | None]:
+        """The law of each entry of the weight each probe entry reports: the scheme's at that
+        entry's fans (None where it depends on data, as LSUV's)."""
+        scheme = spec.resolved_scheme
+        return [scheme.weight_law(fan_in, fan_out, spec.scheme_params)
+                for fan_in, fan_out in self.fans(spec)]
+
+    def weight_entries(self, spec: NetworkSpec) -> list[int]:
+        """How many numbers the weight of each probe entry holds (``fan_in · fan_out`` for a
+        matrix)."""
+        return [fan_in * fan_out for fan_in, fan_out in self.fans(spec)]
 
     def weight_std_factor(self, spec: NetworkSpec) -> float:
         """What the architecture multiplies the scheme's std of each entry's weight by."""

@@ -45,6 +45,7 @@ from initviz.meanfield import (HUGE_Q, TINY_Q, Prediction, first_moment, layer_s
                                predict_stack)
 from initviz.network import LSUV_CALIBRATION_BATCH, Linear, NetworkSpec
 from initviz.phase import _moment_table
+from initviz.scheme_types import WeightLaw
 from initviz.schemes import lsuv_rescale
 
 PADDINGS = ("zeros", "circular")
@@ -298,6 +299,28 @@ class Conv(Architecture):
         k2 = spec.option("kernel") ** 2
         ins = (spec.input_dim, *spec.sizes[:-1])
         return [(c_in * k2, c_out * k2) for c_in, c_out in zip(ins, spec.sizes)]
+
+    def weight_laws(self, spec: NetworkSpec) -> list[WeightLaw | None]:
+        """The scheme's law at the conv fans, except where the weight's shape decides it:
+        ``torch.nn.init.orthogonal_`` flattens a conv weight to ``(c_out, c_in·k²)``, so its
+        law's other side is ``c_out``, not ``fan_out = c_out·k²``; ``dirac`` puts a 1 at the
+        centre of ``min(c_in, c_out)`` of the ``c_in·c_out`` kernels and 0 everywhere else."""
+        scheme, params = spec.resolved_scheme, spec.scheme_params
+        k2 = spec.option("kernel") ** 2
+        laws = []
+        for (fan_in, fan_out), c_out in zip(self.fans(spec), spec.sizes):
+            if spec.scheme == "dirac":
+                ones = min(fan_in // k2, c_out)
+                laws.append(WeightLaw("point", loc=1.0,
+                                      zero_fraction=1.0 - ones / (fan_in * c_out)))
+            elif scheme.torch_fn == "orthogonal_" and scheme.own_fn is None:
+                laws.append(scheme.weight_law(fan_in, c_out, params))
+            else:
+                laws.append(scheme.weight_law(fan_in, fan_out, params))
+        return laws
+
+    def weight_entries(self, spec: NetworkSpec) -> list[int]:
+        return [fan_in * c_out for (fan_in, _), c_out in zip(self.fans(spec), spec.sizes)]
 
     def parameter_count(self, spec: NetworkSpec, out_features: int | None) -> int:
         k2 = spec.option("kernel") ** 2
