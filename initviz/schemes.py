@@ -335,8 +335,8 @@ CONV_SCHEMES: tuple[Scheme, ...] = (
         "torch.nn.init.dirac_; the identity start of Zagoruyko & Komodakis (2017), DiracNets: "
         "Training Very Deep Neural Networks Without Skip-Connections",
         "dirac_", lambda p: {},
-        # Its entries are 1 with a share that depends on the channels and the kernel apart,
-        # which the fans do not give: no law (and no mean-field theory: the mean is not 0).
+        # Its share of 1s depends on the channels and the kernel apart, which the fans do not
+        # give: the conv architecture's weight_laws says it. Its mean is not 0: no mean field.
         lambda fi, fo, p: None,
         archs=("conv",),
     ),

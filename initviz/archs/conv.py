@@ -13,7 +13,8 @@ scheme draws through it. ``pytorch_default`` with a ``pytorch_default`` bias is 
 and the positions) or ``nn.LayerNorm`` over a whole feature map (channels and positions).
 
 A probe entry is a conv layer; its statistics are taken over the batch, the channels and the
-positions of the feature maps. Mean-field theory is the plain stack's with ``fan_in = c·k²``:
+positions of the feature maps, and a unit of ``dead_frac`` and ``zero_frac`` is one channel at one
+position. Mean-field theory is the plain stack's with ``fan_in = c·k²``:
 each output sums ``c·k²`` products of independent weights and inputs. With circular padding every
 position sees ``k²`` input positions, so the plain stack's recursion holds exactly (in
 expectation). With zero padding a border position sees fewer (the padding's zeros): its variance
