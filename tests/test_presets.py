@@ -15,6 +15,7 @@ from initviz.phase import phase_diagram
 from initviz.presets import ARCH_KEYS, PRESETS, network_of
 from initviz.reach import correlation_fixed_point, depth_reach
 from initviz.report import verdict
+from initviz.variants import parse_entry
 
 PAGE_KEYS = {"preset", "input_dim", "width", "depth", "sizes", "activation", "scheme", "bias",
              "norm", "seed", "batch", "dataset", "optimizer", "lr", "steps", "seeds", "compare",
@@ -28,8 +29,9 @@ def test_preset_sets_only_page_controls_to_valid_values(name):
     for key in preset.values:
         scheme_param = key.split(".")[0] in SCHEMES
         assert key in PAGE_KEYS or scheme_param, key
-    assert all(s in SCHEMES for s in preset.values["compare"])
-    assert preset.values["scheme"] in preset.values["compare"]
+    compared = [parse_entry(entry)[0] for entry in preset.values["compare"]]  # SCHEME(K=V)
+    assert all(s in SCHEMES for s in compared)
+    assert preset.values["scheme"] in compared
     _spec(preset.values)
     assert "(" in preset.story and any(ch.isdigit() for ch in preset.story)  # a reference
 

@@ -1,6 +1,5 @@
 """The conv presets (initviz/presets.toml: conv_fan_out, delta_orthogonal) tell their stories
-from numbers the package computes for their values. Compared variants (``SCHEME(KEY=VALUE)``)
-are not on main yet, so fan_in is profiled here directly beside the preset's fan_out."""
+from numbers the package computes for their values and compared entries."""
 
 import math
 from dataclasses import replace
@@ -11,13 +10,17 @@ import pytest
 from initviz.jacobian import jacobian_spectrum
 from initviz.presets import PRESETS, network_of
 from initviz.probe import profile
+from initviz.variants import network_for, parse_entry
 
 
 def test_conv_fan_out_story_numbers():
-    fan_out = network_of(PRESETS["conv_fan_out"].values)
+    values = PRESETS["conv_fan_out"].values
+    network = network_of(values)
+    fan_in, fan_out = (network_for(network, *parse_entry(entry)) for entry in values["compare"])
+    assert network == fan_out
+    assert dict(fan_in.scheme_params)["mode"] == "fan_in"
     assert fan_out.fans[0] == (27, 144) and fan_out.depth == 8 and fan_out.sizes[0] == 16
     assert fan_out.fans[1:] == [(144, 144)] * 7
-    fan_in = replace(fan_out, scheme_params={**dict(fan_out.scheme_params), "mode": "fan_in"})
     assert math.sqrt(27 / 144) == pytest.approx(0.433, abs=5e-4)
     for seed in (0, 1):
         out, into = (profile(spec, batch=64, seed=seed) for spec in (fan_out, fan_in))
