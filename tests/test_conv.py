@@ -24,7 +24,7 @@ from initviz.jacobian import input_output_jacobian, jacobian_spectrum, probe_inp
 from initviz.meanfield import predict_stack
 from initviz.network import NetworkSpec, build_model
 from initviz.probe import LAYER_COLUMNS, profile
-from initviz.report import histogram_of, weight_theory
+from initviz.report import histogram_of, verdict, weight_theory
 from initviz.schemes import schemes_for
 from initviz.training import TrainSpec, train
 
@@ -204,6 +204,20 @@ def test_zero_padding_starves_the_border_as_the_position_by_position_theory_says
     assert np.mean(grads, axis=0) / np.array(prof.prediction.grad_var) == pytest.approx(
         1.0, abs=0.03)
     assert prof.prediction.grad_var[0] < 0.3
+
+
+def test_a_zero_padded_stack_that_vanishes_is_told_why_with_the_numbers():
+    spec = conv(16, 30, input_dim=3)  # ReLU, Kaiming: what the plain stack keeps at q = 2
+    prof = profile(spec, batch=64)
+    found = verdict(prof)
+    assert found.kind == "vanishing"
+    honest, measured = prof.prediction.preact_var[-1], prof.layers["preact_std"].iloc[-1] ** 2
+    assert predict_stack(spec).preact_var[-1] == pytest.approx(2.0)
+    assert (f"at layer 30 the theory puts the pre-activation variance at {honest:.3g} (measured "
+            f"{measured:.3g}), {honest / 2:.3g} of the 2 the same scheme keeps without a "
+            "border") in found.recommendation
+    healthy = verdict(profile(conv(16, 30, input_dim=3, padding="circular"), batch=64))
+    assert "zero padding" not in healthy.recommendation
 
 
 def test_centre_only_schemes_and_circular_padding_have_no_border_effect():

@@ -277,6 +277,20 @@ class Conv(Architecture):
         return (spec.option("padding") == "zeros" and spec.option("kernel") > 1
                 and spec.scheme not in CENTRE_ONLY)
 
+    def advice(self, profile, kind: str) -> str | None:
+        """Where zero padding drains a vanishing stack: the border's loss, by the numbers."""
+        spec, prediction = profile.spec, profile.prediction
+        if kind != "vanishing" or not self._spatial(spec) or prediction is None:
+            return None
+        honest, plain = prediction.preact_var[-1], predict_stack(spec).preact_var[-1]
+        measured = float(profile.layers["preact_std"].iloc[-1]) ** 2
+        return (f"With zero padding a border pixel sees fewer inputs, and the loss reaches one "
+                f"ring further in with every layer: at layer {spec.depth} the theory puts the "
+                f"pre-activation variance at {honest:.3g} (measured {measured:.3g}), "
+                f"{honest / plain:.3g} of the {plain:.3g} the same scheme keeps without a "
+                f"border. Circular padding, fewer layers, larger images, or a scheme that reads "
+                f"only the centre tap (delta_orthogonal, Xiao et al. 2018) keep the signal.")
+
     def input_shape(self, spec: NetworkSpec) -> tuple[int, ...]:
         side = spec.option("image_size")
         return (spec.input_dim, side, side)
