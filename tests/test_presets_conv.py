@@ -7,6 +7,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from test_app import _app
+
 from initviz.jacobian import jacobian_spectrum
 from initviz.presets import PRESETS, network_of
 from initviz.probe import profile
@@ -50,3 +52,12 @@ def test_delta_orthogonal_story_numbers():
         assert 88 <= gaussian.zero_count <= 91
         assert 8 <= gaussian.spread <= 11
         assert gaussian.singular_values[0] < 1e-6
+
+
+@pytest.mark.parametrize("name", ["conv_fan_out", "delta_orthogonal"])
+def test_the_page_opens_each_conv_preset_without_a_warning(name):
+    at = _app(preset=name, section=PRESETS[name].section)
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.warning, [w.value for w in at.warning]  # e.g. the race refusing its entries
+    assert at.selectbox(key="arch").value == "conv"
+    assert at.multiselect(key="compare").value == PRESETS[name].values["compare"]
