@@ -23,6 +23,7 @@ from initviz.errors import InvalidSpec
 from initviz.jacobian import input_output_jacobian, jacobian_spectrum, probe_input
 from initviz.meanfield import predict_stack
 from initviz.network import NetworkSpec, build_model
+from initviz.phase import phase_diagram
 from initviz.probe import LAYER_COLUMNS, profile
 from initviz.report import histogram_of, verdict, weight_theory
 from initviz.schemes import schemes_for
@@ -218,6 +219,13 @@ def test_a_zero_padded_stack_that_vanishes_is_told_why_with_the_numbers():
             "border") in found.recommendation
     healthy = verdict(profile(conv(16, 30, input_dim=3, padding="circular"), batch=64))
     assert "zero padding" not in healthy.recommendation
+
+
+def test_the_phase_diagram_says_why_a_zero_padded_stack_has_no_point():
+    zeros = phase_diagram(conv(), n=4)
+    assert zeros.summary is None and "zero padding" in zeros.note
+    circular = phase_diagram(conv(padding="circular"), n=4)
+    assert circular.summary.phase == "critical" and circular.note is None
 
 
 def test_centre_only_schemes_and_circular_padding_have_no_border_effect():
