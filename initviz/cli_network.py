@@ -43,7 +43,8 @@ def _cmd_profile(args: argparse.Namespace) -> None:
         return
     theory = document["theory"]
     architecture = result.spec.architecture
-    shape = (f"{result.spec.depth} layers" if architecture.entry == "layer" else
+    # A plain stack is all its layers say; any other names itself and its options.
+    shape = (f"{result.spec.depth} layers" if not result.spec.arch_params else
              f"{architecture.label}, {result.spec.depth} {architecture.entry}s, "
              + ", ".join(f"{k} {v}" for k, v in result.spec.arch_params))
     say(f"{shape}, {result.spec.activation}, {result.spec.scheme}; "

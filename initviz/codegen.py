@@ -77,8 +77,11 @@ def model_comments(spec: NetworkSpec, shape: str) -> list[str]:
     ]
 
 
-def init_fn_code(spec: NetworkSpec, seed: int) -> list[str]:
-    """The generator and ``init_fn``, applied to every Linear in order, weight then bias."""
+def init_fn_code(spec: NetworkSpec, seed: int, layers: str = "nn.Linear",
+                 fan_in: str = "m.in_features") -> list[str]:
+    """The generator and ``init_fn``, applied to every module of the class(es) ``layers`` in
+    order, weight then bias; ``fan_in`` is the code of such a module ``m``'s fan_in (what a bias
+    bound depends on)."""
     scheme = spec.resolved_scheme
     bias = spec.resolved_bias
     return [
@@ -88,9 +91,10 @@ def init_fn_code(spec: NetworkSpec, seed: int) -> list[str]:
         *([textwrap.dedent(inspect.getsource(scheme.own_fn)).rstrip(), "", ""]
           if scheme.own_fn else []),
         "def init_fn(m):",
-        "    if isinstance(m, nn.Linear):",
+        f"    if isinstance(m, {layers}):",
         textwrap.indent(scheme.code(spec.scheme_params, "m.weight"), " " * 8),
-        textwrap.indent(bias.code(spec.bias_params, "m.bias"), " " * 8),
+        textwrap.indent(bias.code(spec.bias_params, "m.bias").replace("m.in_features", fan_in),
+                        " " * 8),
         "",
         "",
         "model.apply(init_fn)",
@@ -105,14 +109,15 @@ def source_of(*objects) -> list[str]:
     return lines + ["", ""]
 
 
-def lsuv_code(spec: NetworkSpec) -> list[str]:
-    """initviz's LSUV rescaling, copied, and its call on calibration inputs drawn from ``g``."""
+def lsuv_code(spec: NetworkSpec, shape: str = "sizes[0]") -> list[str]:
+    """initviz's LSUV rescaling, copied, and its call on calibration inputs of one example's
+    ``shape`` (code) drawn from ``g``."""
     params = dict(spec.scheme_params)
     return [
         *source_of(lsuv_rescale)[:-2],
         "",
         "",
-        f"calibration = torch.randn({LSUV_CALIBRATION_BATCH}, sizes[0], generator=g)",
+        f"calibration = torch.randn({LSUV_CALIBRATION_BATCH}, {shape}, generator=g)",
         f"lsuv_rescale(list(model), calibration, tol={params['tol']!r}, "
         f"max_iter={params['max_iter']!r})",
     ]

@@ -51,8 +51,10 @@ matmul kernels are slow when the product has so few columns (benchmarks/README.m
 
 
 def _linear_weight_names(model: nn.Module) -> list[str]:
+    """The weights whose gradient and update each record reports per layer, in order: every
+    Linear's and every Conv2d's (a conv stack's layers, then its output Linear)."""
     return [f"{name}.weight" for name, module in model.named_modules()
-            if isinstance(module, nn.Linear)]
+            if isinstance(module, (nn.Linear, nn.Conv2d))]
 
 
 class _StackedRuns:

@@ -296,14 +296,15 @@ def theory_unavailable_reason(spec: NetworkSpec) -> str | None:
 
 
 def layer_sigmas(spec: NetworkSpec) -> list[tuple[float, float]] | None:
-    """``(σ_w², σ_b²)`` of every layer: ``fan_in·Var(W)`` and ``Var(b)`` from the schemes."""
+    """``(σ_w², σ_b²)`` of every layer: ``fan_in·Var(W)`` and ``Var(b)`` from the schemes' laws
+    (the weights' as :meth:`~initviz.archs.Architecture.weight_laws` gives them)."""
     if theory_unavailable_reason(spec) is not None:
         return None
-    scheme, bias = spec.resolved_scheme, spec.resolved_bias
+    bias = spec.resolved_bias
     return [
-        (_significant(fan_in * scheme.weight_std(fan_in, fan_out, spec.scheme_params) ** 2),
+        (_significant(fan_in * law.std() ** 2),
          _significant(bias.weight_std(fan_in, fan_out, spec.bias_params) ** 2))
-        for fan_in, fan_out in spec.fans
+        for (fan_in, fan_out), law in zip(spec.fans, spec.architecture.weight_laws(spec))
     ]
 
 

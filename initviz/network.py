@@ -15,7 +15,7 @@ from torch import nn
 from initviz.activations import Activation, get_activation
 from initviz.errors import InvalidSpec, TooLarge, check_int, env_megabytes
 from initviz.scheme_types import ParamValue, Scheme
-from initviz.schemes import get_scheme
+from initviz.schemes import get_scheme, schemes_for
 
 MAX_WIDTH = 4096
 MAX_DEPTH = 500
@@ -102,6 +102,12 @@ class NetworkSpec:
         set_(self, "bias_params",
              self.resolved_bias.resolve(_as_pairs(self.bias_params), field=f"bias.{self.bias}"))
         set_(self, "arch_params", architecture.resolve(_as_pairs(self.arch_params)))
+        scheme = self.resolved_scheme
+        if not scheme.applies_to(self.arch):
+            raise InvalidSpec("scheme", self.scheme, "one of " + ", ".join(schemes_for(self.arch)),
+                              message=f"{self.scheme} ({scheme.label}) initializes only "
+                                      f"{' and '.join(scheme.archs)} networks, not a "
+                                      f"{architecture.label} ({self.arch})")
         architecture.check(self)
 
     @classmethod

@@ -321,7 +321,8 @@ def phase_diagram(spec: NetworkSpec, n: int = DEFAULT_GRID_SIDE,
     else:
         prediction = predict(spec)
         summary = None if prediction is None else prediction.summary
-        note = theory_unavailable_reason(spec)
+        note = theory_unavailable_reason(spec) or (
+            spec.architecture.theory_note(spec) if summary is None else None)
     return phase_map(act, summary, spec.depth, note, n)
 
 

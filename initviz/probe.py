@@ -411,7 +411,7 @@ def _assemble(spec: NetworkSpec, batch: int, seed: int, choice, seconds: float, 
         histograms=histograms, percentiles=percentiles,
         first_nonfinite_layer=first_nonfinite, nonfinite_pass=nonfinite_pass,
         prediction=prediction,
-        theory_note=theory_unavailable_reason(spec) or spec.architecture.summary_note,
+        theory_note=theory_unavailable_reason(spec) or spec.architecture.theory_note(spec),
     )
 
 
@@ -480,8 +480,8 @@ def _layer_table(spec: NetworkSpec, batch: int, host: dict[str, np.ndarray],
 def _weight_std_theory(spec: NetworkSpec) -> list[float | None]:
     """The scheme's std of each entry's weight, times what the architecture rescales it by."""
     factor = spec.architecture.weight_std_factor(spec)
-    stds = [spec.resolved_scheme.weight_std(fi, fo, spec.scheme_params) for fi, fo in spec.fans]
-    return [None if std is None else std * factor for std in stds]
+    return [None if law is None else law.std() * factor
+            for law in spec.architecture.weight_laws(spec)]
 
 
 def _distributions(host: dict[str, np.ndarray], depth: int,

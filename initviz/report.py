@@ -291,8 +291,7 @@ def weight_theory(profile: Profile, layer: int, points: int = 200) -> pd.DataFra
     None where the scheme has no fixed law (LSUV); a one-row ``point_mass`` table for constants.
     """
     spec = profile.spec
-    fan_in, fan_out = spec.fans[layer - 1]
-    law = spec.resolved_scheme.weight_law(fan_in, fan_out, spec.scheme_params)
+    law = spec.architecture.weight_laws(spec)[layer - 1]
     if law is None:
         return None
     bins = histogram_of(profile, "weight", layer)
@@ -303,7 +302,8 @@ def weight_theory(profile: Profile, layer: int, points: int = 200) -> pd.DataFra
     if pdf is None:
         return pd.DataFrame({"point_mass": [law.loc]})
     bin_width = float((bins["bin_hi"] - bins["bin_lo"]).mean())
-    return pd.DataFrame({"value": density_x, "expected": pdf * fan_in * fan_out * bin_width})
+    entries = spec.architecture.weight_entries(spec)[layer - 1]
+    return pd.DataFrame({"value": density_x, "expected": pdf * entries * bin_width})
 
 
 WEIGHT_TABLE_GAPS = {
@@ -320,8 +320,8 @@ def weight_table(profile: Profile) -> pd.DataFrame:
     spec = profile.spec
     scheme = spec.resolved_scheme
     rows = []
-    for layer, (fan_in, fan_out) in enumerate(spec.fans, start=1):
-        law = scheme.weight_law(fan_in, fan_out, spec.scheme_params)
+    for layer, ((fan_in, fan_out), law) in enumerate(
+            zip(spec.fans, spec.architecture.weight_laws(spec)), start=1):
         rows.append({
             "layer": layer, "fan_in": fan_in, "fan_out": fan_out,
             "gain": math.nan if law is None else _nan_if_none(scheme.gain(spec.scheme_params)),

@@ -161,6 +161,12 @@ class Scheme:
     # initviz's own function where torch.nn.init's would draw from the process-wide RNG
     # (sparse_); the code export then includes its source.
     own_fn: Callable[..., torch.Tensor] | None = None
+    # The architectures (their ``arch`` names) it applies to; None: every one.
+    archs: tuple[str, ...] | None = None
+
+    def applies_to(self, arch: str) -> bool:
+        """Whether the scheme can initialize a network of the architecture ``arch``."""
+        return self.archs is None or arch in self.archs
 
     @property
     def defaults(self) -> dict[str, ParamValue]:
@@ -255,7 +261,7 @@ class Scheme:
         return None if law is None else law.mean()
 
 
-_DETERMINISTIC = {"zeros_", "ones_", "constant_"}
+_DETERMINISTIC = {"zeros_", "ones_", "constant_", "dirac_"}
 
 
 def _fans(tensor: torch.Tensor) -> tuple[int, int]:

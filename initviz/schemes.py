@@ -256,6 +256,7 @@ _SCHEME_LIST: tuple[Scheme, ...] = (
         params=(Param("sparsity", 0.9, 0.0, 0.999, doc="fraction of zeros per column"),
                 Param("std", 0.01, 0.0, 100.0, doc="spread of the weights that are not zero")),
         own_fn=sparse_,
+        archs=("mlp", "residual", "transformer", "rnn", "lstm"),  # 2-D matrices only
     ),
     Scheme(
         "pytorch_default", "PyTorch default (nn.Linear)",
@@ -290,7 +291,79 @@ _SCHEME_LIST: tuple[Scheme, ...] = (
     ),
 )
 
-SCHEMES: dict[str, Scheme] = {s.name: s for s in _SCHEME_LIST}
+# --------------------------------------------------------------------------------------------------
+# Convolution-only schemes: a kernel that is zero except at its centre tap
+
+
+def delta_orthogonal_(tensor: torch.Tensor, gain: float = 1.0,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+    r"""Fill a convolution weight ``(c_out, c_in, k, ...)`` (odd ``k``) with a delta-orthogonal
+    kernel, drawing only from ``generator``.
+
+    Every tap is zero except the centre one, ``W[:, :, centre] = gain·Q``, with ``Q`` a
+    (semi-)orthogonal ``c_out × c_in`` matrix from ``torch.nn.init.orthogonal_``, as described in
+    `Dynamical Isometry and a Mean Field Theory of CNNs: How to Train 10,000-Layer Vanilla
+    Convolutional Neural Networks` - Xiao, L. et al. (2018). Each position's channels are then
+    mapped by ``gain·Q`` alone, so a linear stack of such convolutions is an orthogonal map for
+    ``gain = 1`` (with circular padding; with zero padding too, since the padding is never read).
+    A 2-D weight (a Linear, a 1×1 convolution) gets ``gain·Q`` itself.
+
+    Args:
+        tensor: an n-dimensional ``torch.Tensor``, n >= 2, filled in place
+        gain: the factor on ``Q``
+        generator: the ``torch.Generator`` to sample from
+
+    Returns:
+        ``tensor``
+    """
+    if tensor.dim() < 2:
+        raise ValueError("Only tensors with 2 or more dimensions are supported")
+    centre = tuple(side // 2 for side in tensor.shape[2:])
+    with torch.no_grad():
+        tensor.zero_()
+        tap = torch.empty(tensor.shape[:2], dtype=tensor.dtype, device=tensor.device)
+        tensor[(slice(None), slice(None), *centre)] = nn.init.orthogonal_(tap, gain=gain,
+                                                                          generator=generator)
+    return tensor
+
+
+CONV_SCHEMES: tuple[Scheme, ...] = (
+    Scheme(
+        "dirac", "Dirac (identity convolution)",
+        "W[i, i, centre] = 1 for i < min(c_out, c_in), every other entry 0: each output "
+        "channel copies one input channel",
+        "torch.nn.init.dirac_; the identity start of Zagoruyko & Komodakis (2017), DiracNets: "
+        "Training Very Deep Neural Networks Without Skip-Connections",
+        "dirac_", lambda p: {},
+        # Its share of 1s depends on the channels and the kernel apart, which the fans do not
+        # give: the conv architecture's weight_laws says it. Its mean is not 0: no mean field.
+        lambda fi, fo, p: None,
+        archs=("conv",),
+    ),
+    Scheme(
+        "delta_orthogonal", "Delta-orthogonal",
+        "W[:, :, centre] = gain·Q, Q a (semi-)orthogonal c_out × c_in matrix, every other tap "
+        "0; Var(W) = gain² / max(fan_in, fan_out) over the whole kernel",
+        "Xiao, Bahri, Sohl-Dickstein, Schoenholz & Pennington (2018), Dynamical Isometry and a "
+        "Mean Field Theory of CNNs: How to Train 10,000-Layer Vanilla Convolutional Neural "
+        "Networks, ICML",
+        "orthogonal_", lambda p: {"gain": p["gain"]},
+        # The variance is exact; the shape is a normal only in the centre tap (zeros elsewhere).
+        lambda fi, fo, p: WeightLaw("normal", scale=p["gain"] / math.sqrt(max(fi, fo)),
+                                    approximate=True),
+        params=(_GAIN,),
+        own_fn=delta_orthogonal_,
+        archs=("conv",),
+    ),
+)
+
+
+def schemes_for(arch: str) -> list[str]:
+    """The names of the schemes that apply to the architecture ``arch``, in table order."""
+    return [name for name, scheme in SCHEMES.items() if scheme.applies_to(arch)]
+
+
+SCHEMES: dict[str, Scheme] = {s.name: s for s in (*_SCHEME_LIST, *CONV_SCHEMES)}
 
 _PYTORCH_DEFAULT_BIAS = Scheme(
     "pytorch_default", "PyTorch default (nn.Linear)",
@@ -351,6 +424,7 @@ def lsuv_rescale(blocks: Sequence[nn.Module], x: torch.Tensor, tol: float,
 
 
 __all__ = [
-    "BIAS_SCHEMES", "SCHEMES", "TRUNC_NORMAL_MIN_ACCEPTANCE", "get_scheme", "lsuv_rescale",
-    "sparse_", "trunc_normal_acceptance",
+    "BIAS_SCHEMES", "CONV_SCHEMES", "SCHEMES", "TRUNC_NORMAL_MIN_ACCEPTANCE",
+    "delta_orthogonal_", "get_scheme", "lsuv_rescale", "schemes_for", "sparse_",
+    "trunc_normal_acceptance",
 ]

@@ -35,9 +35,18 @@ def _run(code: str) -> tuple[dict, list[str]]:
                                                          "heads": 2, "seq_len": 5})
       for scheme, ln, residual in (("normal", "pre", "scaled"),
                                    ("xavier_uniform", "post", "plain"))],
+    NetworkSpec.stack(8, 3, input_dim=2, activation="tanh", scheme="delta_orthogonal",
+                      bias="pytorch_default", arch="conv",
+                      arch_params={"kernel": 5, "padding": "circular", "image_size": 6}),
+    NetworkSpec.stack(8, 3, input_dim=3, scheme="lsuv", norm="layernorm", arch="conv"),
+    NetworkSpec.stack(8, 2, input_dim=3, scheme="dirac", norm="batchnorm", arch="conv"),
+    NetworkSpec.stack(8, 3, input_dim=3, scheme="kaiming_normal", scheme_params={"mode": "fan_out"},
+                      arch="conv"),
 ], ids=["kaiming", "xavier+default-bias", "lsuv+layernorm", "sparse+batchnorm", "default",
         "residual-plain", "residual-scaled", "residual-fixup", "residual-rezero",
-        "residual-fixup+layernorm", "transformer-pre-scaled", "transformer-post-plain"])
+        "residual-fixup+layernorm", "transformer-pre-scaled", "transformer-post-plain",
+        "conv-delta-orthogonal+default-bias", "conv-lsuv+layernorm",
+        "conv-dirac+batchnorm", "conv-kaiming-fan-out"])
 def test_exported_code_builds_the_same_weights_and_prints_the_same_statistics(spec):
     seed, batch = 7, 32
     namespace, printed = _run(pytorch_code(spec, seed=seed, batch=batch))

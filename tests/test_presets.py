@@ -14,8 +14,8 @@ from initviz.meanfield import predict
 from initviz.phase import phase_diagram
 from initviz.presets import ARCH_KEYS, PRESETS, network_of
 from initviz.reach import correlation_fixed_point, depth_reach
-from initviz.variants import parse_entry
 from initviz.report import verdict
+from initviz.variants import parse_entry
 
 PAGE_KEYS = {"preset", "input_dim", "width", "depth", "sizes", "activation", "scheme", "bias",
              "norm", "seed", "batch", "dataset", "optimizer", "lr", "steps", "seeds", "compare",

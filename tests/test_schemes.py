@@ -32,8 +32,9 @@ CONTRACT_SCHEMES = {
     "kaiming_uniform": ("a", "mode", "nonlinearity"),
     "kaiming_normal": ("a", "mode", "nonlinearity"), "orthogonal": ("gain",),
     "sparse": ("sparsity", "std"), "pytorch_default": (), "lecun_normal": (),
-    "lecun_uniform": (), "lsuv": ("tol", "max_iter"),
+    "lecun_uniform": (), "lsuv": ("tol", "max_iter"), "dirac": (), "delta_orthogonal": ("gain",),
 }
+CONV_ONLY = {"dirac", "delta_orthogonal"}  # conv weights: their parity test is below
 
 # Each scheme with non-default parameters, and the torch.nn.init call written out by hand (not from
 # the scheme's own description) that must produce the same tensor from the same generator.
@@ -97,7 +98,24 @@ def test_every_contract_scheme_is_there_with_its_parameters():
 
 
 def test_the_parity_table_covers_every_scheme_but_sparse():
-    assert set(TORCH_CALLS) == set(SCHEMES) - {"sparse"}  # sparse: its own test below
+    assert set(TORCH_CALLS) == set(SCHEMES) - {"sparse"} - CONV_ONLY  # sparse: its own test
+
+
+def _delta_orthogonal_by_hand(t, gain, g):
+    t.zero_()
+    t[:, :, 1, 1] = nn.init.orthogonal_(torch.empty(t.shape[:2]), gain, generator=g)
+    return t
+
+
+@pytest.mark.parametrize("name, params, call", [
+    ("dirac", {}, lambda t, g: nn.init.dirac_(t)),
+    ("delta_orthogonal", {"gain": 1.7}, lambda t, g: _delta_orthogonal_by_hand(t, 1.7, g)),
+])
+@pytest.mark.parametrize("shape", [(16, 8, 3, 3), (8, 16, 3, 3)])
+def test_conv_only_schemes_equal_their_torch_calls_on_conv_weights(name, params, call, shape):
+    scheme = get_scheme(name)
+    ours = scheme.apply(torch.empty(shape), dict(scheme.resolve(params)), _generator(2))
+    assert torch.equal(ours, call(torch.empty(shape), _generator(2)))
 
 
 @pytest.mark.parametrize("name", sorted(TORCH_CALLS))
@@ -187,7 +205,7 @@ def _kurtosis(law) -> float:
     return 3.0 / (1.0 - law.zero_fraction) if law.kind == "normal" else 3.0
 
 
-@pytest.mark.parametrize("name", sorted(set(SCHEMES) - {"lsuv"}))
+@pytest.mark.parametrize("name", sorted(set(SCHEMES) - {"lsuv", "dirac"}))  # no fixed law
 @pytest.mark.parametrize("fan_in, fan_out", FAN_SHAPES)
 def test_measured_std_and_mean_match_the_theoretical_law(name, fan_in, fan_out):
     scheme = get_scheme(name)
@@ -233,7 +251,8 @@ def test_orthogonal_is_orthogonal_with_the_gain():
 # Bias schemes need the layer's fans (pytorch_default's bound is 1/√fan_in).
 def _code_cases():
     for name, scheme in SCHEMES.items():
-        yield pytest.param(scheme, STD_PARAMS.get(name, {}), "m.weight", id=f"weight-{name}")
+        if name != "dirac":  # 3-D to 5-D weights only: its export is tested in test_codegen
+            yield pytest.param(scheme, STD_PARAMS.get(name, {}), "m.weight", id=f"weight-{name}")
     for name, scheme in BIAS_SCHEMES.items():
         yield pytest.param(scheme, {"val": 0.2} if name == "constant" else {}, "m.bias",
                            id=f"bias-{name}")

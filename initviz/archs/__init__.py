@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from initviz.meanfield import Prediction
     from initviz.network import NetworkSpec
     from initviz.probe import Profile
+    from initviz.scheme_types import WeightLaw
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,11 @@ class Architecture(ABC):
     def check(self, spec: NetworkSpec) -> None:  # noqa: B027  (most architectures take any)
         """Raise InvalidSpec where ``spec`` is not a network of this architecture."""
 
+    def theory_note(self, spec: NetworkSpec) -> str | None:
+        """Why the profile's q*, χ₁ and ξ_c are null for ``spec`` where mean-field theory
+        applies to it (:attr:`summary_note` unless the reason depends on the options)."""
+        return self.summary_note
+
     def input_shape(self, spec: NetworkSpec) -> tuple[int, ...]:
         """The shape of one input example (the probe draws ``(batch, *shape)`` N(0, 1) inputs;
         training data are viewed as such examples)."""
@@ -200,6 +206,18 @@ class Architecture(ABC):
                 output_grad_var: float) -> Prediction | None:
         """The mean-field prediction of every entry (see :func:`initviz.meanfield.predict`)."""
 
+    def weight_laws(self, spec: NetworkSpec) -> list[WeightLaw | None]:
+        """The law of each entry of the weight each probe entry reports: the scheme's at that
+        entry's fans (None where it depends on data, as LSUV's)."""
+        scheme = spec.resolved_scheme
+        return [scheme.weight_law(fan_in, fan_out, spec.scheme_params)
+                for fan_in, fan_out in self.fans(spec)]
+
+    def weight_entries(self, spec: NetworkSpec) -> list[int]:
+        """How many numbers the weight of each probe entry holds (``fan_in · fan_out`` for a
+        matrix)."""
+        return [fan_in * fan_out for fan_in, fan_out in self.fans(spec)]
+
     def advice(self, profile: Profile, kind: str) -> str | None:
         """What the verdict recommends for a measured network of this architecture whose signal
         is ``kind`` (:data:`initviz.report.VERDICTS`); None leaves it to the plain stack's
@@ -227,11 +245,13 @@ class Architecture(ABC):
 
 
 # The architectures subclass Architecture above, so they are imported after it.
+from initviz.archs.conv import Conv  # noqa: E402
 from initviz.archs.mlp import MLP  # noqa: E402
 from initviz.archs.residual import Residual  # noqa: E402
 from initviz.archs.transformer import Transformer  # noqa: E402
 
-ARCHS: dict[str, Architecture] = {arch.name: arch for arch in (MLP(), Residual(), Transformer())}
+ARCHS: dict[str, Architecture] = {arch.name: arch for arch in (MLP(), Residual(), Transformer(),
+                                                                Conv())}
 """Every architecture by name."""
 
 
