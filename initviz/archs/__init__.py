@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from initviz.datasets import dataset_info
 from initviz.errors import InvalidSpec, check_int, quote
 
 if TYPE_CHECKING:
@@ -50,23 +51,28 @@ class ProbePoint:
 
 @dataclass(frozen=True)
 class Option:
-    """One option of an architecture: a name among ``choices``, or a whole number in ``bounds``.
+    """One option of an architecture: a name among ``choices``, or a number in ``bounds`` (a
+    whole number unless ``real``).
 
     Attributes:
         default: the value when the option is not given.
         choices: the names it may take (empty for a number).
-        bounds: ``(low, high)``, both included, for a whole-number option.
+        bounds: ``(low, high)``, both included, for a number option.
         meaning: what it sets, for help texts.
+        real: the number may have a fraction (an LSTM's forget-gate bias); a float then.
     """
 
-    default: str | int
+    default: str | int | float
     choices: tuple[str, ...] = ()
-    bounds: tuple[int, int] | None = None
+    bounds: tuple[float, float] | None = None
     meaning: str = ""
+    real: bool = False
 
-    def parse(self, name: str, value) -> str | int:
+    def parse(self, name: str, value) -> str | int | float:
         """``value`` (a name, a number or its text, as a link or the CLI gives it) checked;
         InvalidSpec naming what is allowed otherwise."""
+        if self.real:
+            return _check_real(name, value, *self.bounds)
         if self.bounds is not None:
             return check_int(name, value, *self.bounds)
         if value not in self.choices:
@@ -75,9 +81,25 @@ class Option:
 
     def describe(self) -> str:
         """The allowed values in words, e.g. ``plain, scaled`` or ``a whole number in [1, 64]``."""
+        if self.real:
+            return f"a number in [{self.bounds[0]:g}, {self.bounds[1]:g}]"
         if self.bounds is not None:
             return f"a whole number in [{self.bounds[0]}, {self.bounds[1]}]"
         return ", ".join(self.choices)
+
+
+def _check_real(name: str, value, low: float, high: float) -> float:
+    """``value`` (a number or its text, not a bool) as a float in [low, high]; InvalidSpec."""
+    allowed = f"a number in [{low:g}, {high:g}]"
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise InvalidSpec(name, value, allowed)
+    try:
+        number = float(value)
+    except ValueError:
+        raise InvalidSpec(name, value, allowed) from None
+    if not low <= number <= high:  # NaN fails this too
+        raise InvalidSpec(name, value, allowed)
+    return number
 
 
 class ExtraColumns:
@@ -155,7 +177,14 @@ class Architecture(ABC):
 
     def for_data(self, spec: NetworkSpec, features: int, dataset: str) -> NetworkSpec:
         """``spec`` fitted to a data set whose examples have ``features`` numbers (what the
-        training race builds); InvalidSpec where this architecture cannot read them."""
+        training race builds); InvalidSpec where this architecture cannot read them (by default
+        a sequence data set, which is for the recurrent architectures)."""
+        steps = dataset_info(dataset).steps
+        if steps is not None:
+            raise InvalidSpec("dataset", dataset, "a data set of vectors", message=(
+                f"{dataset} is a sequence of {steps} steps for the recurrent architectures "
+                f"(rnn, lstm); a {self.label} ({self.name}) reads the same pixels as one "
+                "vector from digits"))
         return replace(spec, input_dim=features)
 
     @abstractmethod
@@ -219,8 +248,9 @@ class Architecture(ABC):
 # The architectures subclass Architecture above, so they are imported after it.
 from initviz.archs.mlp import MLP  # noqa: E402
 from initviz.archs.residual import Residual  # noqa: E402
+from initviz.archs.rnn import LSTM, RNN  # noqa: E402
 
-ARCHS: dict[str, Architecture] = {arch.name: arch for arch in (MLP(), Residual())}
+ARCHS: dict[str, Architecture] = {arch.name: arch for arch in (MLP(), Residual(), RNN(), LSTM())}
 """Every architecture by name."""
 
 
