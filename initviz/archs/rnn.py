@@ -42,7 +42,6 @@ code export copies them as they are.
 from __future__ import annotations
 
 from dataclasses import replace
-from functools import partial
 
 import torch
 from torch import nn
@@ -121,8 +120,7 @@ class RecurrentNet(nn.Module):
             yield h
 
     def forward(self, x):
-        for h in self.hidden_states(x):
-            pass
+        *_, h = self.hidden_states(x)
         return h if self.head is None else self.head(h)
 
 
