@@ -30,9 +30,14 @@ def _run(code: str) -> tuple[dict, list[str]]:
       for init in ("plain", "scaled", "fixup", "rezero")],
     NetworkSpec.stack(16, 3, activation="relu", scheme="kaiming_uniform", norm="layernorm",
                       arch="residual", arch_params={"residual": "fixup"}),
+    NetworkSpec.stack(16, 6, input_dim=3, activation="tanh", scheme="orthogonal",
+                      bias="pytorch_default", arch="rnn"),
+    NetworkSpec.stack(16, 5, input_dim=1, activation="relu", scheme="eye", arch="rnn"),
+    NetworkSpec.stack(12, 5, input_dim=4, activation="tanh", scheme="sparse", bias="normal",
+                      arch="lstm", arch_params={"forget_bias": 1.0}),
 ], ids=["kaiming", "xavier+default-bias", "lsuv+layernorm", "sparse+batchnorm", "default",
         "residual-plain", "residual-scaled", "residual-fixup", "residual-rezero",
-        "residual-fixup+layernorm"])
+        "residual-fixup+layernorm", "rnn-orthogonal+default-bias", "rnn-eye", "lstm-sparse"])
 def test_exported_code_builds_the_same_weights_and_prints_the_same_statistics(spec):
     seed, batch = 7, 32
     namespace, printed = _run(pytorch_code(spec, seed=seed, batch=batch))
@@ -61,4 +66,13 @@ def test_exported_residual_code_copies_the_blocks_and_the_residual_init():
                                           arch_params={"residual": "fixup"}))
     assert "class ResidualBlock(nn.Module):" in code
     assert "residual_init_(model, 'fixup')" in code
+    assert "import initviz" not in code
+
+
+def test_exported_recurrent_code_copies_the_cell_and_inits_w_per_gate():
+    code = pytorch_code(NetworkSpec.stack(16, 4, arch="lstm", scheme="orthogonal",
+                                          arch_params={"forget_bias": 1}))
+    assert "class LSTMCell(nn.Module):" in code
+    assert "nn.init.orthogonal_(w, gain=1.0, generator=g)" in code
+    assert "init_recurrent_(model, init_weight, init_bias, init_input, 1.0)" in code
     assert "import initviz" not in code

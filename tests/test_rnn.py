@@ -8,6 +8,7 @@ input's share U x_t is a sum over input_dim Gaussians, whose second moment over 
 spreads by √(2/(n·input_dim)). Comparisons allow 3 such spreads.
 """
 
+import json
 import math
 
 import numpy as np
@@ -18,12 +19,13 @@ from torch import nn
 from initviz.activations import get_activation
 from initviz.archs import get_arch
 from initviz.archs.rnn import probe_sequence
+from initviz.cli import main
 from initviz.datasets import load_dataset
 from initviz.errors import InvalidSpec
 from initviz.jacobian import jacobian_spectrum, probe_input
 from initviz.meanfield import mean_field, second_moment, slope_moment
 from initviz.network import NetworkSpec, build_model
-from initviz.probe import profile
+from initviz.probe import LAYER_COLUMNS, profile
 from initviz.schemes import SCHEMES
 from initviz.training import TrainSpec, train
 
@@ -293,3 +295,57 @@ def test_orthogonal_and_eye_rnns_learn_digits_row_by_row(scheme, activation):
     run = train(spec).runs[0]
     assert not run.diverged
     assert run.final.val_acc > 0.7
+
+
+# --------------------------------------------------------------------------------------------------
+# The command line
+
+
+def _cli(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_profile_json_has_one_entry_per_time_step_and_the_forget_bias(capsys):
+    code, out, err = _cli(capsys, "profile", "--arch", "lstm", "--forget-bias", "1",
+                          "--width", "16", "--depth", "7", "--input-dim", "3",
+                          "--activation", "tanh", "--batch", "32", "--json")
+    assert (code, err) == (0, "")
+    document = json.loads(out)
+    assert (document["config"]["arch"], document["config"]["forget_bias"]) == ("lstm", 1.0)
+    layers = document["layers"]
+    assert [row["layer"] for row in layers] == list(range(1, 8))
+    assert all(set(LAYER_COLUMNS) <= set(row) for row in layers)
+    # The probe's loss is at the last step: its gradient is r there, unit variance.
+    assert layers[-1]["grad_std"] == pytest.approx(1.0, abs=0.05)
+    assert document["theory"]["q_star"] is None
+
+
+def test_jacobian_json_of_an_orthogonal_linear_rnn_is_all_ones(capsys):
+    code, out, err = _cli(capsys, "jacobian", "--arch", "rnn", "--width", "32", "--depth",
+                          "20", "--activation", "linear", "--scheme", "orthogonal", "--json")
+    assert (code, err) == (0, "")
+    document = json.loads(out)
+    assert document["zero_count"] == 0
+    assert np.abs(np.array(document["singular_values"]) - 1).max() < 1e-5
+
+
+def test_train_json_on_digits_rows_takes_t_and_input_dim_from_the_data(capsys):
+    code, out, err = _cli(capsys, "train", "--arch", "rnn", "--dataset", "digits_rows",
+                          "--schemes", "orthogonal,eye", "--width", "16", "--depth", "3",
+                          "--steps", "5", "--json")
+    assert code == 0
+    document = json.loads(out)
+    assert [run["scheme"] for run in document["runs"]] == ["orthogonal", "eye"]
+
+
+@pytest.mark.parametrize("argv,message", [
+    (("theory", "--arch", "lstm"), "the mean-field length map does not model"),
+    (("profile", "--arch", "lstm", "--forget-bias", "x"), "give a number in [-10, 10]"),
+    (("train", "--arch", "lstm", "--dataset", "moons"), "trains on digits_rows or digits_pixels"),
+])
+def test_the_command_line_refuses_in_one_sentence(capsys, argv, message):
+    code, out, err = _cli(capsys, *argv)
+    assert code == 2 and out == ""
+    assert message in err and "Traceback" not in err

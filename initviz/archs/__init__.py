@@ -131,6 +131,8 @@ class Architecture(ABC):
         code_input: the exported script's name for the input's size.
         summary_note: where there is no fixed point, why the profile's q*, χ₁ and ξ_c are null
             and where its theory is instead.
+        jacobian_input: what the Jacobian differentiates by, in sentences ("input"; a
+            recurrent net's initial state).
         batched_training: whether :class:`initviz.engines.BatchedEngine` can train it (a plain
             chain of Linear, norm and activation modules); otherwise runs train one by one.
     """
@@ -144,6 +146,7 @@ class Architecture(ABC):
     fixed_point: bool = False
     summary_note: str | None = None
     code_input: str = "input_dim"
+    jacobian_input: str = "input"
     batched_training: bool = False
 
     def resolve(self, given: Mapping[str, str | int]) -> tuple[tuple[str, str | int], ...]:

@@ -180,6 +180,7 @@ class Recurrent(Architecture):
     entry = "time step"
     output = "hidden state"
     code_input = "steps, input_dim"
+    jacobian_input = "initial state h_0"
     values_per_step = 2
     """Per step and hidden unit, values autograd keeps (each also held as a gradient), as
     :meth:`units` counts them."""
@@ -207,8 +208,8 @@ class Recurrent(Architecture):
         if steps is None:
             raise InvalidSpec("dataset", dataset, "a sequence data set (digits_rows, "
                               "digits_pixels)", message=(
-                                  f"{dataset} is a data set of vectors, not of sequences: a "
-                                  f"{self.label} ({self.name}) trains on digits_rows or "
+                                  f"{dataset} is a data set of vectors, not of sequences: "
+                                  f"{self.name} ({self.label}) trains on digits_rows or "
                                   "digits_pixels"))
         return replace(spec, sizes=spec.sizes[:1] * steps, input_dim=features // steps)
 
