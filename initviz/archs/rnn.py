@@ -307,13 +307,16 @@ class RNN(Recurrent):
     fixed_point = True
 
     def predict(self, spec, input_second_moment, output_grad_var):
-        """The length map over the steps, the input adding ``E[x²]`` (U is LeCun: σ_U² = 1) to
-        σ_b² at every step; h_0 = 0 leaves step 1 the input and bias alone."""
+        """The length map over the steps, the input adding ``σ_U²·E[x²]`` (U is LeCun: σ_U² = 1)
+        to σ_b² at every step; h_0 = 0 leaves step 1 the input and bias alone."""
         sigmas = layer_sigmas(spec)
         if sigmas is None:
             return None
         sw2, sb2 = sigmas[0]
-        steps = ((1.0, sb2),) + ((sw2, sb2 + input_second_moment),) * (spec.depth - 1)
+        width, input_dim = spec.sizes[0], spec.input_dim
+        su2 = input_dim * SCHEMES[INPUT_SCHEME].weight_std(input_dim, width, ()) ** 2
+        drive = su2 * input_second_moment
+        steps = ((su2, sb2),) + ((sw2, sb2 + drive),) * (spec.depth - 1)
         return predict_layers(spec.resolved_activation, steps, input_second_moment,
                               output_grad_var)
 
