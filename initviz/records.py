@@ -54,6 +54,7 @@ class RunRecord:
     diverged_at: int | None
     grad_norm: tuple[float, ...]
     update_ratio: tuple[float, ...]
+    entry: str = ""  # the compared entry as written (TrainSpec.label); "" labels by the scheme
 
     @property
     def diverged(self) -> bool:
@@ -61,7 +62,7 @@ class RunRecord:
 
     @property
     def label(self) -> str:
-        return scheme_label(self.scheme, self.scheme_params)
+        return self.entry or scheme_label(self.scheme, self.scheme_params)
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ class RunResult:
     scheme_params: ResolvedParams
     seed: int
     history: tuple[RunRecord, ...]
+    entry: str = ""
 
     @property
     def final(self) -> RunRecord:
@@ -94,7 +96,7 @@ class RunResult:
 
     @property
     def label(self) -> str:
-        return scheme_label(self.scheme, self.scheme_params)
+        return self.entry or scheme_label(self.scheme, self.scheme_params)
 
 
 def _losses_dict(record: RunRecord) -> dict:
@@ -118,7 +120,8 @@ class TrainResult:
         return {
             "device": self.device,
             "seconds": self.seconds,
-            "runs": [{"scheme": run.scheme, "seed": run.seed, "diverged": run.diverged,
+            "runs": [{"scheme": self.spec.text((run.scheme, run.scheme_params)),
+                      "seed": run.seed, "diverged": run.diverged,
                       "history": [{"step": r.step, **_losses_dict(r)} for r in run.history],
                       "final": _losses_dict(run.final)} for run in self.runs],
         }
