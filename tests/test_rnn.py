@@ -137,6 +137,9 @@ def test_forget_bias_takes_a_real_number_and_refuses_others_in_a_sentence():
             arch.resolve({"forget_bias": bad})
     with pytest.raises(InvalidSpec, match="no option"):
         get_arch("rnn").resolve({"forget_bias": 1})
+    # A number control needs every number of one type (Streamlit refuses a mix).
+    option = arch.options["forget_bias"]
+    assert {type(x) for x in (*option.bounds, option.default, option.step)} == {float}
 
 
 def test_a_recurrent_net_refuses_what_it_cannot_be_in_a_sentence():

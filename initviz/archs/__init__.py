@@ -80,6 +80,12 @@ class Option:
             raise InvalidSpec(name, value, "one of " + ", ".join(self.choices))
         return value
 
+    @property
+    def step(self) -> int | float:
+        """A number control's step, of the option's own type (Streamlit's ``number_input``
+        refuses a whole-number step beside real bounds): 1, or 0.1 for a real option."""
+        return 0.1 if self.real else 1
+
     def describe(self) -> str:
         """The allowed values in words, e.g. ``plain, scaled`` or ``a whole number in [1, 64]``."""
         if self.real:
