@@ -86,6 +86,7 @@ def add_schemes(sub, common) -> None:
 
 
 def _cmd_theory(args: argparse.Namespace) -> None:
+    from initviz.meanfield import predict
     from initviz.phase import phase_diagram
 
     given = (args.sigma_w2, args.sigma_b2)
@@ -93,10 +94,11 @@ def _cmd_theory(args: argparse.Namespace) -> None:
         raise UsageError("give both --sigma-w2 and --sigma-b2, or neither")
     spec = network_spec(args)
     if not spec.architecture.fixed_point:
-        raise UsageError(f"theory draws the phase diagram of a plain stack's fixed point, which a "
-                         f"{spec.architecture.label} does not settle at; profile --arch "
-                         f"{spec.arch} gives its theory {spec.architecture.entry} by "
-                         f"{spec.architecture.entry}")
+        entry = spec.architecture.entry
+        where = (f"profile --arch {spec.arch} gives its theory {entry} by {entry}"
+                 if predict(spec) is not None else spec.architecture.summary_note)
+        raise UsageError(f"theory draws the phase diagram of a plain stack's fixed point, which "
+                         f"this {spec.architecture.label} does not settle at; {where}")
     diagram = phase_diagram(spec, n=args.grid,
                             sigma=None if given[0] is None else given)
     document = diagram.to_json_dict()
@@ -151,8 +153,9 @@ def _cmd_jacobian(args: argparse.Namespace) -> None:
         return
     rows, cols = result.shape
     architecture = spec.architecture
-    say(f"Jacobian of {architecture.entry} {spec.depth}'s {architecture.output} by the input: "
-        f"{rows} x {cols} at one N(0, I) input, float64; {spec.activation}, {spec.scheme}; "
+    wrt = architecture.jacobian_input
+    say(f"Jacobian of {architecture.entry} {spec.depth}'s {architecture.output} by the {wrt}: "
+        f"{rows} x {cols} at one N(0, I) {wrt}, float64; {spec.activation}, {spec.scheme}; "
         f"seed {args.seed}, device {result.device}, {result.seconds:.3f} s")
     say(result.reading)
     kept = result.nonzero

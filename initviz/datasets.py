@@ -16,6 +16,11 @@ spirals        2      3     three interleaved spiral arms (the CS231n example), 
 xor            2      2     U(−1, 1)² labelled by the sign of x₁·x₂: no linear model beats chance
 gaussians      2      4     ``make_blobs``: four unit-variance clusters centred at (±1.5, ±1.5)
 ==========  =====  =======  ========================================================================
+
+The sequence data sets ``digits_rows`` (8 steps of 8 pixels: the rows, top to bottom) and
+``digits_pixels`` (64 steps of 1 pixel, row by row: Le et al. 2015's pixel-by-pixel task at
+digits' size) are digits itself, the same points, split and scaling, read by a recurrent net
+one step at a time (:attr:`DatasetInfo.steps`).
 """
 
 from __future__ import annotations
@@ -65,6 +70,8 @@ class DatasetInfo:
     input_dim: int
     n_classes: int
     draw: Callable[[int], tuple[np.ndarray, np.ndarray]]
+    steps: int | None = None
+    """Time steps of a sequence data set (each ``input_dim / steps`` numbers); None: vectors."""
 
 
 # scikit-learn is imported where a data set is drawn: importing it takes about 0.25 s, and the
@@ -117,6 +124,10 @@ DATASETS: dict[str, DatasetInfo] = {
         DatasetInfo("spirals", "three interleaved spiral arms", 2, 3, _spirals),
         DatasetInfo("xor", "the four quadrants, labelled by the sign of x₁·x₂", 2, 2, _xor),
         DatasetInfo("gaussians", "four overlapping Gaussian clusters", 2, 4, _gaussians),
+        DatasetInfo("digits_rows", "the 8×8 digits as 8 steps of 8 pixels (one row a step)", 64,
+                    10, _digits, steps=8),
+        DatasetInfo("digits_pixels", "the 8×8 digits as 64 steps of 1 pixel (pixel by pixel)",
+                    64, 10, _digits, steps=64),
     )
 }
 

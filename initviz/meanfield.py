@@ -386,6 +386,24 @@ def predict_stack(spec: NetworkSpec, input_second_moment: float = 1.0,
                     input_second_moment, output_grad_var)
 
 
+def predict_layers(activation: str | Activation, sigmas: tuple[tuple[float, float], ...],
+                   input_second_moment: float = 1.0, output_grad_var: float = 1.0) -> Prediction:
+    r""":func:`predict_stack` of layers of one width given by their ``(σ_w², σ_b²)``, one pair per
+    layer (a recurrent net's time steps, whose σ's are not one scheme's at the layers' fans).
+
+    Args:
+        activation: an activation name or :class:`~initviz.activations.Activation`
+        sigmas: ``(σ_w², σ_b²)`` of layer 1, 2, ...
+        input_second_moment: ``E[x²]`` of layer 1's input
+        output_grad_var: the variance of ``dL/dh`` at the last layer
+
+    Returns:
+        a :class:`Prediction` (index 0 is layer 1), its summary from the last layer's σ's
+    """
+    return _predict(as_activation(activation), tuple(sigmas), (1.0,) * (len(sigmas) - 1),
+                    input_second_moment, output_grad_var)
+
+
 @lru_cache(maxsize=256)
 def _predict(act: Activation, sigmas: tuple[tuple[float, float], ...],
              widening: tuple[float, ...], input_second_moment: float,
@@ -481,7 +499,7 @@ __all__ = [
     "CRITICAL_TOL", "HUGE_Q", "MeanField", "Prediction", "TINY_Q", "TRAINABLE_DEPTHS_PER_SCALE",
     "UNRESOLVED_Q", "as_activation", "chi1", "depth_scale", "derivative", "first_moment",
     "fixed_point", "gaussian_rule", "is_critical", "is_linear", "layer_sigmas", "length_map",
-    "mean_field", "phase", "positively_homogeneous", "predict", "predict_stack",
+    "mean_field", "phase", "positively_homogeneous", "predict", "predict_layers", "predict_stack",
     "residual_stream", "second_moment", "slope_moment",
     "theory_unavailable_reason",
 ]

@@ -261,7 +261,7 @@ class Scheme:
         return None if law is None else law.mean()
 
 
-_DETERMINISTIC = {"zeros_", "ones_", "constant_", "dirac_"}
+_DETERMINISTIC = {"zeros_", "ones_", "constant_", "dirac_", "eye_"}
 
 
 def _fans(tensor: torch.Tensor) -> tuple[int, int]:

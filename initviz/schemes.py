@@ -247,6 +247,19 @@ _SCHEME_LIST: tuple[Scheme, ...] = (
                                     approximate=True),
         params=(_GAIN,),
     ),
+    # eye: the identity, for the recurrent weights of an IRNN.
+    Scheme(
+        "eye", "Identity (eye)",
+        "W = I: 1 on the diagonal, 0 elsewhere, so h_t = φ(h_{t−1} + U x_t + b) copies the "
+        "state at init; a non-square W (fan_out × fan_in) gets the rectangular identity, the "
+        "first min(fan_in, fan_out) inputs copied to as many outputs and the rest 0",
+        "Le, Jaitly & Hinton (2015), A Simple Way to Initialize Recurrent Networks of Rectified "
+        "Linear Units (the IRNN: identity recurrent weights, zero biases, ReLU); "
+        "torch.nn.init.eye_",
+        "eye_", lambda p: {},
+        lambda fi, fo, p: WeightLaw("point", loc=1.0,
+                                    zero_fraction=1.0 - min(fi, fo) / (fi * fo)),
+    ),
     Scheme(
         "sparse", "Sparse",
         "W ~ N(0, std²), then ⌈sparsity·fan_out⌉ entries of every column set to 0",

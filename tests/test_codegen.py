@@ -42,11 +42,17 @@ def _run(code: str) -> tuple[dict, list[str]]:
     NetworkSpec.stack(8, 2, input_dim=3, scheme="dirac", norm="batchnorm", arch="conv"),
     NetworkSpec.stack(8, 3, input_dim=3, scheme="kaiming_normal", scheme_params={"mode": "fan_out"},
                       arch="conv"),
+    NetworkSpec.stack(16, 6, input_dim=3, activation="tanh", scheme="orthogonal",
+                      bias="pytorch_default", arch="rnn"),
+    NetworkSpec.stack(16, 5, input_dim=1, activation="relu", scheme="eye", arch="rnn"),
+    NetworkSpec.stack(12, 5, input_dim=4, activation="tanh", scheme="sparse", bias="normal",
+                      arch="lstm", arch_params={"forget_bias": 1.0}),
 ], ids=["kaiming", "xavier+default-bias", "lsuv+layernorm", "sparse+batchnorm", "default",
         "residual-plain", "residual-scaled", "residual-fixup", "residual-rezero",
         "residual-fixup+layernorm", "transformer-pre-scaled", "transformer-post-plain",
         "conv-delta-orthogonal+default-bias", "conv-lsuv+layernorm",
-        "conv-dirac+batchnorm", "conv-kaiming-fan-out"])
+        "conv-dirac+batchnorm", "conv-kaiming-fan-out",
+        "rnn-orthogonal+default-bias", "rnn-eye", "lstm-sparse"])
 def test_exported_code_builds_the_same_weights_and_prints_the_same_statistics(spec):
     seed, batch = 7, 32
     namespace, printed = _run(pytorch_code(spec, seed=seed, batch=batch))
@@ -83,4 +89,12 @@ def test_exported_transformer_code_copies_the_attention_and_the_gpt2_init():
                                           arch_params={"residual": "scaled"}))
     assert "class SelfAttention(nn.Module):" in code
     assert "transformer_init_(model, 'scaled', g)" in code
+
+
+def test_exported_recurrent_code_copies_the_cell_and_inits_w_per_gate():
+    code = pytorch_code(NetworkSpec.stack(16, 4, arch="lstm", scheme="orthogonal",
+                                          arch_params={"forget_bias": 1}))
+    assert "class LSTMCell(nn.Module):" in code
+    assert "nn.init.orthogonal_(w, gain=1.0, generator=g)" in code
+    assert "init_recurrent_(model, init_weight, init_bias, init_input, 1.0)" in code
     assert "import initviz" not in code

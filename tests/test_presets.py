@@ -15,7 +15,7 @@ from initviz.phase import phase_diagram
 from initviz.presets import ARCH_KEYS, PRESETS, network_of
 from initviz.reach import correlation_fixed_point, depth_reach
 from initviz.report import verdict
-from initviz.variants import parse_entry
+from initviz.variants import network_for, parse_entry
 
 PAGE_KEYS = {"preset", "input_dim", "width", "depth", "sizes", "activation", "scheme", "bias",
              "norm", "seed", "batch", "dataset", "optimizer", "lr", "steps", "seeds", "compare",
@@ -29,11 +29,13 @@ def test_preset_sets_only_page_controls_to_valid_values(name):
     for key in preset.values:
         scheme_param = key.split(".")[0] in SCHEMES
         assert key in PAGE_KEYS or scheme_param, key
-    # A compared entry is a scheme name or a variant of one, SCHEME(KEY=VALUE,...).
-    names = [parse_entry(entry)[0] for entry in preset.values["compare"]]
-    assert all(name in SCHEMES for name in names)
-    assert preset.values["scheme"] in names
-    _spec(preset.values)
+    network = _spec(preset.values)
+    # A compared entry is a scheme, or a variant of one (SCHEME(KEY=VALUE,...)) valid for the
+    # preset's network.
+    entries = [parse_entry(entry) for entry in preset.values["compare"]]
+    for name, params in entries:
+        network_for(network, name, params)
+    assert preset.values["scheme"] in [name for name, _ in entries]
     assert "(" in preset.story and any(ch.isdigit() for ch in preset.story)  # a reference
 
 

@@ -33,6 +33,7 @@ CONTRACT_SCHEMES = {
     "kaiming_normal": ("a", "mode", "nonlinearity"), "orthogonal": ("gain",),
     "sparse": ("sparsity", "std"), "pytorch_default": (), "lecun_normal": (),
     "lecun_uniform": (), "lsuv": ("tol", "max_iter"), "dirac": (), "delta_orthogonal": ("gain",),
+    "eye": (),
 }
 CONV_ONLY = {"dirac", "delta_orthogonal"}  # conv weights: their parity test is below
 
@@ -41,6 +42,7 @@ CONV_ONLY = {"dirac", "delta_orthogonal"}  # conv weights: their parity test is 
 TORCH_CALLS = {
     "zeros": ({}, lambda t, g: nn.init.zeros_(t)),
     "ones": ({}, lambda t, g: nn.init.ones_(t)),
+    "eye": ({}, lambda t, g: nn.init.eye_(t)),
     "constant": ({"val": -0.3}, lambda t, g: nn.init.constant_(t, -0.3)),
     "uniform": ({"a": -0.5, "b": 2.0}, lambda t, g: nn.init.uniform_(t, -0.5, 2.0, generator=g)),
     "normal": ({"mean": 0.25, "std": 0.5},

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from initviz.datasets import dataset_info
 from initviz.errors import InvalidSpec, check_int, quote
 
 if TYPE_CHECKING:
@@ -52,34 +53,61 @@ class ProbePoint:
 
 @dataclass(frozen=True)
 class Option:
-    """One option of an architecture: a name among ``choices``, or a whole number in ``bounds``.
+    """One option of an architecture: a name among ``choices``, or a number in ``bounds`` (a
+    whole number unless ``real``).
 
     Attributes:
         default: the value when the option is not given.
         choices: the names it may take (empty for a number).
-        bounds: ``(low, high)``, both included, for a whole-number option.
+        bounds: ``(low, high)``, both included, for a number option.
         meaning: what it sets, for help texts.
+        real: the number may have a fraction (an LSTM's forget-gate bias); a float then.
     """
 
-    default: str | int
+    default: str | int | float
     choices: tuple[str, ...] = ()
-    bounds: tuple[int, int] | None = None
+    bounds: tuple[float, float] | None = None
     meaning: str = ""
+    real: bool = False
 
-    def parse(self, name: str, value) -> str | int:
+    def parse(self, name: str, value) -> str | int | float:
         """``value`` (a name, a number or its text, as a link or the CLI gives it) checked;
         InvalidSpec naming what is allowed otherwise."""
+        if self.real:
+            return _check_real(name, value, *self.bounds)
         if self.bounds is not None:
             return check_int(name, value, *self.bounds)
         if value not in self.choices:
             raise InvalidSpec(name, value, "one of " + ", ".join(self.choices))
         return value
 
+    @property
+    def step(self) -> int | float:
+        """A number control's step, of the option's own type (Streamlit's ``number_input``
+        refuses a whole-number step beside real bounds): 1, or 0.1 for a real option."""
+        return 0.1 if self.real else 1
+
     def describe(self) -> str:
         """The allowed values in words, e.g. ``plain, scaled`` or ``a whole number in [1, 64]``."""
+        if self.real:
+            return f"a number in [{self.bounds[0]:g}, {self.bounds[1]:g}]"
         if self.bounds is not None:
             return f"a whole number in [{self.bounds[0]}, {self.bounds[1]}]"
         return ", ".join(self.choices)
+
+
+def _check_real(name: str, value, low: float, high: float) -> float:
+    """``value`` (a number or its text, not a bool) as a float in [low, high]; InvalidSpec."""
+    allowed = f"a number in [{low:g}, {high:g}]"
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise InvalidSpec(name, value, allowed)
+    try:
+        number = float(value)
+    except ValueError:
+        raise InvalidSpec(name, value, allowed) from None
+    if not low <= number <= high:  # NaN fails this too
+        raise InvalidSpec(name, value, allowed)
+    return number
 
 
 class ExtraColumns:
@@ -111,6 +139,8 @@ class Architecture(ABC):
         code_input: the exported script's name for the input's size.
         summary_note: where there is no fixed point, why the profile's q*, χ₁ and ξ_c are null
             and where its theory is instead.
+        jacobian_input: what the Jacobian differentiates by, in sentences ("input"; a
+            recurrent net's initial state).
         batched_training: whether :class:`initviz.engines.BatchedEngine` can train it (a plain
             chain of Linear, norm and activation modules); otherwise runs train one by one.
         charts: the columns of :meth:`table_columns` the page draws per entry, each with its
@@ -126,6 +156,7 @@ class Architecture(ABC):
     fixed_point: bool = False
     summary_note: str | None = None
     code_input: str = "input_dim"
+    jacobian_input: str = "input"
     batched_training: bool = False
     charts: Mapping[str, tuple[str, bool, str]] = {}
 
@@ -165,7 +196,14 @@ class Architecture(ABC):
 
     def for_data(self, spec: NetworkSpec, features: int, dataset: str) -> NetworkSpec:
         """``spec`` fitted to a data set whose examples have ``features`` numbers (what the
-        training race builds); InvalidSpec where this architecture cannot read them."""
+        training race builds); InvalidSpec where this architecture cannot read them (by default
+        a sequence data set, which is for the recurrent architectures)."""
+        steps = dataset_info(dataset).steps
+        if steps is not None:
+            raise InvalidSpec("dataset", dataset, "a data set of vectors", message=(
+                f"{dataset} is a sequence of {steps} steps for the recurrent architectures "
+                f"(rnn, lstm); a {self.label} ({self.name}) reads the same pixels as one "
+                "vector from digits"))
         return replace(spec, input_dim=features)
 
     @abstractmethod
@@ -248,10 +286,11 @@ class Architecture(ABC):
 from initviz.archs.conv import Conv  # noqa: E402
 from initviz.archs.mlp import MLP  # noqa: E402
 from initviz.archs.residual import Residual  # noqa: E402
+from initviz.archs.rnn import LSTM, RNN  # noqa: E402
 from initviz.archs.transformer import Transformer  # noqa: E402
 
-ARCHS: dict[str, Architecture] = {arch.name: arch for arch in (MLP(), Residual(), Transformer(),
-                                                                Conv())}
+ARCHS: dict[str, Architecture] = {arch.name: arch for arch in (
+    MLP(), Residual(), Transformer(), Conv(), RNN(), LSTM())}
 """Every architecture by name."""
 
 
