@@ -66,22 +66,55 @@ MAX_LINK_PARAMETERS = CLIENT_STATE_QUERY_STRING_MAX_FIELDS
 MAX_LINK_CHARACTERS = CLIENT_STATE_QUERY_STRING_MAX_LENGTH
 
 
+ARCH_PAGE_KEYS = tuple(sorted({key for arch in ARCHS.values() for key in arch.page_values}))
+"""The controls whose defaults follow the architecture (its ``page_values``)."""
+
+
+def _arch_defaults(arch: str) -> dict:
+    """The page's defaults under the architecture ``arch``."""
+    return {**DEFAULTS, **ARCHS[arch].page_values}
+
+
 def _preset_values(name: str) -> dict:
     """Every control a preset decides: its own values, and for the controls it does not mention
-    their defaults, so presets do not mix."""
-    reset = {k: v for k, v in DEFAULTS.items() if k not in NOT_SET_BY_PRESETS}
+    their defaults (under its architecture), so presets do not mix."""
     preset = PRESETS[name]
+    defaults = _arch_defaults(preset.values.get("arch", DEFAULTS["arch"]))
+    reset = {k: v for k, v in defaults.items() if k not in NOT_SET_BY_PRESETS}
     return {**reset, **PARAM_DEFAULTS, **preset.values, "section": preset.section}
 
 
+def _current_arch(preset: str | None) -> str:
+    """The architecture the page shows or is about to: the control's, else the link's, else the
+    preset's, else the default."""
+    state = st.session_state
+    if state.get("arch") in ARCHS:
+        return state["arch"]
+    given = state.get("link", {}).get("raw", {}).get("arch", [None])[-1]
+    if given in ARCHS:
+        return given
+    return PRESETS[preset].values.get("arch", DEFAULTS["arch"]) if preset in PRESETS \
+        else DEFAULTS["arch"]
+
+
 def link_default(key: str):
-    """What control ``key`` shows when the link leaves it out, under the active preset."""
+    """What control ``key`` shows when the link leaves it out, under the active preset and
+    architecture."""
     state = st.session_state
     # before the preset control is drawn on a session's first run, the link names the preset
     preset = state["preset"] if "preset" in state else state.get("link", {}).get("preset")
     if preset in PRESETS and key in _preset_values(preset):
         return _preset_values(preset)[key]
+    if key in ARCH_PAGE_KEYS:
+        return _arch_defaults(_current_arch(preset))[key]
     return DEFAULTS[key] if key in DEFAULTS else PARAM_DEFAULTS[key]
+
+
+def on_arch_change() -> None:
+    """The controls whose defaults follow the architecture take the new one's (a size that fits
+    the memory budget, a data set it reads), assigned in code so the link follows."""
+    for key in ARCH_PAGE_KEYS:
+        st.session_state[key] = link_default(key)
 
 
 def apply_preset(name: str, skip: set[str] = frozenset()) -> None:

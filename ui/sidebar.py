@@ -21,11 +21,11 @@ from initviz.errors import InitvizError, InvalidSpec
 from initviz.network import MAX_INPUT_DIM, NORMS, NetworkSpec
 from initviz.presets import PRESETS
 from initviz.scheme_types import Param, Scheme
-from initviz.schemes import BIAS_SCHEMES, SCHEMES
+from initviz.schemes import BIAS_SCHEMES, SCHEMES, schemes_for
 from initviz.text import escape, quote
 from initviz.variants import network_for, parse_entry
-from ui.links import (BOUND, MAX_PAGE_BATCH, MAX_PAGE_DEPTH, MAX_PAGE_WIDTH, binding,
-                      link_default, on_preset_change, refused_together)
+from ui.links import (BOUND, DEFAULTS, MAX_PAGE_BATCH, MAX_PAGE_DEPTH, MAX_PAGE_WIDTH, binding,
+                      link_default, on_arch_change, on_preset_change, refused_together)
 
 CURVE_POINTS = 40
 """Evaluation steps per training run: the points of each training curve."""
@@ -90,8 +90,10 @@ def _option_widget(name: str, option: Option):
     """The control of one architecture option, under the option's own key (its page key)."""
     label = name.replace("_", " ")
     if option.bounds is not None:
-        return st.number_input(label, *option.bounds, link_default(name), step=1, key=name,
-                               help=option.meaning or None, **binding(name))
+        kind = float if option.real else int  # Streamlit refuses mixed number types
+        return st.number_input(label, *map(kind, option.bounds), kind(link_default(name)),
+                               step=option.step, key=name, help=option.meaning or None,
+                               **binding(name))
     choices = list(option.choices)
     # An option two architectures share (residual) may hold a value this one does not offer:
     # its own default then, assigned in code so the link drops the other's value too.
@@ -104,6 +106,7 @@ def _option_widget(name: str, option: Option):
 
 def _arch_controls() -> dict:
     arch = st.selectbox("architecture", list(ARCHS), key="arch", index=_index(ARCHS, "arch"),
+                        on_change=on_arch_change,
                         help="; ".join(f"**{a.name}**: {a.label}, depth = {a.entry}s"
                                        for a in ARCHS.values()), **BOUND)
     return {"arch": arch, "options": {name: _option_widget(name, option)
@@ -133,10 +136,17 @@ def _network_controls() -> dict:
     return values
 
 
-def _init_controls() -> dict:
+def _init_controls(arch: str) -> dict:
     st.header("Initialization")
+    schemes = schemes_for(arch)
+    # A scheme of another architecture (delta_orthogonal after a conv stack) gives way to the
+    # default, assigned in code so that the link drops it too.
+    if st.session_state.get("scheme", schemes[0]) not in schemes:
+        st.session_state["scheme"] = DEFAULTS["scheme"]
     chosen = st.session_state.get("scheme", link_default("scheme"))
-    scheme = st.selectbox("scheme", list(SCHEMES), key="scheme", index=_index(SCHEMES, "scheme"),
+    default = link_default("scheme")
+    scheme = st.selectbox("scheme", schemes, key="scheme",
+                          index=schemes.index(default) if default in schemes else 0,
                           help=SCHEMES[chosen].formula if chosen in SCHEMES else None, **BOUND)
     params = {p.name: _param_widget(p, f"{scheme}.", SCHEMES[scheme])
               for p in SCHEMES[scheme].params}
@@ -144,7 +154,7 @@ def _init_controls() -> dict:
                         index=_index(BIAS_SCHEMES, "bias"), **BOUND)
     bias_params = {p.name: _param_widget(p, f"bias.{bias}.", BIAS_SCHEMES[bias], "bias ")
                    for p in BIAS_SCHEMES[bias].params}
-    compare = _compare_control()
+    compare = _compare_control(schemes)
     seed = st.number_input("seed", 0, MAX_SEED, link_default("seed"), key="seed",
                            **binding("seed"))
     batch = st.number_input("batch", 1, MAX_PAGE_BATCH, link_default("batch"), key="batch",
@@ -181,7 +191,7 @@ def sidebar() -> Choices:
             help="The classic results of the literature, one click each: "
                  + "; ".join(f"**{name}**: {p.title}" for name, p in PRESETS.items()), **BOUND)
         network = _network_controls()
-        init = _init_controls()
+        init = _init_controls(network["arch"])
         train = _training_controls()
         st.header("Compute")
         device = st.selectbox("device", DEVICE_CHOICES, key="device",
@@ -280,7 +290,7 @@ def _is_entry(text: str) -> bool:
     return True
 
 
-def _compare_control() -> list[str]:
+def _compare_control(schemes: list[str]) -> list[str]:
     """The compared entries: scheme names, and the variants added below the box."""
     state = st.session_state
     given = [*link_default("compare"), *state.get("compare", ()), *state.get("variants", ()),
@@ -288,7 +298,7 @@ def _compare_control() -> list[str]:
     # A variant from the link, a preset or the add box is one of the offered entries, so the
     # bound control takes it from the link like a scheme name; text that is no entry at all
     # (an unknown name) is not, so Streamlit drops it and the link warning names it.
-    options = list(dict.fromkeys([*SCHEMES, *filter(_is_entry, given)]))
+    options = list(dict.fromkeys([*schemes, *filter(_is_entry, given)]))
     compare = st.multiselect("compare (drawn and trained side by side)", options,
                              default=link_default("compare"), key="compare", **BOUND)
     st.text_input("add a variant", key="variant", on_change=_add_variant,

@@ -145,6 +145,9 @@ class Architecture(ABC):
             chain of Linear, norm and activation modules); otherwise runs train one by one.
         charts: the columns of :meth:`table_columns` the page draws per entry, each with its
             axis title, whether the axis is logarithmic, and the chart's title.
+        page_values: the page's controls (by key) whose defaults differ for this architecture:
+            a size whose profile fits the memory budget at the page's batch, a data set it
+            reads. Choosing the architecture on the page sets them.
     """
 
     name: str
@@ -159,6 +162,7 @@ class Architecture(ABC):
     jacobian_input: str = "input"
     batched_training: bool = False
     charts: Mapping[str, tuple[str, bool, str]] = {}
+    page_values: Mapping[str, object] = {}
 
     def resolve(self, given: Mapping[str, str | int]) -> tuple[tuple[str, str | int], ...]:
         """Its options with every default filled in, sorted; InvalidSpec for a bad one."""

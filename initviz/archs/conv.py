@@ -251,6 +251,7 @@ class Conv(Architecture):
     }
     entry = "layer"
     output = "feature map"
+    page_values = {"width": 32, "depth": 10}  # 97 MiB at the page's batch of 256
     fixed_point = True
     code_input = "sizes[0], image_size, image_size"
 

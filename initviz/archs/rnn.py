@@ -179,6 +179,7 @@ class Recurrent(Architecture):
     max_depth = MAX_DEPTH
     entry = "time step"
     output = "hidden state"
+    page_values = {"width": 64, "dataset": "digits_rows"}
     code_input = "steps, input_dim"
     jacobian_input = "initial state h_0"
     values_per_step = 2

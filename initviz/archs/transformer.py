@@ -348,6 +348,7 @@ class Transformer(Architecture):
     }
     entry = "block"
     output = "residual stream"
+    page_values = {"width": 64, "depth": 6}  # 96 MiB at the page's batch of 256
     code_input = "seq_len, input_dim"
     charts = {
         "attn_entropy": ("attention entropy (nats)", False,
