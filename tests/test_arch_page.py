@@ -13,6 +13,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 from test_app import _app
 
+from initviz.archs import ARCHS
 from initviz.network import NetworkSpec
 from initviz.probe import profile
 from initviz.presets import SECTIONS
@@ -114,3 +115,38 @@ def test_a_variant_typed_into_the_add_box_joins_the_compared_entries():
     assert any("was not added" in w.value and "uniform\\(a\\=\\-0" in w.value
                for w in at.warning)
     assert len(at.multiselect(key="compare").value) == 3
+
+
+@pytest.mark.parametrize("arch", [name for name in ARCHS if name != "mlp"])
+def test_every_architecture_opens_at_its_page_defaults_without_a_warning(arch):
+    at = _app(arch=arch)
+    _quiet(at)
+    architecture = ARCHS[arch]
+    for key, value in architecture.page_values.items():
+        assert at.session_state[key] == value
+    headline = (at.success or at.error)[0].value
+    assert f"{architecture.output} std" in headline or "gradient std" in headline
+    drawn = {box.key for box in [*at.selectbox, *at.number_input]}
+    assert set(architecture.options) <= drawn
+
+
+def test_choosing_an_architecture_sets_its_sizes_and_schemes():
+    at = _app(width="16", depth="3")
+    at.selectbox(key="arch").set_value("conv").run()
+    _quiet(at)
+    assert (at.slider(key="width").value, at.slider(key="depth").value) == (32, 10)
+    assert "delta_orthogonal" in at.selectbox(key="scheme").options
+    at.selectbox(key="scheme").set_value("delta_orthogonal").run()
+    _quiet(at)
+    at.selectbox(key="arch").set_value("lstm").run()
+    _quiet(at)
+    # a conv-only scheme gives way to the default; the LSTM's real option is a float control
+    assert at.selectbox(key="scheme").value == "kaiming_normal"
+    assert "delta_orthogonal" not in at.selectbox(key="scheme").options
+    assert at.session_state["dataset"] == "digits_rows"
+    at.number_input(key="forget_bias").set_value(1.0).run()
+    _quiet(at)
+    at.selectbox(key="arch").set_value("mlp").run()
+    _quiet(at)
+    assert at.session_state["dataset"] == "digits"
+    assert (at.slider(key="width").value, at.slider(key="depth").value) == (256, 20)
