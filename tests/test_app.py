@@ -151,10 +151,20 @@ def test_every_preset_sets_its_controls_and_tells_its_story(name):
             assert at.session_state[key] == value, key
     assert any(preset.title in text for text in _texts(at, "info"))
     assert at.session_state["section"] == preset.section  # the tab that tells its story
-    # Train works as the preset stands: its race fits the memory budget.
+    # Train works as the preset stands: its race fits the memory budget, except for the deep
+    # networks of presets whose story is not the race (48 transformer blocks, 128 conv layers),
+    # where the Training tab says how much memory the race would need.
     _open(at, "Training").button(key="train_button").click().run()
+    if name in RACE_TOO_LARGE:
+        assert preset.section != "Training"
+        assert any("this training run needs about" in text and "memory budget" in text
+                   for text in _texts(at, "error"))
+        return
     assert _progress_text(at).startswith("training"), _texts(at, "error")
     at.button(key="stop_button").click().run()
+
+
+RACE_TOO_LARGE = ("gpt2_scaling", "delta_orthogonal")
 
 
 @pytest.mark.parametrize("name,words", [
