@@ -10,6 +10,8 @@ GPU is tested in test_probe, test_training and test_cli.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -30,9 +32,11 @@ PROFILE_RTOL = 1e-4
 TRAIN_RTOL = 1e-3
 
 
-@pytest.mark.parametrize("arch", [{}, {"arch": "residual", "arch_params": {"residual": "fixup"}}])
+@pytest.mark.parametrize("arch", [{}, {"arch": "residual", "arch_params": {"residual": "fixup"}},
+                                  {"arch": "transformer", "arch_params": {"ln": "post"}},
+                                  {"arch": "conv"}, {"arch": "rnn"}, {"arch": "lstm"}])
 def test_a_profile_on_the_gpu_equals_the_cpu_one(arch):
-    spec = NetworkSpec.stack(128, 10, activation="tanh", scheme="xavier_normal", **arch)
+    spec = NetworkSpec.stack(64, 6, activation="tanh", scheme="xavier_normal", **arch)
     cpu = profile(spec, batch=512, seed=3, device="cpu")
     gpu = profile(spec, batch=512, seed=3, device="cuda")
     assert gpu.device == "cuda" and gpu.device_notice is None
@@ -56,7 +60,7 @@ def test_a_race_on_the_gpu_trains_batched_as_on_the_cpu():
                      steps=30, eval_every=10, batch=64, lr=0.05, device="cuda")
     gpu = train(spec)
     assert gpu.device == "cuda" and gpu.device_notice is None
-    cpu = train(TrainSpec(**{**spec.__dict__, "device": "cpu"}))
+    cpu = train(replace(spec, device="cpu"))
     pd.testing.assert_frame_equal(history_frame(gpu.records), history_frame(cpu.records),
                                   rtol=TRAIN_RTOL, check_exact=False)
 
@@ -68,6 +72,17 @@ def test_the_batched_engine_on_the_gpu_equals_one_model_at_a_time():
     network = NetworkSpec.stack(128, 4)
     spec = TrainSpec(network, schemes=("kaiming_normal", "orthogonal"), seeds=3, steps=20,
                      eval_every=10, batch=128, lr=0.05, dataset="spirals", device="cuda")
+    pd.testing.assert_frame_equal(history_frame(train(spec).records),
+                                  history_frame(train(spec, batched=False).records),
+                                  rtol=TRAIN_RTOL, check_exact=False)
+
+
+@pytest.mark.parametrize("arch, dataset", [("residual", "digits"), ("transformer", "digits"),
+                                           ("conv", "digits"), ("lstm", "digits_rows")])
+def test_vmapped_runs_on_the_gpu_equal_one_model_at_a_time(arch, dataset):
+    network = NetworkSpec.stack(16, 4, arch=arch)
+    spec = TrainSpec(network, schemes=("kaiming_normal", "orthogonal"), seeds=2, steps=12,
+                     eval_every=4, batch=32, lr=0.05, dataset=dataset, device="cuda")
     pd.testing.assert_frame_equal(history_frame(train(spec).records),
                                   history_frame(train(spec, batched=False).records),
                                   rtol=TRAIN_RTOL, check_exact=False)
