@@ -241,6 +241,13 @@ def by_layer_frame(profiles: Mapping[str, Profile], column: str) -> pd.DataFrame
     return _long_table("source", parts)
 
 
+def columns_frame(tables: Mapping[str, pd.DataFrame], column: str) -> pd.DataFrame:
+    """Long table (layer, scheme, source, value) of one column of per-entry tables (each with a
+    ``layer`` column), all measured."""
+    return _long_table("source", [(scheme, "measured", table["layer"].to_numpy(),
+                                   table[column].to_numpy()) for scheme, table in tables.items()])
+
+
 FRACTION_MEASURES = {
     "saturated_frac": "saturated: outputs on a flat tail",
     "zero_frac": "off: outputs at zero",
@@ -338,6 +345,6 @@ def _nan_if_none(value: float | None) -> float:
 
 __all__ = [
     "FRACTION_MEASURES", "VERDICTS", "Verdict", "WEIGHT_TABLE_GAPS", "by_layer_frame",
-    "fractions_frame", "fractions_note", "healthy_headline", "histogram_of", "percentiles_of",
-    "recommendation", "trend_finding", "verdict", "weight_table", "weight_theory",
+    "columns_frame", "fractions_frame", "fractions_note", "healthy_headline", "histogram_of",
+    "percentiles_of", "recommendation", "trend_finding", "verdict", "weight_table", "weight_theory",
 ]

@@ -98,6 +98,20 @@ def jacobians(specs: tuple[tuple[str, NetworkSpec], ...], seed: int, device: str
                                                    device=device))))
 
 
+def data_columns(specs: tuple[tuple[str, NetworkSpec], ...], seed: int
+                 ) -> dict[str, pd.DataFrame]:
+    """Each compared entry's :meth:`~initviz.archs.Architecture.data_columns` (the measures of
+    its training model on real data at init), by label.
+
+    Raises:
+        ServerBusy: other sessions' computations keep the server's memory taken.
+    """
+    return computed(
+        ("data_columns", specs, seed), "these gradient norms",
+        peak_bytes([estimate_bytes(spec, 256) for _, spec in specs]),
+        lambda: {label: spec.architecture.data_columns(spec, seed) for label, spec in specs})
+
+
 def spectra_frame(spectra: dict[str, JacobianSpectrum]) -> pd.DataFrame:
     """Every drawable spectrum's singular values (scheme, singular_value, zero), one table."""
     return pd.concat([spectrum.frame().assign(scheme=name) for name, spectrum in spectra.items()],

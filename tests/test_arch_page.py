@@ -13,10 +13,12 @@ import pytest
 from streamlit.testing.v1 import AppTest
 from test_app import _app
 
+from initviz import served
 from initviz.archs import ARCHS
 from initviz.network import NetworkSpec
+from initviz.presets import PRESETS, SECTIONS, network_of
+from initviz.variants import network_for, parse_entry
 from initviz.probe import profile
-from initviz.presets import SECTIONS
 from ui.sidebar import Choices, train_spec
 
 RESIDUAL = {"arch": "residual", "residual": "plain", "width": "64", "depth": "30",
@@ -150,3 +152,19 @@ def test_choosing_an_architecture_sets_its_sizes_and_schemes():
     _quiet(at)
     assert at.session_state["dataset"] == "digits"
     assert (at.slider(key="width").value, at.slider(key="depth").value) == (256, 20)
+
+
+def test_post_ln_signal_draws_the_classifier_gradient_its_story_quotes():
+    at = _app(preset="post_ln", section="Signal")
+    _quiet(at)
+    titles = " ".join(chart.proto.spec for chart in at.get("vega_lite_chart"))
+    assert "classifier's loss on 256 digits" in titles
+    # What that chart draws, for the story's Post-LN entry: its last 3 blocks over its first 3
+    values = PRESETS["post_ln"].values
+    main = network_of(values)
+    entries = {entry: network_for(main, *parse_entry(entry)) for entry in values["compare"]}
+    norms = served.data_columns(tuple(entries.items()), 0)
+    post = norms["xavier_normal(ln=post)"]["block_grad_norm"].to_numpy()
+    pre = norms["xavier_normal(ln=pre)"]["block_grad_norm"].to_numpy()
+    assert 1.26 <= post[-3:].sum() / post[:3].sum() <= 1.70  # "1.3 to 1.7"
+    assert 0.5 <= pre[-3:].sum() / pre[:3].sum() <= 0.7  # "0.5 to 0.7"

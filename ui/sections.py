@@ -153,15 +153,29 @@ def signal_section(profiles: dict[str, Profile]) -> None:
 
 def _architecture_charts(profiles: dict[str, Profile]) -> None:
     """The columns the architecture measures beyond the plain stack's (a residual branch's share
-    of the stream, a transformer's attention entropy), one chart each, two to a row."""
-    architecture = next(iter(profiles.values())).spec.architecture
-    for start in range(0, len(architecture.charts), 2):
+    of the stream, a transformer's attention entropy), then those it measures on real data (the
+    classifier's gradient), one chart each, two to a row."""
+    main = next(iter(profiles.values()))
+    architecture = main.spec.architecture
+    frames = {column: report.by_layer_frame(profiles, column) for column in architecture.charts}
+    if architecture.data_charts:
+        try:
+            measured = served.data_columns(tuple((label, p.spec) for label, p in profiles.items()),
+                                           main.seed)
+        except ServerBusy as error:
+            st.info(f"No gradient norms on data now: {error}.")
+            measured = {}
+        frames |= {f"data.{column}": report.columns_frame(measured, column)
+                   for column in architecture.data_charts if measured}
+    titles = {**architecture.charts,
+              **{f"data.{column}": value for column, value in architecture.data_charts.items()}}
+    shown = [key for key in titles if key in frames]
+    for start in range(0, len(shown), 2):
         halves = pair(f"arch{start}")
-        for where, (column, (value_title, log, title)) in zip(
-                halves, list(architecture.charts.items())[start:start + 2]):
-            draw(charts.by_layer(report.by_layer_frame(profiles, column), value_title,
-                                 list(profiles), log=log, title=title,
-                                 entry=architecture.entry), key=column, where=where)
+        for where, key in zip(halves, shown[start:start + 2]):
+            value_title, log, title = titles[key]
+            draw(charts.by_layer(frames[key], value_title, list(profiles), log=log, title=title,
+                                 entry=architecture.entry), key=key, where=where)
 
 
 def _distributions(profiles: dict[str, Profile]) -> None:

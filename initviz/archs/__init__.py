@@ -23,6 +23,8 @@ from initviz.datasets import dataset_info
 from initviz.errors import InvalidSpec, check_int, quote
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from initviz.meanfield import Prediction
     from initviz.network import NetworkSpec
     from initviz.probe import Profile
@@ -145,6 +147,8 @@ class Architecture(ABC):
             chain of Linear, norm and activation modules); otherwise runs train one by one.
         charts: the columns of :meth:`table_columns` the page draws per entry, each with its
             axis title, whether the axis is logarithmic, and the chart's title.
+        data_charts: like ``charts``, for the columns of :meth:`data_columns`: what the
+            architecture measures under the classifier's loss on real data at initialization.
         page_values: the page's controls (by key) whose defaults differ for this architecture:
             a size whose profile fits the memory budget at the page's batch, a data set it
             reads. Choosing the architecture on the page sets them.
@@ -162,6 +166,7 @@ class Architecture(ABC):
     jacobian_input: str = "input"
     batched_training: bool = False
     charts: Mapping[str, tuple[str, bool, str]] = {}
+    data_charts: Mapping[str, tuple[str, bool, str]] = {}
     page_values: Mapping[str, object] = {}
 
     def resolve(self, given: Mapping[str, str | int]) -> tuple[tuple[str, str | int], ...]:
@@ -259,6 +264,11 @@ class Architecture(ABC):
         """How many numbers the weight of each probe entry holds (``fan_in · fan_out`` for a
         matrix)."""
         return [fan_in * fan_out for fan_in, fan_out in self.fans(spec)]
+
+    def data_columns(self, spec: NetworkSpec, seed: int) -> pd.DataFrame:
+        """The columns of :attr:`data_charts`, one row per entry (``layer`` from 1), measured
+        with the training model (initialized from ``seed``) on training examples."""
+        raise InvalidSpec("arch", self.name, "an architecture with data_charts")
 
     def advice(self, profile: Profile, kind: str) -> str | None:
         """What the verdict recommends for a measured network of this architecture whose signal

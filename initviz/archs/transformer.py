@@ -177,7 +177,11 @@ def transformer_init_(model, residual, generator):
                     linear.weight.mul_((2 * len(model.blocks)) ** -0.5)
 
 
-def classifier_gradient_norms(spec: NetworkSpec, seed: int = 0, batch: int = 256
+CLASSIFIER_BATCH = 256
+"""Training digits in the loss of :func:`classifier_gradient_norms` on the page."""
+
+
+def classifier_gradient_norms(spec: NetworkSpec, seed: int = 0, batch: int = CLASSIFIER_BATCH
                               ) -> pd.DataFrame:
     """The gradient norms, block by block, of the classifier's loss at init: Xiong et al.'s
     profile.
@@ -361,6 +365,10 @@ class Transformer(Architecture):
         "mlp_grad_norm": ("‖∂L/∂θ‖ / √batch (log)", True,
                           "Gradient norm of each MLP sublayer (its LayerNorm included)"),
     }
+    data_charts = {"block_grad_norm": (
+        "‖∂L/∂θ‖ (log)", True,
+        f"Gradient norm per block under the classifier's loss on {CLASSIFIER_BATCH} digits at "
+        "init (Xiong et al. 2020)")}
     summary_note = ("a transformer's residual stream has no fixed point to settle at: its "
                     "LayerNorms fix the MLP's pre-activation variance (preact_var_theory), a "
                     "Post-LN stream's variance (1), and a Pre-LN stream's between "
@@ -461,6 +469,10 @@ class Transformer(Architecture):
             "stream_var_low": envelope[0],
             "stream_var_high": envelope[1],
         }
+
+    def data_columns(self, spec: NetworkSpec, seed: int) -> pd.DataFrame:
+        return classifier_gradient_norms(spec, seed, CLASSIFIER_BATCH).rename(
+            columns={"block": "layer"})
 
     def predict(self, spec, input_second_moment, output_grad_var):
         return stream_envelope(spec, input_second_moment)
