@@ -20,7 +20,8 @@ SEEDS = range(6)  # per scheme; each thread builds all of them, in a different o
 
 
 def _weights(name: str, seed: int) -> list[torch.Tensor]:
-    spec = NetworkSpec.stack(48, 3, input_dim=40, scheme=name, bias="normal")
+    arch = "mlp" if SCHEMES[name].applies_to("mlp") else "conv"  # dirac, delta_orthogonal
+    spec = NetworkSpec.stack(48, 3, input_dim=40, scheme=name, bias="normal", arch=arch)
     return [p.detach().clone() for p in build_model(spec, seed).parameters()]
 
 
