@@ -11,6 +11,14 @@ yields a :class:`RunRecord`; "step s" means after ``s`` updates.
   ``‖∂L/∂W_l‖_F`` of the minibatch gradient, and ``update_ratio`` ``‖ΔW_l‖_F / ‖W_l‖_F``, the
   "update:data ratio" (Karpathy, CS231n: around 1e-3 is healthy; much smaller and the layer
   barely learns, much larger and it is being overwritten). NaN at step 0, before any update.
+* per hidden layer ``l = 1 … depth`` (the plain stack ``mlp``; empty for other architectures),
+  from the forward and backward pass of update ``s`` (at step 0, of update 1: the first
+  minibatch at the initial weights):
+  ``act_std``, the std of the activation's output over the batch and the units (before dropout);
+  ``saturated``, the share of units whose pre-activation lies in the activation's saturated
+  region (as the probe counts it, :mod:`initviz.activations`; NaN where the activation has none);
+  ``grad_std``, the std of the gradient of the run's mean minibatch loss with respect to the
+  activation's output. Measured only on the steps that are recorded.
 """
 
 from __future__ import annotations
@@ -54,6 +62,9 @@ class RunRecord:
     diverged_at: int | None
     grad_norm: tuple[float, ...]
     update_ratio: tuple[float, ...]
+    act_std: tuple[float, ...] = ()
+    saturated: tuple[float, ...] = ()
+    grad_std: tuple[float, ...] = ()
 
     @property
     def diverged(self) -> bool:

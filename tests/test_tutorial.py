@@ -1,0 +1,171 @@
+"""The tutorials' own experiments: inputs as the tutorials feed them, dropout, the output layer's
+initialization, statistics that move during training, and the tutorial table."""
+
+import math
+
+import pytest
+import torch
+
+from initviz.activations import ACTIVATIONS
+from initviz.datasets import DATASETS, INPUT_SCALES, load_dataset
+from initviz.errors import InvalidSpec
+from initviz.network import NetworkSpec
+from initviz.training import TrainingStream, TrainSpec, batch_indices, train
+
+from single_thread import one_thread  # noqa: F401  (autouse: one torch thread)
+
+
+# --------------------------------------------------------------------------------------------------
+# Input scaling
+
+
+def test_unit_digits_are_the_pixels_over_16():
+    from sklearn.datasets import load_digits
+    data = load_dataset("digits", 0, "unit")
+    pixels = {round(v * 16) for v in data.x_train.unique().tolist()}
+    assert pixels == set(range(17))  # every grey level 0..16, nothing else
+    assert data.x_train.min() == 0.0 and data.x_train.max() == 1.0
+    assert data.x_val.min() >= 0.0 and data.x_val.max() <= 1.0
+    # the same images as the standardized set, in the same order
+    raw = torch.as_tensor(load_digits().data, dtype=torch.float32) / 16
+    assert sorted(map(tuple, data.x_val.tolist()))[0] in set(map(tuple, raw.tolist()))
+
+
+@pytest.mark.parametrize("name", [n for n in DATASETS if n != "digits"])
+def test_unit_toy_sets_are_min_max_on_the_training_split(name):
+    data = load_dataset(name, 3, "unit")
+    assert torch.allclose(data.x_train.min(dim=0).values, torch.zeros(2), atol=1e-7)
+    assert torch.allclose(data.x_train.max(dim=0).values, torch.ones(2), atol=1e-7)
+    # the validation split is scaled by the training split's range: the same affine map
+    standard = load_dataset(name, 3, "standardized")
+    for x_unit, x_std in ((data.x_train, standard.x_train), (data.x_val, standard.x_val)):
+        fit = torch.linalg.lstsq(torch.column_stack([x_std[:, 0], torch.ones(len(x_std))]),
+                                 x_unit[:, 0:1]).solution
+        assert torch.allclose(fit[0] * x_std[:, 0] + fit[1], x_unit[:, 0], atol=1e-5)
+    assert torch.equal(data.y_val, standard.y_val)
+
+
+def test_input_scale_is_part_of_the_spec_and_refused_when_unknown():
+    net = NetworkSpec.stack(8, 2)
+    assert TrainSpec(net, input_scale="unit") != TrainSpec(net)
+    assert set(INPUT_SCALES) == {"standardized", "unit"}
+    with pytest.raises(InvalidSpec, match="input_scale.*standardized, unit"):
+        TrainSpec(net, input_scale="raw")
+    with pytest.raises(InvalidSpec, match="input_scale"):
+        load_dataset("moons", 0, "raw")
+    assert TrainSpec(net, input_scale="unit").load_data().x_train.min() == 0.0
+
+
+# --------------------------------------------------------------------------------------------------
+# Dropout and the output layer
+
+RTOL = 3e-5  # batched against one by one, as in test_training.py
+
+
+def _spec(**kwargs) -> TrainSpec:
+    values = dict(network=NetworkSpec.stack(16, 3), schemes=("kaiming_normal", "xavier_uniform"),
+                  seeds=2, steps=12, eval_every=4, batch=32, lr=0.05)
+    return TrainSpec(**{**values, **kwargs})
+
+
+def _numbers(result, keys=("train_loss", "val_loss", "val_acc", "act_std", "grad_std")):
+    return [[getattr(record, key) for key in keys] for run in result.runs
+            for record in run.history]
+
+
+def _close(a, b, rel=RTOL):
+    flat = lambda rows: [v for row in rows for item in row  # noqa: E731
+                         for v in (item if isinstance(item, tuple) else (item,))]
+    assert flat(a) == pytest.approx(flat(b), rel=rel, nan_ok=True)
+
+
+def test_dropout_batched_equals_one_by_one():
+    spec = _spec(dropout=0.3)
+    _close(_numbers(train(spec)), _numbers(train(spec, batched=False)))
+
+
+def test_dropout_acts_in_training_only_and_the_same_for_every_scheme():
+    plain, dropped = train(_spec()), train(_spec(dropout=0.5))
+    for a, b in zip(plain.runs, dropped.runs):
+        # the initial weights and validation without dropout: step 0 validation is the same
+        assert a.history[0].val_loss == b.history[0].val_loss
+        # the first minibatch's loss is taken with half the units dropped
+        assert a.history[0].train_loss != b.history[0].train_loss
+    # a run's masks come from its seed alone: trained alone it is the same as beside others
+    alone = train(_spec(dropout=0.5, schemes=("xavier_uniform",)))
+    _close(_numbers(alone), _numbers(dropped)[len(_numbers(dropped)) // 2:], rel=0)
+
+
+def test_dropout_is_refused_out_of_range_and_for_other_architectures():
+    with pytest.raises(InvalidSpec, match=r"dropout.*\[0, 0\.9\]"):
+        _spec(dropout=0.95)
+    with pytest.raises(InvalidSpec, match="dropout"):
+        _spec(dropout=0.1, network=NetworkSpec.stack(16, 3, arch="residual"))
+
+
+def test_zero_output_layer_starts_at_ln_c():
+    result = train(_spec(output_init="zeros"))
+    for run in result.runs:
+        assert run.history[0].val_loss == pytest.approx(math.log(10), abs=1e-6)
+        assert run.history[0].train_loss == pytest.approx(math.log(10), abs=1e-6)
+
+
+def test_scaled_output_layer_is_the_scheme_times_the_factor():
+    same = TrainingStream(_spec())._build_models()
+    scaled = TrainingStream(_spec(output_init="scaled", output_scale=0.01))._build_models()
+    for a, b in zip(same, scaled):
+        assert torch.equal(b[-1].weight, a[-1].weight * 0.01)
+        assert torch.equal(b[-1].bias, a[-1].bias)
+        assert torch.equal(b[0].linear.weight, a[0].linear.weight)
+    # a near-uniform first prediction: the initial loss is near ln 10, nearer than with "same"
+    start = {kind: [abs(run.history[0].val_loss - math.log(10)) for run in train(spec).runs]
+             for kind, spec in (("same", _spec()),
+                                ("scaled", _spec(output_init="scaled", output_scale=0.01)))}
+    assert max(start["scaled"]) < 0.01
+    assert all(s < a / 10 for s, a in zip(start["scaled"], start["same"]))
+
+
+def test_output_scale_counts_only_when_scaled():
+    assert _spec(output_scale=0.5) == _spec()
+    assert _spec(output_init="scaled", output_scale=0.5) != _spec(output_init="scaled")
+    with pytest.raises(InvalidSpec, match=r"output_scale.*\(0, 100\]"):
+        _spec(output_init="scaled", output_scale=0)
+    with pytest.raises(InvalidSpec, match="output_init.*same, zeros, scaled"):
+        _spec(output_init="small")
+
+
+# --------------------------------------------------------------------------------------------------
+# Statistics during training
+
+
+def test_hidden_statistics_at_step_0_are_those_of_the_first_batch():
+    spec = _spec(network=NetworkSpec.stack(16, 3, activation="tanh"), seeds=1)
+    record = train(spec).runs[0].history[0]
+    model = TrainingStream(spec)._build_models()[0]
+    data = spec.load_data()
+    index = next(batch_indices(len(data.y_train), spec.batch, 1, spec.seed))
+    outputs, preacts = [], []
+
+    def keep(module, inputs, output):
+        preacts.append(inputs[0].detach())
+        output.retain_grad()
+        outputs.append(output)
+
+    for block in model[:-1]:
+        block.act.register_forward_hook(keep)
+    loss = torch.nn.functional.cross_entropy(model(data.x_train[index]), data.y_train[index])
+    loss.backward()
+    low, high = ACTIVATIONS["tanh"].saturated_outside
+    assert record.act_std == pytest.approx([o.detach().std(correction=0).item() for o in outputs],
+                                           rel=1e-5)
+    assert record.grad_std == pytest.approx([o.grad.std(correction=0).item() for o in outputs],
+                                            rel=1e-5)
+    assert record.saturated == pytest.approx(
+        [((z < low) | (z > high)).float().mean().item() for z in preacts])
+    assert len(record.act_std) == spec.network.depth
+
+
+def test_relu_has_no_saturated_region():
+    record = train(_spec()).runs[0].history[-1]
+    assert all(math.isnan(v) for v in record.saturated)
+    assert all(v > 0 for v in record.act_std + record.grad_std)
