@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 import pandas as pd
@@ -67,7 +68,8 @@ def _cmd_train(args: argparse.Namespace) -> None:
         optimizer=args.optimizer, lr=args.lr, steps=args.steps, batch=args.batch,
         eval_every=(min(DEFAULT_EVAL_EVERY, args.steps) if args.eval_every is None
                     else args.eval_every),
-        device=args.device)
+        device=args.device, input_scale=args.input_scale, dropout=args.dropout,
+        output_init=args.output_init, output_scale=args.output_scale)
     bar = None if args.json else _ProgressBar()
     try:
         result = train(spec, progress=bar)
@@ -84,8 +86,12 @@ def _cmd_train(args: argparse.Namespace) -> None:
           f"{data.name} ({data.input_dim} inputs, {data.n_classes} classes); {net.depth} hidden "
           f"layers of {_sizes_text(net.sizes)}, {net.activation}, norm {net.norm}; "
           f"{spec.optimizer} lr {spec.lr:g}, {spec.steps} steps of batch {spec.batch}; "
-          f"device {result.device}, {result.seconds:.2f} s")
-    rows = [{"scheme": run.label, "seed": run.seed, "step": run.final.step,
+          f"inputs {spec.input_scale}, dropout {spec.dropout:g}, output layer "
+          f"{_output_text(spec)}; device {result.device}, {result.seconds:.2f} s")
+    say(f"initial_loss: the validation loss at step 0; guessing evenly among the "
+        f"{data.n_classes} classes gives ln {data.n_classes} = {math.log(data.n_classes):.3f}")
+    rows = [{"scheme": run.label, "seed": run.seed,
+             "initial_loss": run.history[0].val_loss, "step": run.final.step,
              "train_loss": run.final.train_loss, "val_loss": run.final.val_loss,
              "val_acc": run.final.val_acc,
              "diverged_at": "-" if run.final.diverged_at is None else run.final.diverged_at}
@@ -93,13 +99,19 @@ def _cmd_train(args: argparse.Namespace) -> None:
     print(format_table(pd.DataFrame(rows)))
 
 
+def _output_text(spec) -> str:
+    if spec.output_init == "scaled":
+        return f"scaled x {spec.output_scale:g}"
+    return spec.output_init
+
+
 def _sizes_text(sizes: tuple[int, ...]) -> str:
     return f"width {sizes[0]}" if len(set(sizes)) == 1 else "widths " + ",".join(map(str, sizes))
 
 
 def add_train(sub, common) -> None:
-    from initviz.datasets import DATASETS
-    from initviz.training import MOMENTUM, OPTIMIZERS, TrainSpec
+    from initviz.datasets import DATASETS, INPUT_SCALES
+    from initviz.training import MAX_DROPOUT, MOMENTUM, OPTIMIZERS, OUTPUT_INITS, TrainSpec
 
     defaults = TrainSpec.__dataclass_fields__
     cmd = sub.add_parser("train", parents=[common],
@@ -123,6 +135,21 @@ def add_train(sub, common) -> None:
     cmd.add_argument("--eval-every", type=parse_whole,
                      help=f"steps between evaluations (default: {DEFAULT_EVAL_EVERY}, or --steps "
                           "if fewer)")
+    cmd.add_argument("--input-scale", default=defaults["input_scale"].default,
+                     choices=INPUT_SCALES,
+                     help="standardized: each feature to mean 0, std 1 on the training split; "
+                          "unit: raw values in [0, 1] (digits: pixels / 16; a 2-D set: min-max "
+                          "on the training split)")
+    cmd.add_argument("--dropout", type=parse_number, default=defaults["dropout"].default,
+                     metavar="RATE",
+                     help=f"share of each hidden layer's outputs dropped at every training step, "
+                          f"0 to {MAX_DROPOUT:g} (not at validation)")
+    cmd.add_argument("--output-init", default=defaults["output_init"].default,
+                     choices=OUTPUT_INITS,
+                     help="the output layer: same (the run's scheme), zeros, or scaled (the "
+                          "run's scheme x --output-scale)")
+    cmd.add_argument("--output-scale", type=parse_number, default=0.01, metavar="F",
+                     help="the factor of --output-init scaled (default 0.01)")
     cmd.set_defaults(run=_cmd_train)
 
 

@@ -113,6 +113,13 @@ def _losses_dict(record: RunRecord) -> dict:
             "val_acc": json_number(record.val_acc)}
 
 
+def _hidden_list(record: RunRecord) -> list[dict]:
+    return [{"layer": layer, "act_std": json_number(a), "saturated_frac": json_number(s),
+             "grad_std": json_number(g)}
+            for layer, (a, s, g) in enumerate(zip(record.act_std, record.saturated,
+                                                  record.grad_std), start=1)]
+
+
 @dataclass(frozen=True)
 class TrainResult:
     """All runs of one call, on the CPU. ``stopped`` says the caller stopped it early."""
@@ -125,12 +132,17 @@ class TrainResult:
     runs: tuple[RunResult, ...]
 
     def to_json_dict(self) -> dict:
-        """The ``train --json`` document; values that are not finite become null."""
+        """The ``train --json`` document; values that are not finite become null.
+
+        Each history entry has, besides the contract's keys, ``hidden``: one entry per hidden
+        layer, ``{"layer", "act_std", "saturated_frac", "grad_std"}`` (the module docstring says
+        what each means; empty for architectures other than the plain stack)."""
         return {
             "device": self.device,
             "seconds": self.seconds,
             "runs": [{"scheme": run.scheme, "seed": run.seed, "diverged": run.diverged,
-                      "history": [{"step": r.step, **_losses_dict(r)} for r in run.history],
+                      "history": [{"step": r.step, **_losses_dict(r), "hidden": _hidden_list(r)}
+                                  for r in run.history],
                       "final": _losses_dict(run.final)} for run in self.runs],
         }
 
