@@ -238,6 +238,21 @@ def layer_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
         columns=_LAYER_COLUMNS)
 
 
+_HIDDEN_COLUMNS = ["run", "scheme", "label", "seed", "step", "layer", "act_std", "saturated",
+                   "grad_std"]
+
+
+def hidden_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
+    """One row per run, evaluation step and hidden layer (from 1): the activation std, the
+    saturated share and the gradient std recorded there (:mod:`initviz.records`)."""
+    return pd.DataFrame(
+        [{"run": r.run, "scheme": r.scheme, "label": r.label, "seed": r.seed, "step": r.step,
+          "layer": layer, "act_std": a, "saturated": s, "grad_std": g}
+         for r in records
+         for layer, (a, s, g) in enumerate(zip(r.act_std, r.saturated, r.grad_std), start=1)],
+        columns=_HIDDEN_COLUMNS)
+
+
 def update_ratio_steps(layers: pd.DataFrame, count: int = 3) -> pd.DataFrame:
     """The update-to-weight ratio per scheme and layer, mean over seeds, at ``count`` records
     spread evenly over the run so far: the first update, then up to the latest record.
@@ -260,11 +275,16 @@ def update_ratio_steps(layers: pd.DataFrame, count: int = 3) -> pd.DataFrame:
 def final_frame(history: pd.DataFrame) -> pd.DataFrame:
     """One row per scheme of a :func:`history_frame`, from each run's last record: ``val_acc``
     and ``val_loss``, the means over the runs that did not diverge (NaN where every run did),
-    ``diverged`` and ``runs``, how many of its runs diverged and how many there were."""
-    last = history.sort_values("step", kind="stable").groupby("run").tail(1)
-    return last.groupby("scheme", sort=False).agg(
+    ``diverged`` and ``runs``, how many of its runs diverged and how many there were; and
+    ``initial_loss``, the mean validation loss at step 0 (at the initial weights: ln C for a
+    uniform prediction over C classes)."""
+    ordered = history.sort_values("step", kind="stable")
+    last = ordered.groupby("run").tail(1)
+    first = ordered[ordered["step"] == 0].groupby("scheme", sort=False)["val_loss"].mean()
+    final = last.groupby("scheme", sort=False).agg(
         val_acc=("val_acc", "mean"), val_loss=("val_loss", "mean"),
         diverged=("diverged", "sum"), runs=("run", "size")).reset_index()
+    return final.assign(initial_loss=final["scheme"].map(first))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -486,6 +506,6 @@ __all__ = [
     "BATCH_STREAM", "MAX_BATCH", "MAX_DROPOUT", "MAX_LR", "MAX_OUTPUT_SCALE", "MAX_RUNS",
     "MAX_SCHEMES", "MAX_SEEDS", "MAX_STEPS", "MOMENTUM", "OPTIMIZERS", "OUTPUT_INITS",
     "SchemeChoice", "TrainSpec", "TrainingStream", "batch_indices", "final_frame",
-    "history_frame", "init_output", "layer_frame", "make_optimizer", "stream", "train",
-    "update_ratio_steps",
+    "hidden_frame", "history_frame", "init_output", "layer_frame", "make_optimizer", "stream",
+    "train", "update_ratio_steps",
 ]

@@ -333,13 +333,39 @@ def test_training_runs_live_and_then_shows_the_finished_race():
                f"{math.log(classes):.2f}" in text for text in _texts(at, "caption"))
     assert "final val. accuracy" in at.dataframe[-1].value.columns
     assert any(text.startswith("training") for text in seen[:-1])  # drawn while it ran
-    assert _charts(at) == charts_before + 3
+    # loss, accuracy, update ratio, and the activation and gradient std heatmaps (relu cannot
+    # saturate: a sentence instead of its heatmap)
+    assert _charts(at) == charts_before + 5
+    assert any("the activation has no saturated region" in t for t in _texts(at, "caption"))
     table = at.dataframe[-1].value
     assert set(table["scheme"]) == {"kaiming_normal", "xavier_normal"}
     # Leaving the tab and coming back keeps the finished result and trains nothing.
     _open(_open(at, "Weights"), "Training")
     assert _progress_text(at).startswith("finished")
     assert at.button(key="stop_button").proto.disabled is not False
+
+
+def test_the_tutorial_controls_reach_the_race_and_its_results():
+    at = _app(**SMALL_TRAINING, activation="sigmoid", input_scale="unit", dropout="0.2",
+              output_init="zeros")
+    _no_exception(at)
+    assert at.number_input(key="output_scale").proto.disabled  # only for "scaled"
+    charts_before = _charts(at)
+    assert _train(at)[-1].startswith("finished")
+    table = at.dataframe[-1].value
+    # a zero output layer predicts every class evenly at step 0: ln 10 = 2.303 for digits
+    assert list(table["val. loss at step 0"]) == ["2.3", "2.3"]
+    assert _charts(at) == charts_before + 6  # sigmoid saturates: all three heatmaps
+    race = at.session_state["train_job"].spec
+    assert (race.input_scale, race.dropout, race.output_init) == ("unit", 0.2, "zeros")
+    assert any("the dashed line" in text for text in _texts(at, "caption"))
+
+
+def test_a_bad_dropout_in_the_link_falls_back_with_a_warning():
+    at = _app(dropout="0.95", **SMALL_TRAINING)
+    _no_exception(at)
+    assert at.number_input(key="dropout").value == 0.0
+    assert any(w.startswith("The link's dropout “0") for w in _texts(at, "warning"))
 
 
 def test_a_finished_training_is_shared_by_its_spec():

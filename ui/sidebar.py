@@ -14,7 +14,7 @@ import streamlit as st
 
 from initviz import training
 from initviz.activations import ACTIVATIONS
-from initviz.datasets import DATASETS, MAX_SEED
+from initviz.datasets import DATASETS, INPUT_SCALES, MAX_SEED
 from initviz.devices import DEVICE_CHOICES
 from initviz.errors import InitvizError
 from initviz.network import MAX_INPUT_DIM, NORMS, NetworkSpec
@@ -143,6 +143,29 @@ def _training_controls() -> dict:
                            **binding("steps")),
         "seeds": st.slider("seeds (runs per scheme)", 1, 5, link_default("seeds"), key="seeds",
                            **binding("seeds")),
+        "input_scale": st.selectbox(
+            "input scale", INPUT_SCALES, key="input_scale",
+            index=_index(INPUT_SCALES, "input_scale"),
+            help="**standardized**: every feature to mean 0, std 1 on the training split. "
+                 "**unit**: raw values in [0, 1], as the PyTorch tutorials feed MNIST (digits: "
+                 "pixels / 16; a 2-D set: min-max on the training split).", **BOUND),
+        "dropout": st.number_input(
+            "dropout (rate on hidden layers)", 0.0, training.MAX_DROPOUT,
+            link_default("dropout"), step=0.05, format="%.2f", key="dropout",
+            help="The share of each hidden layer's outputs zeroed at every training step (the "
+                 "others scaled by 1/(1 − rate)); none at validation. Plain stack only.",
+            **binding("dropout")),
+        "output_init": st.selectbox(
+            "output layer init", training.OUTPUT_INITS, key="output_init",
+            index=_index(training.OUTPUT_INITS, "output_init"),
+            help="**same**: the run's scheme, like the hidden layers. **zeros**: weight and bias "
+                 "0, a uniform first prediction (initial loss exactly ln C). **scaled**: the "
+                 "run's scheme × the output scale below.", **BOUND),
+        "output_scale": st.number_input(
+            "output scale (for scaled)", 1e-4, training.MAX_OUTPUT_SCALE,
+            link_default("output_scale"), format="%.4g", key="output_scale",
+            disabled=st.session_state.get("output_init", link_default("output_init"))
+            != "scaled", **binding("output_scale")),
     }
 
 
@@ -179,7 +202,9 @@ def train_spec(choices: Choices, device: str) -> tuple[training.TrainSpec | None
             seeds=settings["seeds"], seed=choices.seed, dataset=settings["dataset"],
             optimizer=settings["optimizer"], lr=settings["lr"], steps=settings["steps"],
             batch=min(choices.batch, training.MAX_BATCH),
-            eval_every=max(1, settings["steps"] // CURVE_POINTS), device=device), None
+            eval_every=max(1, settings["steps"] // CURVE_POINTS), device=device,
+            input_scale=settings["input_scale"], dropout=settings["dropout"],
+            output_init=settings["output_init"], output_scale=settings["output_scale"]), None
     except InitvizError as error:
         return None, f"Training is off until this is fixed: {escape(str(error))}."
 
