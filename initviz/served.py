@@ -28,13 +28,14 @@ PHASE_MAP_BYTES = 16 * 1024**2
 :data:`PHASE_GRID_SIDE`."""
 
 
-def profiles(specs: tuple[NetworkSpec, ...], batch: int, seed: int, device: str
-             ) -> dict[str, Profile]:
+def profiles(specs: tuple[NetworkSpec, ...], batch: int, seed: int, device: str,
+             input_mean: float = 0.0, input_std: float = 1.0) -> dict[str, Profile]:
     """Every compared scheme's profile, computed side by side on the same inputs.
 
     Args:
         specs: one network per scheme, differing only in their scheme.
-        batch, seed, device: as for :func:`initviz.probe.profiles`.
+        batch, seed, device, input_mean, input_std: as for :func:`initviz.probe.profiles`
+            (the input's mean and std are part of the cache key).
 
     Returns:
         The profiles by scheme name, in the order of ``specs``.
@@ -43,10 +44,11 @@ def profiles(specs: tuple[NetworkSpec, ...], batch: int, seed: int, device: str
         ServerBusy: other sessions' computations keep the server's memory taken.
     """
     return computed(
-        ("profiles", specs, batch, seed, device), "this profile",
-        peak_bytes([estimate_bytes(spec, batch) for spec in specs]),
+        ("profiles", specs, batch, seed, device, float(input_mean), float(input_std)),
+        "this profile", peak_bytes([estimate_bytes(spec, batch) for spec in specs]),
         lambda: {spec.scheme: result for spec, result in
-                 zip(specs, probe.profiles(specs, batch=batch, seed=seed, device=device))})
+                 zip(specs, probe.profiles(specs, batch=batch, seed=seed, device=device,
+                                           input_mean=input_mean, input_std=input_std))})
 
 
 def phase_diagram(activation: str, summary: MeanField | None, depth: int,

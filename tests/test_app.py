@@ -368,6 +368,25 @@ def test_a_bad_dropout_in_the_link_falls_back_with_a_warning():
     assert any(w.startswith("The link's dropout “0") for w in _texts(at, "warning"))
 
 
+def test_the_probe_input_mean_and_std_come_from_the_link(monkeypatch):
+    from initviz import served
+    seen = []
+    original = served.profiles
+
+    def spy(specs, batch, seed, device, input_mean=0.0, input_std=1.0):
+        seen.append((input_mean, input_std))
+        return original(specs, batch, seed, device, input_mean, input_std)
+
+    monkeypatch.setattr(served, "profiles", spy)
+    at = _app(input_mean="1.5", input_std="0.5", depth="3", width="32")
+    _no_exception(at)
+    assert seen[-1] == (1.5, 0.5)
+    at = _app(input_std="-1", depth="3", width="32")
+    _no_exception(at)
+    assert seen[-1] == (0.0, 1.0)
+    assert any(w.startswith("The link's input_std") for w in _texts(at, "warning"))
+
+
 def test_a_finished_training_is_shared_by_its_spec():
     at = _app(**SMALL_TRAINING)
     _train(at)

@@ -1,6 +1,7 @@
 """The tutorials' own experiments: inputs as the tutorials feed them, dropout, the output layer's
 initialization, statistics that move during training, and the tutorial table."""
 
+import json
 import math
 
 import pytest
@@ -10,6 +11,7 @@ from initviz.activations import ACTIVATIONS
 from initviz.datasets import DATASETS, INPUT_SCALES, load_dataset
 from initviz.errors import InvalidSpec
 from initviz.network import NetworkSpec
+from initviz.probe import profile
 from initviz.training import TrainingStream, TrainSpec, batch_indices, train
 
 from single_thread import one_thread  # noqa: F401  (autouse: one torch thread)
@@ -169,3 +171,53 @@ def test_relu_has_no_saturated_region():
     record = train(_spec()).runs[0].history[-1]
     assert all(math.isnan(v) for v in record.saturated)
     assert all(v > 0 for v in record.act_std + record.grad_std)
+
+
+# --------------------------------------------------------------------------------------------------
+# The probe's input: N(mean, std²)
+
+
+@pytest.mark.parametrize("mean, std", [(0.0, 1.0), (1.5, 0.5), (0.0, 3.0), (-2.0, 0.0)])
+def test_the_theory_starts_from_the_input_second_moment(mean, std):
+    # tanh at σ_w² = 64·2/(64 + 512) = 0.222: q¹ = σ_w² (mean² + std²). Measured over 8 layers
+    # of width 512 on seed 0: within 1.6% at layer 1 and 8.4% at any layer for these inputs.
+    spec = NetworkSpec.stack(512, 8, activation="tanh", scheme="xavier_normal")
+    layers = profile(spec, batch=512, seed=0, input_mean=mean, input_std=std).layers
+    sigma_w2 = 64 * 2 / (64 + 512)
+    assert layers["preact_var_theory"].iloc[0] == pytest.approx(sigma_w2 * (mean**2 + std**2))
+    ratio = layers["preact_std"] ** 2 / layers["preact_var_theory"]
+    assert ratio.iloc[0] == pytest.approx(1.0, abs=0.05)
+    assert ratio.between(0.85, 1.15).all()
+
+
+def test_the_probe_input_has_the_chosen_mean_and_std():
+    spec = NetworkSpec.stack(64, 2, activation="linear", scheme="orthogonal")
+    prof = profile(spec, batch=4096, seed=1, input_mean=2.0, input_std=0.5)
+    default = profile(spec, batch=4096, seed=1)
+    # E[x²] = 2² + 0.5² = 4.25 times that of N(0, 1), and so is layer 1's pre-activation variance
+    ratio = (prof.layers["preact_std"].iloc[0] / default.layers["preact_std"].iloc[0]) ** 2
+    assert ratio == pytest.approx(4.25, rel=0.1)
+    assert (prof.input_mean, prof.input_std) == (2.0, 0.5)
+    assert prof.to_json_dict()["config"]["input_mean"] == 2.0
+
+
+@pytest.mark.parametrize("mean, std, field", [(math.nan, 1.0, "input_mean"),
+                                              (0.0, -1.0, "input_std"),
+                                              (1e9, 1.0, "input_mean"),
+                                              (0.0, "abc", "input_std")])
+def test_a_bad_probe_input_is_refused_with_a_sentence(mean, std, field):
+    with pytest.raises(InvalidSpec, match=field):
+        profile(NetworkSpec.stack(8, 2), batch=8, input_mean=mean, input_std=std)
+
+
+def test_cli_profile_takes_the_input_mean_and_std(capsys):
+    from initviz.cli import main
+    code = main(["profile", "--width", "32", "--depth", "2", "--activation", "tanh", "--scheme",
+                 "xavier_normal", "--input-mean", "1", "--input-std", "2", "--json"])
+    document = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert (document["config"]["input_mean"], document["config"]["input_std"]) == (1.0, 2.0)
+    sigma_w2 = 64 * 2 / (64 + 32)
+    assert document["layers"][0]["preact_var_theory"] == pytest.approx(sigma_w2 * 5)
+    code = main(["profile", "--input-std", "-1"])
+    assert code == 2 and "input_std -1 is not valid" in capsys.readouterr().err

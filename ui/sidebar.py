@@ -19,6 +19,7 @@ from initviz.devices import DEVICE_CHOICES
 from initviz.errors import InitvizError
 from initviz.network import MAX_INPUT_DIM, NORMS, NetworkSpec
 from initviz.presets import PRESETS
+from initviz.probe import MAX_INPUT_MEAN
 from initviz.scheme_types import Param, Scheme
 from initviz.schemes import BIAS_SCHEMES, SCHEMES
 from initviz.text import escape, quote
@@ -45,6 +46,8 @@ class Choices:
     batch: int
     device: str
     problems: tuple[str, ...]
+    input_mean: float = 0.0
+    input_std: float = 1.0
 
     @property
     def spec(self) -> NetworkSpec:
@@ -97,13 +100,26 @@ def _network_controls() -> dict:
         "input_dim": st.number_input(
             "input_dim", 1, MAX_INPUT_DIM, link_default("input_dim"), key="input_dim",
             help="How many numbers each input has: the size of what layer 1 reads (the probe "
-                 "feeds it random numbers from N(0, 1)).", **binding("input_dim")),
+                 "feeds it random numbers from N(input mean, input std²)).",
+            **binding("input_dim")),
         "activation": st.selectbox("activation", list(ACTIVATIONS), key="activation",
                                    index=_index(ACTIVATIONS, "activation"), **BOUND),
         "norm": st.selectbox("norm", NORMS, key="norm", index=_index(NORMS, "norm"),
                              help="A normalization layer after each Linear.", **BOUND),
     }
     return values
+
+
+def _probe_input_controls() -> dict:
+    """The mean and std of the probe's random inputs."""
+    help_text = ("Every number the probe feeds layer 1 is drawn from N(mean, std²). The theory "
+                 "curve starts from E[x²] = mean² + std²: choose them to start at the fixed "
+                 "point q* or away from it (SELU's attraction).")
+    return {key: st.number_input(label, -MAX_INPUT_MEAN if key == "input_mean" else 0.0,
+                                 MAX_INPUT_MEAN, float(link_default(key)), format="%.4g",
+                                 key=key, help=help_text, **binding(key))
+            for key, label in (("input_mean", "input mean (probe)"),
+                               ("input_std", "input std (probe)"))}
 
 
 def _init_controls() -> dict:
@@ -177,7 +193,7 @@ def sidebar() -> Choices:
             "Preset", ["none", *PRESETS], key="preset", on_change=on_preset_change,
             help="The classic results of the literature, one click each: "
                  + "; ".join(f"**{name}**: {p.title}" for name, p in PRESETS.items()), **BOUND)
-        network = _network_controls()
+        network = _network_controls() | _probe_input_controls()
         init = _init_controls()
         train = _training_controls()
         st.header("Compute")
@@ -188,7 +204,8 @@ def sidebar() -> Choices:
     spec = network_spec(network, init, problems)
     specs = compare_specs(spec, init["compare"])
     return Choices(preset=preset, specs=specs, training=train, seed=init["seed"],
-                   batch=init["batch"], device=device, problems=tuple(problems))
+                   batch=init["batch"], device=device, problems=tuple(problems),
+                   input_mean=network["input_mean"], input_std=network["input_std"])
 
 
 def train_spec(choices: Choices, device: str) -> tuple[training.TrainSpec | None, str | None]:
