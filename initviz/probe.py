@@ -1,9 +1,9 @@
 """Per-layer statistics of a freshly initialized network, forward and backward, from hooks.
 
 One forward and one backward pass on a batch of N(mean, std²) inputs (N(0, 1) by default). The
-probe's loss is a fixed random projection of the last hidden layer,
-``L = Σ_{b,i} h_L[b,i] · r[b,i]`` with ``r ~ N(0, 1)``, so ``dL/dh_L = r`` has unit variance whatever the forward pass did: the backward statistics show what
-the network does to a gradient, not what the loss did to it.
+probe's loss is a fixed random projection of the last hidden layer, ``L = Σ_{b,i} h_L[b,i] ·
+r[b,i]`` with ``r ~ N(0, 1)``, so ``dL/dh_L = r`` has unit variance whatever the forward pass did:
+the backward statistics show what the network does to a gradient, not what the loss did to it.
 
 Per layer, besides the moments: ``dead_frac``, the share of units that are off (at or below the
 activation's dead threshold, :mod:`initviz.activations`) for every input of the batch -- such a
