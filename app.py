@@ -66,7 +66,7 @@ def network_profiles(choices: Choices, device: str, problems: list[str]
     default network, with a sentence in ``problems``."""
     specs = choices.specs
     try:
-        return specs, served.profiles(tuple(specs.values()), choices.batch, choices.seed, device,
+        return specs, served.profiles(tuple(specs.items()), choices.batch, choices.seed, device,
                                       choices.input_mean, choices.input_std)
     except ServerBusy:
         raise
@@ -74,7 +74,7 @@ def network_profiles(choices: Choices, device: str, problems: list[str]
         problems.append(f"{escape(str(error))}. Showing the default network instead.")
         spec = NetworkSpec.stack(DEFAULTS["width"], DEFAULTS["depth"])
         return ({spec.scheme: spec},
-                served.profiles((spec,), DEFAULTS["batch"], 0, device))
+                served.profiles(((spec.scheme, spec),), DEFAULTS["batch"], 0, device))
 
 
 def main() -> None:
@@ -103,7 +103,7 @@ def main() -> None:
     race, problem = train_spec(choices, device.name)
     problems += [problem] if problem else []
 
-    verdict_section(profiles[spec.scheme], brief=present)
+    verdict_section(next(iter(profiles.values())), brief=present)
     weights, signal, training, theory, code = st.tabs(
         SECTIONS, key="section", default=link_default("section"), bind="query-params")
     # Only the open tab is computed and drawn: a tab's content runs when it is chosen.

@@ -133,14 +133,20 @@ def _titled(title: str, subtitle: str | None = None) -> str | list[str] | alt.Ti
     return alt.TitleParams(text, subtitle=textwrap.wrap(subtitle, SUBTITLE_CHARS))
 
 
-def _layer_x() -> alt.X:
+def entry_axis(entry: str) -> str:
+    """The x-axis title of per-entry charts: a hidden layer, a block, a time step."""
+    return LAYER_AXIS if entry == "layer" else f"{entry} (1 = first {entry})"
+
+
+def _layer_x(entry: str) -> alt.X:
     # not rounded out to a "nice" end: 31 layers drawn to 35 read as four missing layers
-    return alt.X("layer:Q", title=LAYER_AXIS, axis=alt.Axis(tickMinStep=1, format="d"),
+    return alt.X("layer:Q", title=entry_axis(entry), axis=alt.Axis(tickMinStep=1, format="d"),
                  scale=alt.Scale(nice=False))
 
 
 def _by_layer(tables: Tables, value_title: str, schemes: tuple[str, ...], log: bool, title: str,
-              subtitle: str | None, sources: tuple[str, ...], legend: bool) -> alt.LayerChart:
+              subtitle: str | None, sources: tuple[str, ...], legend: bool,
+              entry: str) -> alt.LayerChart:
     y = alt.Y("value:Q", title=value_title, axis=VALUE_AXIS,
               scale=alt.Scale(type="log") if log else alt.Scale(zero=False))
     color = alt.Color("scheme:N", scale=scheme_scale(schemes), title="scheme")
@@ -153,7 +159,7 @@ def _by_layer(tables: Tables, value_title: str, schemes: tuple[str, ...], log: b
         legend=alt.Legend(orient="top", columns=0, symbolSize=DASH_SYMBOL_SIZE) if legend else None)
     tooltip = [alt.Tooltip("scheme:N"), alt.Tooltip("source:N"), alt.Tooltip("layer:Q"),
                alt.Tooltip("value:Q", title=value_title, format=".3g")]
-    base = alt.Chart().encode(x=_layer_x(), y=y, color=color, tooltip=tooltip)
+    base = alt.Chart().encode(x=_layer_x(entry), y=y, color=color, tooltip=tooltip)
     lines = base.mark_line().encode(strokeDash=dash, detail=alt.Detail("source:N"))
     points = base.transform_filter(alt.datum.source != "theory").mark_point(size=25, filled=True)
     return alt.layer(lines, points, data=tables["data"], height=HEIGHT,
@@ -162,14 +168,15 @@ def _by_layer(tables: Tables, value_title: str, schemes: tuple[str, ...], log: b
 
 def by_layer(frame: pd.DataFrame, value_title: str, schemes: Sequence[str], *,
              log: bool = True, title: str = "",
-             sources: Sequence[str] = ("measured", "theory")) -> Figure:
+             sources: Sequence[str] = ("measured", "theory"), entry: str = "layer") -> Figure:
     """Per-layer lines, one colour per scheme: measured solid with points, theory dashed.
 
     ``frame`` columns: ``layer``, ``scheme``, ``source``, ``value``. ``sources`` lists the
     values of ``source`` in legend order: ``measured`` and ``theory``, or up to three measured
     series (e.g. ``step 10``, ``step 150``, ``step 300``), drawn dotted to solid, and ``theory``.
     Non-positive values are dropped on a log scale (a dead layer has std 0: the line stops there),
-    and a subtitle names the schemes whose measured line lost layers that way.
+    and a subtitle names the schemes whose measured line lost layers that way. ``entry`` names
+    what the x axis counts (:attr:`initviz.archs.Architecture.entry`).
     """
     data = frame.dropna(subset=["value"])
     subtitle = None
@@ -184,7 +191,7 @@ def by_layer(frame: pd.DataFrame, value_title: str, schemes: Sequence[str], *,
                 for scheme, count in hidden.items())
     legend = data["source"].nunique() > 1
     return Figure(_by_layer, (value_title, tuple(schemes), log, title, subtitle, tuple(sources),
-                              legend), {"data": data})
+                              legend, entry), {"data": data})
 
 
 def _weight_histogram(tables: Tables, title: str, colour: str) -> alt.LayerChart:
@@ -237,8 +244,8 @@ PERCENTILE_NOTE = ("Shaded, darkest to lightest: the middle 38%, 68% and 87% of 
 
 
 def _percentile_bands(tables: Tables, value_title: str, title: str,
-                      colour: str) -> alt.LayerChart:
-    base = alt.Chart().encode(x=_layer_x())
+                      colour: str, entry: str) -> alt.LayerChart:
+    base = alt.Chart().encode(x=_layer_x(entry))
     layers = [
         base.mark_area(color=colour, opacity=opacity).encode(
             y=alt.Y(f"{low}:Q", title=value_title, axis=VALUE_AXIS), y2=alt.Y2(f"{high}:Q"),
@@ -255,22 +262,22 @@ def _percentile_bands(tables: Tables, value_title: str, title: str,
 
 
 def percentile_bands(percentiles: pd.DataFrame, *, value_title: str, title: str,
-                     colour: str = PALETTE[0]) -> Figure:
+                     colour: str = PALETTE[0], entry: str = "layer") -> Figure:
     """TensorBoard's distribution view: nested percentile bands per layer and the median.
 
     ``percentiles`` columns: ``layer`` and ``p0 p668 p1587 p3085 p5000 p6915 p8413 p9332 p10000``
     (basis points). Outer bands are lighter, as in TensorBoard; the subtitle says which band
     holds which share of the values (:data:`PERCENTILE_BANDS`).
     """
-    return Figure(_percentile_bands, (value_title, title, colour), {"data": percentiles})
+    return Figure(_percentile_bands, (value_title, title, colour, entry), {"data": percentiles})
 
 
-def _histogram_heatmap(tables: Tables, value_title: str, title: str) -> alt.Chart:
+def _histogram_heatmap(tables: Tables, value_title: str, title: str, entry: str) -> alt.Chart:
     return alt.Chart(tables["data"], title=_titled(title), height=HEIGHT).mark_rect().encode(
         x=alt.X("bin_lo:Q", title=value_title, axis=VALUE_AXIS),
         x2=alt.X2("bin_hi:Q"),
-        y=alt.Y("layer:O", title="layer", sort="descending"),
-        color=alt.Color("share:Q", title="share of layer", scale=alt.Scale(
+        y=alt.Y("layer:O", title=entry, sort="descending"),
+        color=alt.Color("share:Q", title=f"share of {entry}", scale=alt.Scale(
             type="log", scheme="viridis"), legend=alt.Legend(format=".1%")),
         tooltip=[alt.Tooltip("layer:O"), alt.Tooltip("bin_lo:Q", format=".3g", title="from"),
                  alt.Tooltip("bin_hi:Q", format=".3g", title="to"),
@@ -278,7 +285,8 @@ def _histogram_heatmap(tables: Tables, value_title: str, title: str) -> alt.Char
     )
 
 
-def histogram_heatmap(histograms: pd.DataFrame, *, value_title: str, title: str) -> Figure:
+def histogram_heatmap(histograms: pd.DataFrame, *, value_title: str, title: str,
+                      entry: str = "layer") -> Figure:
     """Layer × value heatmap of per-layer histograms (TensorBoard's offset histograms, from above).
 
     Each layer's bins sit at their true values, so a vanishing layer shows as a thin bright line
@@ -289,11 +297,11 @@ def histogram_heatmap(histograms: pd.DataFrame, *, value_title: str, title: str)
     totals = data.groupby("layer")["count"].transform("sum").clip(lower=1)
     data["share"] = data["count"] / totals
     data = data[data["share"] > 0]
-    return Figure(_histogram_heatmap, (value_title, title), {"data": data})
+    return Figure(_histogram_heatmap, (value_title, title, entry), {"data": data})
 
 
 def _fractions_by_layer(tables: Tables, schemes: tuple[str, ...], measures: tuple[str, ...],
-                        title: str, subtitle: str | None) -> alt.LayerChart:
+                        title: str, subtitle: str | None, entry: str) -> alt.LayerChart:
     color = alt.Color("scheme:N", scale=scheme_scale(schemes), title="scheme")
     dash = alt.StrokeDash("measure:N", title="", legend=alt.Legend(orient="top", columns=0),
                           scale=alt.Scale(domain=list(measures),
@@ -312,7 +320,7 @@ def _fractions_by_layer(tables: Tables, schemes: tuple[str, ...], measures: tupl
     layers = []
     for i, scheme in enumerate(schemes):
         base = alt.Chart().transform_filter(alt.datum.scheme == scheme).encode(
-            x=_layer_x(), y=y, color=color, tooltip=tooltip)
+            x=_layer_x(entry), y=y, color=color, tooltip=tooltip)
         layers.append(base.mark_line(strokeWidth=1.5 + 3 * (last - i) / last).encode(
             strokeDash=dash))
         layers.append(base.mark_point(filled=True, opacity=1,
@@ -321,7 +329,8 @@ def _fractions_by_layer(tables: Tables, schemes: tuple[str, ...], measures: tupl
                      title=_titled(title, subtitle))
 
 
-def fractions_by_layer(frame: pd.DataFrame, schemes: Sequence[str], *, title: str) -> Figure:
+def fractions_by_layer(frame: pd.DataFrame, schemes: Sequence[str], *, title: str,
+                       entry: str = "layer") -> Figure:
     """Saturated, off and dead shares per layer. ``frame``: layer, scheme, measure, value (0–1).
 
     Lines that coincide stay visible (see ``_fractions_by_layer``), and a subtitle names the
@@ -342,7 +351,7 @@ def fractions_by_layer(frame: pd.DataFrame, schemes: Sequence[str], *, title: st
     subtitle = ("Drawn on top of each other, the first scheme widest: " + "; ".join(
         f"{' = '.join(group)} ({', '.join(measures_)})" for group, measures_ in same.items())
         if same else None)
-    return Figure(_fractions_by_layer, (tuple(schemes), measures, title, subtitle),
+    return Figure(_fractions_by_layer, (tuple(schemes), measures, title, subtitle, entry),
                   {"data": data})
 
 

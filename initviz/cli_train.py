@@ -12,23 +12,25 @@ from initviz.cli_common import (DEFAULT_EVAL_EVERY, UsageError, emit_notice, for
                                 network_spec, parse_number, parse_whole, print_json, say)
 from initviz.errors import clip, quote
 from initviz.schemes import get_scheme
+from initviz.variants import parse_entry, split_entries
 
 
-def _names(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
-def _train_schemes(args: argparse.Namespace) -> list[tuple[str, dict[str, str]]]:
-    """``--schemes`` (default: ``--scheme``), each with the ``--param`` values it has."""
-    names = [args.scheme] if args.schemes is None else args.schemes
-    if not names:
-        raise UsageError("--schemes: give one or more scheme names, separated by commas")
+def _train_schemes(args: argparse.Namespace) -> list[tuple[str, dict[str, str], str]]:
+    """``--schemes`` (default: ``--scheme``): entries ``SCHEME`` or ``SCHEME(KEY=VALUE,...)``,
+    each also with the ``--param`` values its scheme has and it does not set itself, and
+    labelled as written."""
+    entries = [args.scheme] if args.schemes is None else split_entries(args.schemes)
     given = dict(args.param)
-    schemes = [(name, {key: value for key, value in given.items()
-                       if key in get_scheme(name).defaults}) for name in names]
-    unused = sorted(set(given) - {key for _, params in schemes for key in params})
+    schemes = []
+    for entry in entries:
+        name, params = parse_entry(entry)
+        defaults = get_scheme(name).defaults
+        schemes.append((name, {key: value for key, value in given.items()
+                               if key in defaults} | params, "".join(entry.split())))
+    unused = sorted(set(given) - {key for _, params, _ in schemes for key in params})
     if unused:
         key = unused[0]
+        names = [name for name, _, _ in schemes]
         raise UsageError(f"--param {clip(key)}={clip(given[key])}: none of {quote(names)} has a "
                          f"parameter {quote(key)}")
     return schemes
@@ -59,10 +61,9 @@ def _cmd_train(args: argparse.Namespace) -> None:
     from initviz.training import TrainSpec, train
 
     schemes = _train_schemes(args)
-    first_name, first_params = schemes[0]
     # The scheme and input size of the network come from --schemes and the data set.
     network = network_spec(args, input_dim=dataset_info(args.dataset).input_dim,
-                           scheme=first_name, scheme_params=first_params)
+                           scheme=schemes[0][0], scheme_params=())
     spec = TrainSpec(
         network, schemes=tuple(schemes), seeds=args.seeds, seed=args.seed, dataset=args.dataset,
         optimizer=args.optimizer, lr=args.lr, steps=args.steps, batch=args.batch,
@@ -117,9 +118,12 @@ def add_train(sub, common) -> None:
     cmd = sub.add_parser("train", parents=[common],
                          help="train several schemes side by side on the same data (--input-dim "
                               "is not used: the data set gives it)")
-    cmd.add_argument("--schemes", type=_names, metavar="A,B,...",
-                     help="the schemes to compare (default: --scheme); --param applies to each "
-                          "that has the parameter")
+    cmd.add_argument("--schemes", metavar="A,B(KEY=VALUE),...",
+                     help="the schemes to compare (default: --scheme), each a name or a variant "
+                          "with its own parameters, e.g. 'zeros,uniform(a=0,b=1),"
+                          "uniform(a=-0.5,b=0.5)'; a KEY may also be an option of the "
+                          "architecture (kaiming_normal(residual=fixup)); --param applies to "
+                          "each that has the parameter and does not set it")
     cmd.add_argument("--dataset", default=defaults["dataset"].default,
                      help="the data set to train on: " + ", ".join(DATASETS))
     cmd.add_argument("--optimizer", default=defaults["optimizer"].default,

@@ -384,7 +384,8 @@ class Tracker:
             (name, params), seed = runs[run]
             stats = row[4 + 2 * layers:]
             records.append(RunRecord(
-                run=run, scheme=name, scheme_params=params, seed=seed, step=step,
+                run=run, scheme=name, scheme_params=params, entry=self.spec.label((name, params)),
+                seed=seed, step=step,
                 train_loss=row[0], val_loss=row[1], val_acc=row[2],
                 diverged_at=None if row[3] < 0 else int(row[3]),
                 grad_norm=tuple(row[4:4 + layers]),

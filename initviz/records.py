@@ -65,6 +65,7 @@ class RunRecord:
     act_std: tuple[float, ...] = ()
     saturated: tuple[float, ...] = ()
     grad_std: tuple[float, ...] = ()
+    entry: str = ""  # the compared entry as written (TrainSpec.label); "" labels by the scheme
 
     @property
     def diverged(self) -> bool:
@@ -72,7 +73,7 @@ class RunRecord:
 
     @property
     def label(self) -> str:
-        return scheme_label(self.scheme, self.scheme_params)
+        return self.entry or scheme_label(self.scheme, self.scheme_params)
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ class RunResult:
     scheme_params: ResolvedParams
     seed: int
     history: tuple[RunRecord, ...]
+    entry: str = ""
 
     @property
     def final(self) -> RunRecord:
@@ -105,7 +107,7 @@ class RunResult:
 
     @property
     def label(self) -> str:
-        return scheme_label(self.scheme, self.scheme_params)
+        return self.entry or scheme_label(self.scheme, self.scheme_params)
 
 
 def _losses_dict(record: RunRecord) -> dict:
@@ -140,7 +142,8 @@ class TrainResult:
         return {
             "device": self.device,
             "seconds": self.seconds,
-            "runs": [{"scheme": run.scheme, "seed": run.seed, "diverged": run.diverged,
+            "runs": [{"scheme": self.spec.text((run.scheme, run.scheme_params)),
+                      "seed": run.seed, "diverged": run.diverged,
                       "history": [{"step": r.step, **_losses_dict(r), "hidden": _hidden_list(r)}
                                   for r in run.history],
                       "final": _losses_dict(run.final)} for run in self.runs],

@@ -74,14 +74,15 @@ def verdict(profile: Profile) -> Verdict:
         'vanishing'
     """
     layers = profile.layers
-    depth = profile.spec.depth
+    depth, entry = profile.spec.depth, profile.spec.architecture.entry
     activation = profile.spec.resolved_activation
     grad_in, grad_out = layers["grad_std"].iloc[0], layers["grad_std"].iloc[-1]
     found = _forward_finding(profile, activation)
     if found is None and grad_out > 0 and math.isfinite(grad_in):
-        found = trend_finding("gradient std", " gradients", grad_out, f"layer {depth}", grad_in,
-                              "layer 1", " going backward")
-    kind, headline = found or ("healthy", healthy_headline(layers["act_std"], layers["grad_std"]))
+        found = trend_finding("gradient std", " gradients", grad_out, f"{entry} {depth}", grad_in,
+                              f"{entry} 1", " going backward")
+    kind, headline = found or ("healthy", healthy_headline(
+        layers["act_std"], layers["grad_std"], entry, profile.spec.architecture.output))
     return Verdict(kind, headline, _symmetry_details(layers), activation.recommended_scheme,
                    recommendation(profile, kind))
 
@@ -98,36 +99,36 @@ def _forward_finding(profile: Profile, activation) -> tuple[str, str] | None:
     """Overflow, dead or saturated units in the last layer, or an activation std that vanishes
     or explodes; None where the forward pass shows none of these."""
     layers = profile.layers
-    depth = profile.spec.depth
+    depth, entry = profile.spec.depth, profile.spec.architecture.entry
     act_first, act_last = float(layers["act_std"].iloc[0]), _last_finite(layers["act_std"])
     grad_in, grad_out = layers["grad_std"].iloc[0], layers["grad_std"].iloc[-1]
     sat, dead = layers["saturated_frac"].iloc[-1], layers["dead_frac"].iloc[-1]
     if profile.first_nonfinite_layer is not None:
         what = "activations" if profile.nonfinite_pass == "forward" else "gradients"
-        return "exploding", (f"Exploding: {what} overflow to inf/NaN at layer "
+        return "exploding", (f"Exploding: {what} overflow to inf/NaN at {entry} "
                              f"{profile.first_nonfinite_layer} of {depth}.")
     if (not math.isnan(dead) and dead > DEAD_SHARE and profile.batch >= DEAD_MIN_BATCH
             or act_last is not None and act_last[1] == 0):
         share = dead if not math.isnan(dead) else 1.0
-        return "dead", (f"Dead units: {share:.0%} of the units of layer {depth} output nothing "
+        return "dead", (f"Dead units: {share:.0%} of the units of {entry} {depth} output nothing "
                         f"for any of the {profile.batch} inputs (activation std "
                         f"{short_number(act_last[1] if act_last else 0.0)}).")
     if not math.isnan(sat) and sat > SATURATED_SHARE:
         low, high = activation.saturated_outside
-        headline = (f"Saturated: {sat:.0%} of the units of layer {depth} sit on a flat tail of "
+        headline = (f"Saturated: {sat:.0%} of the units of {entry} {depth} sit on a flat tail of "
                     f"{activation.name} (pre-activation outside [{low:.2f}, {high:.2f}]), where "
                     f"its slope is nearly 0.")
         if grad_out > 0 and grad_in / grad_out > SIGNAL_FACTOR:
             # weights large enough to saturate most units multiply the gradient through the rest
             headline += (f" The gradients still grow going backward, from "
-                         f"{short_number(grad_out)} (layer {depth}) to {short_number(grad_in)} "
-                         f"(layer 1): the weights are large enough that the units left on the "
+                         f"{short_number(grad_out)} ({entry} {depth}) to {short_number(grad_in)} "
+                         f"({entry} 1): the weights are large enough that the units left on the "
                          f"slope amplify them.")
         return "saturated", headline
     if act_last is None:
         return None
-    return trend_finding("activation std", "", act_first, "layer 1", act_last[1],
-                         f"layer {act_last[0]}")
+    return trend_finding(f"{profile.spec.architecture.output} std", "", act_first, f"{entry} 1",
+                         act_last[1], f"{entry} {act_last[0]}")
 
 
 def trend_finding(what: str, noun: str, start: float, at: str, end: float, to: str,
@@ -146,16 +147,19 @@ def trend_finding(what: str, noun: str, start: float, at: str, end: float, to: s
     return None
 
 
-def healthy_headline(acts, grads) -> str:
-    """The healthy verdict's sentence over per-layer activation and gradient stds."""
-    return (f"Healthy: activation std stays {span(acts.min(), acts.max())} over {len(acts)} "
-            f"layers, and gradient std {span(grads.min(), grads.max())}.")
+def healthy_headline(acts, grads, entry: str = "layer", output: str = "activation") -> str:
+    """The healthy verdict's sentence over per-entry output (activation) and gradient stds."""
+    return (f"Healthy: {output} std stays {span(acts.min(), acts.max())} over {len(acts)} "
+            f"{entry}s, and gradient std {span(grads.min(), grads.max())}.")
 
 
 def recommendation(profile: Profile, kind: str) -> str:
     """The scheme the mean-field numbers support for the activation, and why; never the chosen
     scheme as the fix for what the verdict found."""
     spec = profile.spec
+    advice = spec.architecture.advice(profile, kind)
+    if advice is not None:
+        return advice
     activation = spec.resolved_activation
     recommended = activation.recommended_scheme
     wanted = dict(activation.recommended_params)

@@ -28,27 +28,29 @@ PHASE_MAP_BYTES = 16 * 1024**2
 :data:`PHASE_GRID_SIDE`."""
 
 
-def profiles(specs: tuple[NetworkSpec, ...], batch: int, seed: int, device: str,
+def profiles(specs: tuple[tuple[str, NetworkSpec], ...], batch: int, seed: int, device: str,
              input_mean: float = 0.0, input_std: float = 1.0) -> dict[str, Profile]:
-    """Every compared scheme's profile, computed side by side on the same inputs.
+    """Every compared entry's profile, computed side by side on the same inputs.
 
     Args:
-        specs: one network per scheme, differing only in their scheme.
+        specs: each compared entry's label and network (the entries differ in their scheme, its
+            parameters, or the architecture options a variant sets).
         batch, seed, device, input_mean, input_std: as for :func:`initviz.probe.profiles`
             (the input's mean and std are part of the cache key).
 
     Returns:
-        The profiles by scheme name, in the order of ``specs``.
+        The profiles by label, in the order of ``specs``.
 
     Raises:
         ServerBusy: other sessions' computations keep the server's memory taken.
     """
     return computed(
         ("profiles", specs, batch, seed, device, float(input_mean), float(input_std)),
-        "this profile", peak_bytes([estimate_bytes(spec, batch) for spec in specs]),
-        lambda: {spec.scheme: result for spec, result in
-                 zip(specs, probe.profiles(specs, batch=batch, seed=seed, device=device,
-                                           input_mean=input_mean, input_std=input_std))})
+        "this profile", peak_bytes([estimate_bytes(spec, batch) for _, spec in specs]),
+        lambda: dict(zip((label for label, _ in specs),
+                         probe.profiles([spec for _, spec in specs], batch=batch, seed=seed,
+                                        device=device, input_mean=input_mean,
+                                        input_std=input_std))))
 
 
 def phase_diagram(activation: str, summary: MeanField | None, depth: int,
@@ -62,38 +64,40 @@ def phase_diagram(activation: str, summary: MeanField | None, depth: int,
                     lambda: phase_map(activation, summary, depth, note, n=PHASE_GRID_SIDE))
 
 
-def square(specs: dict[str, NetworkSpec]) -> tuple[list[NetworkSpec], dict[str, list[str]]]:
+def square(specs: dict[str, NetworkSpec]
+           ) -> tuple[list[tuple[str, NetworkSpec]], dict[str, list[str]]]:
     """The square networks whose Jacobian spectrum can be computed, and why the others cannot.
 
     A network is made square by giving its input the first hidden width.
 
     Returns:
-        The square specs, and the schemes refused, by the sentence that says why (the schemes
-        share sizes and norm, so usually one sentence for all or none).
+        The square specs with their labels, and the entries refused, by the sentence that says
+        why (the entries share sizes and norm, so usually one sentence for all or none).
     """
     accepted, refused = [], {}
     for name, spec in specs.items():
         spec = replace(spec, input_dim=spec.sizes[0])
         try:
             jacobian.check(spec)
-            accepted.append(spec)
+            accepted.append((name, spec))
         except InitvizError as error:
             refused.setdefault(str(error), []).append(name)
     return accepted, refused
 
 
-def jacobians(specs: tuple[NetworkSpec, ...], seed: int, device: str
+def jacobians(specs: tuple[tuple[str, NetworkSpec], ...], seed: int, device: str
               ) -> dict[str, JacobianSpectrum]:
-    """Each square network's input-output Jacobian spectrum, by scheme name.
+    """Each square network's input-output Jacobian spectrum, by label (see :func:`square`).
 
     Raises:
         ServerBusy: other sessions' computations keep the server's memory taken.
     """
     return computed(
         ("jacobians", specs, seed, device), "this Jacobian",
-        peak_bytes([jacobian.jacobian_bytes(spec) for spec in specs]),
-        lambda: {spec.scheme: spectrum for spec, spectrum in
-                 zip(specs, jacobian.jacobian_spectra(specs, seed=seed, device=device))})
+        peak_bytes([jacobian.jacobian_bytes(spec) for _, spec in specs]),
+        lambda: dict(zip((label for label, _ in specs),
+                         jacobian.jacobian_spectra([spec for _, spec in specs], seed=seed,
+                                                   device=device))))
 
 
 def spectra_frame(spectra: dict[str, JacobianSpectrum]) -> pd.DataFrame:

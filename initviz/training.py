@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -38,6 +38,7 @@ from initviz.errors import InvalidSpec, check_int
 from initviz.network import (LSUV_CALIBRATION_BATCH, NetworkSpec, build_model, check_memory,
                              estimate_bytes)
 from initviz.records import Checkpoint, RunRecord, RunResult, TrainResult
+from initviz.variants import entry_text, network_for, parse_entry, resolve_entry
 from initviz.scheme_types import ResolvedParams
 from initviz.schemes import get_scheme
 
@@ -59,17 +60,30 @@ MAX_OUTPUT_SCALE = 100.0
 SchemeChoice = tuple[str, ResolvedParams]
 
 
-def _scheme_choice(entry: str | tuple) -> SchemeChoice:
+def _entry_parts(entry: str | tuple) -> tuple[str, dict, str, str]:
+    """A compared entry, written ``SCHEME(KEY=VALUE,...)`` or given as ``(name, params)`` or
+    ``(name, params, text)``: its scheme, its parameters and options, its text as given (without
+    spaces) and its label, which is that text where it has parameters of its own and otherwise
+    the name with the values that differ from the scheme's defaults (``normal(std=0.1)`` for the
+    CLI's ``normal`` with ``--param std=0.1``)."""
     if isinstance(entry, str):
-        name, params = entry, ()
+        name, params = parse_entry(entry)
+        text = "".join(entry.split())
     else:
         try:
-            name, params = entry
+            name, params, *given = entry
+            params = dict(params.items() if isinstance(params, Mapping) else params)
+            if len(given) > 1 or not all(isinstance(text, str) for text in given):
+                raise ValueError
         except (TypeError, ValueError):
-            raise InvalidSpec("schemes", entry, "a scheme name or a (name, params) pair") from None
-    if isinstance(params, Mapping):
-        params = tuple(params.items())
-    return name, get_scheme(name).resolve(params)
+            raise InvalidSpec("schemes", entry, "a scheme name, or a (name, params) or "
+                                                "(name, params, text) tuple") from None
+        text = given[0] if given else ""
+    defaults = get_scheme(name).defaults
+    label = text if "(" in text else entry_text(
+        name, {key: value for key, value in params.items()
+               if key not in defaults or defaults[key] != value})
+    return name, params, text or label, label
 
 
 @dataclass(frozen=True)
@@ -78,8 +92,11 @@ class TrainSpec:
 
     ``network`` gives the hidden stack (sizes, activation, bias, norm); its scheme is replaced by
     the first of ``schemes`` and its ``input_dim`` by the data set's, so that specs that train
-    the same thing compare equal. ``schemes`` entries are a name or ``(name, params)`` with params
-    a mapping or pairs; they are stored as ``(name, sorted resolved params)``. Limits: at most
+    the same thing compare equal. ``schemes`` entries are a name, a variant
+    ``SCHEME(KEY=VALUE,...)`` (:mod:`initviz.variants`), or ``(name, params)`` with params a
+    mapping or pairs, optionally with the text it was given as (a third item); they are stored
+    as ``(name, resolved params and options)``, their texts and labels in :attr:`texts` and
+    :attr:`labels`. Limits: at most
     :data:`MAX_SCHEMES` schemes, :data:`MAX_SEEDS` seeds, :data:`MAX_RUNS` runs,
     :data:`MAX_STEPS` steps, batch :data:`MAX_BATCH`, learning rate in (0, :data:`MAX_LR`].
 
@@ -133,6 +150,11 @@ class TrainSpec:
     dropout: float = 0.0
     output_init: str = "same"
     output_scale: float = 1.0
+    texts: tuple[str, ...] = field(default=(), init=False, compare=False)
+    """Each entry of ``schemes`` as it was given (two spellings of one entry train the same, so
+    they compare equal): ``runs[].scheme`` in ``train --json``."""
+    labels: tuple[str, ...] = field(default=(), init=False, compare=False)
+    """Each entry's label in legends and tables (see :func:`_entry_parts`)."""
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -143,7 +165,11 @@ class TrainSpec:
             raise InvalidSpec("schemes", entries, "one or more schemes")
         if len(entries) > MAX_SCHEMES:
             raise InvalidSpec("schemes", len(entries), f"at most {MAX_SCHEMES} schemes")
-        schemes = tuple(_scheme_choice(entry) for entry in entries)
+        parts = [_entry_parts(entry) for entry in entries]
+        schemes = tuple((name, resolve_entry(name, given, self.network))
+                        for name, given, _, _ in parts)
+        set_(self, "texts", tuple(text for _, _, text, _ in parts))
+        set_(self, "labels", tuple(label for _, _, _, label in parts))
         if len(set(schemes)) != len(schemes):
             raise InvalidSpec("schemes", [name for name, _ in schemes],
                               "each scheme (with its parameters) listed once")
@@ -158,7 +184,7 @@ class TrainSpec:
                               f"a whole number in [0, {MAX_SEED - self.seeds + 1}]")
         info = dataset_info(self.dataset)
         first_name, first_params = schemes[0]
-        network = replace(self.network, scheme=first_name, scheme_params=first_params)
+        network = network_for(self.network, first_name, first_params)
         set_(self, "network", network.architecture.for_data(network, info.input_dim,
                                                             self.dataset))
         if self.optimizer not in OPTIMIZERS:
@@ -194,8 +220,16 @@ class TrainSpec:
         return [(scheme, self.seed + j) for scheme in self.schemes for j in range(self.seeds)]
 
     def run_network(self, scheme: SchemeChoice) -> NetworkSpec:
-        name, params = scheme
-        return replace(self.network, scheme=name, scheme_params=params)
+        """The network an entry trains: its scheme and the architecture options it sets."""
+        return network_for(self.network, *scheme)
+
+    def label(self, scheme: SchemeChoice) -> str:
+        """The entry's label in legends and tables (``uniform(a=0,b=1)``)."""
+        return self.labels[self.schemes.index(scheme)]
+
+    def text(self, scheme: SchemeChoice) -> str:
+        """The entry as it was given."""
+        return self.texts[self.schemes.index(scheme)]
 
     @property
     def eval_steps(self) -> list[int]:
@@ -497,7 +531,8 @@ def train(spec: TrainSpec, *, stop: Callable[[], bool] | None = None,
         if progress is not None:
             progress(checkpoint)
     results = tuple(
-        RunResult(scheme=name, scheme_params=params, seed=seed, history=tuple(history[run]))
+        RunResult(scheme=name, scheme_params=params, seed=seed, history=tuple(history[run]),
+                  entry=spec.label((name, params)))
         for run, ((name, params), seed) in enumerate(spec.runs))
     return TrainResult(spec=spec, device=runs.device, device_notice=runs.device_notice,
                        seconds=seconds, stopped=runs.stopped, runs=results)

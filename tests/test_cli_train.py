@@ -66,8 +66,10 @@ def test_flags_reach_the_spec(capsys):
     assert code == 0
     network = NetworkSpec(sizes=(12, 7), input_dim=2, activation="tanh", bias="constant",
                           bias_params={"val": 0.1}, norm="layernorm")
-    spec = TrainSpec(network, schemes=(("xavier_normal", {"gain": 0.5}), "kaiming_normal",
-                                       ("orthogonal", {"gain": 0.5})),
+    # runs[].scheme is each entry as written: "xavier_normal", though --param sets its gain.
+    spec = TrainSpec(network, schemes=(("xavier_normal", {"gain": 0.5}, "xavier_normal"),
+                                       "kaiming_normal",
+                                       ("orthogonal", {"gain": 0.5}, "orthogonal")),
                      dataset="spirals", optimizer="adam", lr=0.01, steps=4, eval_every=2, batch=8)
     assert json.loads(out)["runs"] == train(spec).to_json_dict()["runs"]
 

@@ -20,6 +20,7 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 from streamlit.runtime.state.query_params import (CLIENT_STATE_QUERY_STRING_MAX_FIELDS,
                                                   CLIENT_STATE_QUERY_STRING_MAX_LENGTH)
 
+from initviz.archs import ARCHS
 from initviz.errors import InvalidSpec
 from initviz.presets import PRESETS, SECTIONS
 from initviz.scheme_types import Scheme
@@ -37,7 +38,12 @@ DEFAULTS = {
     "input_mean": 0.0, "input_std": 1.0, "input_scale": "standardized", "dropout": 0.0,
     "output_init": "same", "output_scale": 0.01,
     "section": SECTIONS[1],
+    "arch": "mlp",
 }
+# Each architecture option under its own key; an option two architectures share (residual) has
+# one default.
+DEFAULTS |= {name: option.default for arch in ARCHS.values()
+             for name, option in arch.options.items()}
 BOUND = {"bind": "query-params"}
 PRESENT = "present"
 """The link parameter of presenter mode (``?present=1``): not a control, read by the page."""

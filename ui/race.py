@@ -91,13 +91,20 @@ RACE_STATUS = {"training": "training", "finished": "finished", "stopped": "stopp
                "diverged": "ended early, every run diverged"}
 
 
+def _by_entry(frame):
+    """``frame`` with each run's compared entry as its ``scheme``: the charts' and the table's
+    series, so that two variants of one scheme (``uniform(a=0,b=1)``, ``uniform(a=-0.5,b=0.5)``)
+    stay apart and match the sidebar's entries."""
+    return frame.assign(scheme=frame["label"])
+
+
 def training_view(spec: training.TrainSpec, schemes: list[str], shown: RaceView) -> None:
     if shown.notice:
         st.warning(shown.notice)
     st.progress(shown.step / spec.steps,
                 text=f"{RACE_STATUS[shown.state]}: step {shown.step} of {spec.steps}, "
                      f"{shown.seconds:.1f} s on {shown.device}{_time_left(shown, spec.steps)}")
-    history = training.history_frame(shown.records)
+    history = _by_entry(training.history_frame(shown.records))
     if history.empty:
         return
     left, right = pair("training")
@@ -115,7 +122,7 @@ def training_view(spec: training.TrainSpec, schemes: list[str], shown: RaceView)
         history, schemes, metric="val_acc", total_steps=spec.steps,
         title=f"Validation accuracy (chance: {1 / DATASETS[spec.dataset].n_classes:.0%})"),
         key="val_acc")
-    ratio = training.update_ratio_steps(training.layer_frame(shown.records))
+    ratio = training.update_ratio_steps(_by_entry(training.layer_frame(shown.records)))
     if len(ratio):
         draw(where=left, save=not shown.running, figure=charts.by_layer(
             ratio, "‖ΔW‖ / ‖W‖ per update (log)", schemes,
@@ -149,7 +156,7 @@ def training_view(spec: training.TrainSpec, schemes: list[str], shown: RaceView)
 def hidden_view(schemes: list[str], shown: RaceView) -> None:
     """The per-layer statistics recorded during training, as layer × step heatmaps for one
     scheme (the focused one)."""
-    hidden = training.hidden_frame(shown.records)
+    hidden = _by_entry(training.hidden_frame(shown.records))
     if hidden.empty:
         return
     trained = [s for s in schemes if s in set(hidden["scheme"])]

@@ -98,9 +98,10 @@ def weights_section(profiles: dict[str, Profile]) -> None:
             title=f"{main.spec.scheme}: layer {layer} weights ({fan_out}×{fan_in}), "
                   "theory dashed"), key="weight_hist")
     with right:
+        entry = main.spec.architecture.entry
         draw(charts.by_layer(
             report.by_layer_frame(profiles, "weight_std"), "weight std", list(profiles),
-            title="Weight std per layer: measured (points) vs theory (dashed)"),
+            title=f"Weight std per {entry}: measured (points) vs theory (dashed)", entry=entry),
             key="weight_std")
     with st.expander("Per-layer table: fans, gain, theoretical std and bound"):
         table = report.weight_table(main)
@@ -118,18 +119,22 @@ def signal_section(profiles: dict[str, Profile]) -> None:
     notes = {p.theory_note for p in profiles.values() if p.theory_note}
     if notes:
         st.caption("Theory not drawn: " + "; ".join(sorted(notes)) + ".")
+    architecture = main.spec.architecture
+    entry, output = architecture.entry, architecture.output
+    theory = "mean-field theory" if architecture.fixed_point else "theory"
     left, right = pair("signal")
     draw(charts.by_layer(
-        report.by_layer_frame(profiles, "act_std"), "activation std (log)", schemes,
-        title="Forward: activation std per layer, mean-field theory dashed"), key="act_std",
-        where=left)
+        report.by_layer_frame(profiles, "act_std"), f"{output} std (log)", schemes,
+        title=f"Forward: {output} std per {entry}, {theory} dashed", entry=entry),
+        key="act_std", where=left)
     draw(charts.by_layer(
         report.by_layer_frame(profiles, "grad_std"), "gradient std (log)", schemes,
-        title="Backward: gradient std per layer, mean-field theory dashed"), key="grad_std",
-        where=right)
+        title=f"Backward: gradient std per {entry}, {theory} dashed", entry=entry),
+        key="grad_std", where=right)
     if main.first_nonfinite_layer is not None:
         st.error(f"{main.spec.scheme}: the {main.nonfinite_pass} pass overflows to inf/NaN at "
-                 f"layer {main.first_nonfinite_layer}; layers from there on are not drawn.")
+                 f"{entry} {main.first_nonfinite_layer}; {entry}s from there on are not drawn.")
+    _architecture_charts(profiles)
     _distributions(profiles)
     left, right = pair("distribution")
     with left:
@@ -146,20 +151,36 @@ def signal_section(profiles: dict[str, Profile]) -> None:
                    "√batch, so it does not change with the batch size.")
 
 
+def _architecture_charts(profiles: dict[str, Profile]) -> None:
+    """The columns the architecture measures beyond the plain stack's (a residual branch's share
+    of the stream, a transformer's attention entropy), one chart each, two to a row."""
+    architecture = next(iter(profiles.values())).spec.architecture
+    for start in range(0, len(architecture.charts), 2):
+        halves = pair(f"arch{start}")
+        for where, (column, (value_title, log, title)) in zip(
+                halves, list(architecture.charts.items())[start:start + 2]):
+            draw(charts.by_layer(report.by_layer_frame(profiles, column), value_title,
+                                 list(profiles), log=log, title=title,
+                                 entry=architecture.entry), key=column, where=where)
+
+
 def _distributions(profiles: dict[str, Profile]) -> None:
     schemes = list(profiles)
     focus = st.segmented_control("Distribution of", schemes,
                                  default=view_default("focus_scheme", schemes, schemes[0]),
                                  key="focus_scheme", required=True, **BOUND) or schemes[0]
     focused = profiles[focus]
+    architecture = focused.spec.architecture
+    entry, output = architecture.entry, architecture.output
     left, right = pair("units")
     draw(charts.percentile_bands(
-        report.percentiles_of(focused, "act"), value_title="activation value",
-        title=f"{focus}: activation percentiles per layer",
-        colour=charts.scheme_colour(schemes, focus)), key="bands", where=left)
+        report.percentiles_of(focused, "act"), value_title=f"{output} value",
+        title=f"{focus}: {output} percentiles per {entry}",
+        colour=charts.scheme_colour(schemes, focus), entry=entry), key="bands", where=left)
     draw(charts.histogram_heatmap(
-        report.histogram_of(focused, "act"), value_title="activation value",
-        title=f"{focus}: activation histograms, layer by layer"), key="heatmap", where=right)
+        report.histogram_of(focused, "act"), value_title=f"{output} value",
+        title=f"{focus}: {output} histograms, {entry} by {entry}", entry=entry), key="heatmap",
+        where=right)
 
 
 def _fractions(profiles: dict[str, Profile]) -> None:
@@ -168,10 +189,11 @@ def _fractions(profiles: dict[str, Profile]) -> None:
     if not fractions["value"].notna().any():
         st.info(report.fractions_note(main.spec.activation), icon=":material/info:")
         return
+    entry = main.spec.architecture.entry
     draw(charts.fractions_by_layer(
         fractions, list(profiles),
-        title=f"Saturated, off and dead units per layer ({main.spec.activation})"),
-        key="fractions")
+        title=f"Saturated, off and dead units per {entry} ({main.spec.activation})",
+        entry=entry), key="fractions")
     st.caption(f"Off: the share of (input, unit) pairs whose output is zero; dead: the share of "
                f"units off for all {main.batch} inputs of the batch, which pass on no gradient "
                "at all. " + report.fractions_note(main.spec.activation))
@@ -236,7 +258,7 @@ def _jacobian_view(specs: dict[str, NetworkSpec], seed: int, device: str) -> Non
         st.info(f"No Jacobian spectrum now: {error}.")
         return
     drawn = {name: spectrum for name, spectrum in spectra.items() if spectrum.overflow is None}
-    side = square[0].sizes[0]
+    side = square[0][1].sizes[0]
     if drawn:
         draw(charts.singular_value_histogram(
             served.spectra_frame(drawn), [name for name in schemes if name in drawn],

@@ -16,13 +16,15 @@ from initviz import training
 from initviz.activations import ACTIVATIONS
 from initviz.datasets import DATASETS, INPUT_SCALES, MAX_SEED
 from initviz.devices import DEVICE_CHOICES
-from initviz.errors import InitvizError
+from initviz.archs import ARCHS, Option
+from initviz.errors import InitvizError, InvalidSpec
 from initviz.network import MAX_INPUT_DIM, NORMS, NetworkSpec
 from initviz.presets import PRESETS
 from initviz.probe import MAX_INPUT_MEAN
 from initviz.scheme_types import Param, Scheme
 from initviz.schemes import BIAS_SCHEMES, SCHEMES
 from initviz.text import escape, quote
+from initviz.variants import network_for, parse_entry
 from ui.links import (BOUND, MAX_PAGE_BATCH, MAX_PAGE_DEPTH, MAX_PAGE_WIDTH, binding,
                       link_default, on_preset_change, refused_together)
 
@@ -87,9 +89,34 @@ def _index(options, key: str) -> int:
     return list(options).index(link_default(key))
 
 
+def _option_widget(name: str, option: Option):
+    """The control of one architecture option, under the option's own key (its page key)."""
+    label = name.replace("_", " ")
+    if option.bounds is not None:
+        return st.number_input(label, *option.bounds, link_default(name), step=1, key=name,
+                               help=option.meaning or None, **binding(name))
+    choices = list(option.choices)
+    # An option two architectures share (residual) may hold a value this one does not offer:
+    # its own default then, assigned in code so the link drops the other's value too.
+    if st.session_state.get(name, choices[0]) not in choices:
+        st.session_state[name] = option.default
+    default = link_default(name)
+    return st.selectbox(label, choices, key=name, help=option.meaning or None,
+                        index=choices.index(default) if default in choices else 0, **BOUND)
+
+
+def _arch_controls() -> dict:
+    arch = st.selectbox("architecture", list(ARCHS), key="arch", index=_index(ARCHS, "arch"),
+                        help="; ".join(f"**{a.name}**: {a.label}, depth = {a.entry}s"
+                                       for a in ARCHS.values()), **BOUND)
+    return {"arch": arch, "options": {name: _option_widget(name, option)
+                                      for name, option in ARCHS[arch].options.items()}}
+
+
 def _network_controls() -> dict:
     st.header("Network")
     values = {
+        **_arch_controls(),
         "width": st.slider("width (units per hidden layer)", 2, MAX_PAGE_WIDTH,
                            link_default("width"), key="width", **binding("width")),
         "depth": st.slider("depth (hidden layers)", 1, MAX_PAGE_DEPTH, link_default("depth"),
@@ -133,8 +160,7 @@ def _init_controls() -> dict:
                         index=_index(BIAS_SCHEMES, "bias"), **BOUND)
     bias_params = {p.name: _param_widget(p, f"bias.{bias}.", BIAS_SCHEMES[bias], "bias ")
                    for p in BIAS_SCHEMES[bias].params}
-    compare = st.multiselect("compare (drawn and trained side by side)", list(SCHEMES),
-                             default=link_default("compare"), key="compare", **BOUND)
+    compare = _compare_control()
     seed = st.number_input("seed", 0, MAX_SEED, link_default("seed"), key="seed",
                            **binding("seed"))
     batch = st.number_input("batch", 1, MAX_PAGE_BATCH, link_default("batch"), key="batch",
@@ -202,10 +228,16 @@ def sidebar() -> Choices:
     state = st.session_state
     problems = [state.pop("param_problem")] if "param_problem" in state else []
     spec = network_spec(network, init, problems)
-    specs = compare_specs(spec, init["compare"])
+    specs = compare_specs(spec, init["compare"], problems)
     return Choices(preset=preset, specs=specs, training=train, seed=init["seed"],
                    batch=init["batch"], device=device, problems=tuple(problems),
                    input_mean=network["input_mean"], input_std=network["input_std"])
+
+
+def _main_entry(spec: NetworkSpec) -> tuple[str, tuple]:
+    """The chosen scheme as a race entry: its name and its parameters (the compared entries are
+    their texts, which also carry the architecture options they set)."""
+    return spec.scheme, spec.scheme_params
 
 
 def train_spec(choices: Choices, device: str) -> tuple[training.TrainSpec | None, str | None]:
@@ -215,7 +247,7 @@ def train_spec(choices: Choices, device: str) -> tuple[training.TrainSpec | None
     try:
         return training.TrainSpec(
             network=choices.spec,
-            schemes=tuple((s.scheme, s.scheme_params) for s in choices.specs.values()),
+            schemes=(_main_entry(choices.spec), *list(choices.specs)[1:]),
             seeds=settings["seeds"], seed=choices.seed, dataset=settings["dataset"],
             optimizer=settings["optimizer"], lr=settings["lr"], steps=settings["steps"],
             batch=min(choices.batch, training.MAX_BATCH),
@@ -233,13 +265,22 @@ def network_spec(network: dict, init: dict, problems: list[str]) -> NetworkSpec:
                   scheme=init["scheme"], scheme_params=init["params"], bias=init["bias"],
                   bias_params=init["bias_params"], norm=network["norm"])
     sizes_text = network["sizes"].strip()
+    sizes = (network["width"],) * network["depth"]
     if sizes_text:
-        sizes, problem = _sizes(sizes_text)
-        if sizes:
-            return NetworkSpec(sizes=sizes, **common)
-        problems.append(f"The sizes field {quote(sizes_text)} {problem}, so the network uses "
-                        "width × depth instead.")
-    return NetworkSpec.stack(network["width"], network["depth"], **common)
+        given, problem = _sizes(sizes_text)
+        if given:
+            sizes = given
+        else:
+            problems.append(f"The sizes field {quote(sizes_text)} {problem}, so the network uses "
+                            "width × depth instead.")
+    try:
+        return NetworkSpec(sizes=sizes, arch=network["arch"], arch_params=network["options"],
+                           **common)
+    except InvalidSpec as error:
+        label = ARCHS[network["arch"]].label
+        problems.append(f"The {escape(label)} cannot be built from these settings: "
+                        f"{escape(str(error))}. The page shows the plain stack (mlp) instead.")
+        return NetworkSpec(sizes=sizes, **common)
 
 
 def _sizes(text: str) -> tuple[tuple[int, ...], str]:
@@ -257,15 +298,36 @@ def _sizes(text: str) -> tuple[tuple[int, ...], str]:
     return sizes, ""
 
 
-def compare_specs(main: NetworkSpec, compare: list[str]) -> dict[str, NetworkSpec]:
-    """The chosen scheme with its parameters, then each compared scheme with its defaults."""
+def compare_specs(main: NetworkSpec, compare: list[str],
+                  problems: list[str]) -> dict[str, NetworkSpec]:
+    """The chosen scheme with its parameters, then each compared entry (a scheme with its
+    defaults, or a variant ``SCHEME(KEY=VALUE,...)`` that sets scheme parameters and architecture
+    options) by its text; an entry the network refuses adds a sentence to ``problems``."""
     specs = {main.scheme: main}
-    for name in compare:
-        if name not in specs:
-            specs[name] = NetworkSpec(
-                sizes=main.sizes, input_dim=main.input_dim, activation=main.activation,
-                scheme=name, bias=main.bias, bias_params=main.bias_params, norm=main.norm)
+    for entry in compare:
+        if entry in specs:
+            continue
+        try:
+            specs[entry] = network_for(main, *parse_entry(entry))
+        except InvalidSpec as error:
+            problems.append(f"The compared entry {quote(entry)} is left out: {escape(str(error))}.")
     return specs
+
+
+def _compare_control() -> list[str]:
+    """The compared entries: scheme names, and variants typed into the same box."""
+    state = st.session_state
+    given = [*link_default("compare"), *state.get("compare", ()),
+             *state.get("link", {}).get("raw", {}).get("compare", ())]
+    # A variant from the link, a preset or an earlier run is one of the offered entries, so the
+    # bound control takes it from the link like a scheme name.
+    options = list(dict.fromkeys([*SCHEMES, *given]))
+    return st.multiselect(
+        "compare (drawn and trained side by side)", options, default=link_default("compare"),
+        key="compare", accept_new_options=True,
+        help="Schemes with their defaults, or type a variant with its own parameters and press "
+             "Enter: `uniform(a=0,b=1)`, `kaiming_normal(mode=fan_out)`; a key may also be an "
+             "option of the architecture: `kaiming_normal(residual=fixup)`.", **BOUND)
 
 
 __all__ = ["CURVE_POINTS", "Choices", "compare_specs", "network_spec", "sidebar", "train_spec"]

@@ -24,6 +24,7 @@ from initviz.errors import InvalidSpec, check_int, quote
 if TYPE_CHECKING:
     from initviz.meanfield import Prediction
     from initviz.network import NetworkSpec
+    from initviz.probe import Profile
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,8 @@ class Architecture(ABC):
             and where its theory is instead.
         batched_training: whether :class:`initviz.engines.BatchedEngine` can train it (a plain
             chain of Linear, norm and activation modules); otherwise runs train one by one.
+        charts: the columns of :meth:`table_columns` the page draws per entry, each with its
+            axis title, whether the axis is logarithmic, and the chart's title.
     """
 
     name: str
@@ -123,6 +126,7 @@ class Architecture(ABC):
     summary_note: str | None = None
     code_input: str = "input_dim"
     batched_training: bool = False
+    charts: Mapping[str, tuple[str, bool, str]] = {}
 
     def resolve(self, given: Mapping[str, str | int]) -> tuple[tuple[str, str | int], ...]:
         """Its options with every default filled in, sorted; InvalidSpec for a bad one."""
@@ -195,6 +199,12 @@ class Architecture(ABC):
     def predict(self, spec: NetworkSpec, input_second_moment: float,
                 output_grad_var: float) -> Prediction | None:
         """The mean-field prediction of every entry (see :func:`initviz.meanfield.predict`)."""
+
+    def advice(self, profile: Profile, kind: str) -> str | None:
+        """What the verdict recommends for a measured network of this architecture whose signal
+        is ``kind`` (:data:`initviz.report.VERDICTS`); None leaves it to the plain stack's
+        advice (the scheme the activation needs)."""
+        return None
 
     def weight_std_factor(self, spec: NetworkSpec) -> float:
         """What the architecture multiplies the scheme's std of each entry's weight by."""

@@ -151,6 +151,9 @@ class Residual(Architecture):
                                           "last Linear x 1/sqrt(depth); fixup; rezero: a = 0)")}
     entry = "block"
     output = "residual stream"
+    charts = {"branch_to_stream_ratio": (
+        "std(a·branch(h)) / std(h) (log)", True,
+        "What each block adds against the stream it adds to")}
     summary_note = ("the residual stream has no fixed point to settle at: stream_var_theory "
                     "gives its variance block by block")
 
@@ -216,6 +219,22 @@ class Residual(Architecture):
         depth = len(ratio)
         return {"branch_to_stream_ratio": ratio,
                 "stream_var_theory": (prediction.act_var if prediction else [None] * depth)}
+
+    def advice(self, profile, kind: str) -> str | None:
+        spec = profile.spec
+        residual, stds = spec.option("residual"), profile.layers["act_std"].to_numpy()
+        if residual == "plain" and kind == "exploding" and spec.depth > 1 and stds[0] > 0:
+            growth = (stds[-1] / stds[0]) ** (2 / (spec.depth - 1))
+            return (f"Each plain block adds its branch's variance to the stream, so the stream's "
+                    f"variance grows by a factor of {growth:.3g} per block here (measured, block "
+                    f"1 to {spec.depth}). Shrink what the branches add: residual scaled (the "
+                    f"branch's last Linear × 1/√depth, as GPT-2 does), or start them at zero: "
+                    f"fixup (Zhang et al. 2019) or rezero (Bachlechner et al. 2020).")
+        if residual in ("fixup", "rezero") and kind == "healthy":
+            return (f"With {residual} every branch adds exactly zero at initialization, so each "
+                    f"block passes the stream on unchanged and the {spec.depth} blocks start as "
+                    f"one identity map; training then grows the branches.")
+        return None
 
     def predict(self, spec, input_second_moment, output_grad_var):
         return theory_line(spec, spec.depth, input_second_moment, output_grad_var)
