@@ -387,6 +387,21 @@ def test_the_probe_input_mean_and_std_come_from_the_link(monkeypatch):
     assert any(w.startswith("The link's input_std") for w in _texts(at, "warning"))
 
 
+def test_the_tutorial_table_preset_sets_up_the_tutorials_race():
+    at = _app(preset="tutorial_table")
+    _no_exception(at)
+    assert at.selectbox(key="input_scale").value == "unit"
+    assert at.number_input(key="dropout").value == 0.2
+    assert at.selectbox(key="optimizer").value == "adam"
+    assert at.multiselect(key="compare").value == [
+        "zeros", "ones", "uniform(a=0,b=1)", "uniform(a=-0.5,b=0.5)", "pytorch_default",
+        "lecun_normal"]
+    assert any("36.7%" in text and "digits" in text for text in _texts(at, "info"))
+    # the Training tab opens on the race of the six entries, one seed each
+    assert any(text.startswith("6 schemes × 1 seed on **digits**")
+               for text in _texts(at, "caption"))
+
+
 def test_a_finished_training_is_shared_by_its_spec():
     at = _app(**SMALL_TRAINING)
     _train(at)

@@ -15,10 +15,12 @@ from initviz.phase import phase_diagram
 from initviz.presets import ARCH_KEYS, PRESETS, network_of
 from initviz.reach import correlation_fixed_point, depth_reach
 from initviz.report import verdict
+from initviz.variants import parse_entry
 
 PAGE_KEYS = {"preset", "input_dim", "width", "depth", "sizes", "activation", "scheme", "bias",
              "norm", "seed", "batch", "dataset", "optimizer", "lr", "steps", "seeds", "compare",
-             "device", *ARCH_KEYS}
+             "device", "input_mean", "input_std", "input_scale", "dropout", "output_init",
+             "output_scale", *ARCH_KEYS}
 _spec = network_of
 
 
@@ -28,7 +30,7 @@ def test_preset_sets_only_page_controls_to_valid_values(name):
     for key in preset.values:
         scheme_param = key.split(".")[0] in SCHEMES
         assert key in PAGE_KEYS or scheme_param, key
-    assert all(s in SCHEMES for s in preset.values["compare"])
+    assert all(parse_entry(s)[0] in SCHEMES for s in preset.values["compare"])  # or a variant
     assert preset.values["scheme"] in preset.values["compare"]
     _spec(preset.values)
     assert "(" in preset.story and any(ch.isdigit() for ch in preset.story)  # a reference
