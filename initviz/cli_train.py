@@ -61,11 +61,13 @@ def _cmd_train(args: argparse.Namespace) -> None:
     from initviz.training import TrainSpec, train
 
     schemes = _train_schemes(args)
+    data = _csv(args)
     # The scheme and input size of the network come from --schemes and the data set.
-    network = network_spec(args, input_dim=dataset_info(args.dataset).input_dim,
-                           scheme=schemes[0][0], scheme_params=())
+    input_dim = dataset_info(args.dataset).input_dim if data is None else data.x.shape[1]
+    network = network_spec(args, input_dim=input_dim, scheme=schemes[0][0], scheme_params=())
     spec = TrainSpec(
         network, schemes=tuple(schemes), seeds=args.seeds, seed=args.seed, dataset=args.dataset,
+        data=data,
         optimizer=args.optimizer, lr=args.lr, steps=args.steps, batch=args.batch,
         eval_every=(min(DEFAULT_EVAL_EVERY, args.steps) if args.eval_every is None
                     else args.eval_every),
@@ -81,7 +83,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
     if args.json:
         print_json(result.to_json_dict())
         return
-    data = dataset_info(spec.dataset)
+    data = spec.data_info
     net = spec.network
     say(f"{len(spec.schemes)} scheme(s) x {spec.seeds} seed(s) from seed {spec.seed} on "
           f"{data.name} ({data.input_dim} inputs, {data.n_classes} classes); {net.depth} hidden "
@@ -98,6 +100,21 @@ def _cmd_train(args: argparse.Namespace) -> None:
              "diverged_at": "-" if run.final.diverged_at is None else run.final.diverged_at}
             for run in result.runs]
     print(format_table(pd.DataFrame(rows)))
+
+
+def _csv(args: argparse.Namespace):
+    """``--data FILE.csv`` read and checked (:func:`initviz.csvdata.read_csv`), or None."""
+    from initviz.csvdata import MAX_CSV_BYTES, read_csv
+    if args.data is None:
+        if args.label is not None:
+            raise UsageError("--label: give it with --data FILE.csv")
+        return None
+    try:
+        with open(args.data, "rb") as file:
+            raw = file.read(MAX_CSV_BYTES + 1)  # one byte more tells "too large" apart
+    except OSError as error:
+        raise UsageError(f"--data {clip(args.data)}: {error.strerror}") from None
+    return read_csv(raw, args.label)
 
 
 def _output_text(spec) -> str:
@@ -139,6 +156,12 @@ def add_train(sub, common) -> None:
     cmd.add_argument("--eval-every", type=parse_whole,
                      help=f"steps between evaluations (default: {DEFAULT_EVAL_EVERY}, or --steps "
                           "if fewer)")
+    cmd.add_argument("--data", metavar="FILE.csv",
+                     help="train on your own CSV instead of --dataset: a header row, numeric "
+                          "feature columns and one label column (at most 1 MB, 20,000 rows, "
+                          "256 features)")
+    cmd.add_argument("--label", metavar="COLUMN",
+                     help="the label column of --data (default: the last column)")
     cmd.add_argument("--input-scale", default=defaults["input_scale"].default,
                      choices=INPUT_SCALES,
                      help="standardized: each feature to mean 0, std 1 on the training split; "

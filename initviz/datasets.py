@@ -162,39 +162,57 @@ def load_dataset(name: str, seed: int = 0, scale: str = "standardized") -> Datas
     return _load(info, check_int("seed", seed, 0, MAX_SEED), check_scale(scale))
 
 
-def _scaler(info: DatasetInfo, scale: str, x_train: np.ndarray):
+def _scaler(value_max: float | None, scale: str, x_train: np.ndarray):
     """The scaling fitted on the training split: an object with ``transform``."""
     from sklearn.preprocessing import FunctionTransformer, MinMaxScaler, StandardScaler
     if scale == "standardized":
         # The training split's mean and (population) std; a constant feature is centred only.
         return StandardScaler().fit(x_train)
-    if info.value_max is not None:
-        return FunctionTransformer(lambda x: x / info.value_max)
+    if value_max is not None:
+        return FunctionTransformer(lambda x: x / value_max)
     return MinMaxScaler().fit(x_train)
 
 
 # Validated before the cache, so that a bad argument is an InvalidSpec, never lru_cache's TypeError.
 @functools.lru_cache(maxsize=32)
 def _load(info: DatasetInfo, seed: int, scale: str) -> Dataset:
+    x, y = info.draw(seed)
+    return _split_and_scale(info.name, info.description, seed, x, y, info.n_classes, scale,
+                            info.value_max)
+
+
+def load_csv(data, seed: int = 0, scale: str = "standardized") -> Dataset:
+    """Your own data (:class:`initviz.csvdata.CsvData`) split and scaled like a built-in set
+    (``unit``: min-max on the training split); cached by the file's content hash."""
+    return _load_csv(data, check_int("seed", seed, 0, MAX_SEED), check_scale(scale))
+
+
+@functools.lru_cache(maxsize=8)
+def _load_csv(data, seed: int, scale: str) -> Dataset:
+    return _split_and_scale("csv", data.description, seed, data.x, data.y, len(data.classes),
+                            scale, None)
+
+
+def _split_and_scale(name: str, description: str, seed: int, x, y, n_classes: int, scale: str,
+                     value_max: float | None) -> Dataset:
     from sklearn.model_selection import train_test_split
 
-    x, y = info.draw(seed)
     x_train, x_val, y_train, y_val = train_test_split(
         np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.int64),
         test_size=VALIDATION_FRACTION, random_state=seed, stratify=y)
-    scaler = _scaler(info, scale, x_train)
+    scaler = _scaler(value_max, scale, x_train)
 
     def tensor(a: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
         return torch.as_tensor(np.ascontiguousarray(a), dtype=dtype)
 
     return Dataset(
-        name=info.name, description=info.description, seed=seed,
+        name=name, description=description, seed=seed,
         x_train=tensor(scaler.transform(x_train), torch.float32),
         y_train=tensor(y_train, torch.int64),
         x_val=tensor(scaler.transform(x_val), torch.float32), y_val=tensor(y_val, torch.int64),
-        n_classes=info.n_classes,
+        n_classes=n_classes,
     )
 
 
 __all__ = ["DATASETS", "Dataset", "DatasetInfo", "INPUT_SCALES", "MAX_SEED", "VALIDATION_FRACTION",
-           "check_scale", "dataset_info", "load_dataset"]
+           "check_scale", "dataset_info", "load_csv", "load_dataset"]

@@ -31,7 +31,9 @@ import pandas as pd
 import torch
 from torch import nn
 
-from initviz.datasets import MAX_SEED, Dataset, check_scale, dataset_info, load_dataset
+from initviz.csvdata import CsvData
+from initviz.datasets import (MAX_SEED, Dataset, DatasetInfo, check_scale, dataset_info, load_csv,
+                              load_dataset)
 from initviz.devices import DEVICE_CHOICES, resolve_device
 from initviz.engines import BatchedEngine, DropoutMasks, OneByOneEngine, Tracker, run_losses
 from initviz.errors import InvalidSpec, check_int
@@ -123,6 +125,9 @@ class TrainSpec:
             ``output_scale``, e.g. 0.01 for a near-uniform first prediction).
         output_scale: the factor of ``scaled``, in (0, :data:`MAX_OUTPUT_SCALE`]; normalized to
             1.0 for the other two, so that equal runs compare equal.
+        data: your own data (:func:`initviz.csvdata.read_csv`) instead of ``dataset``, which
+            becomes ``"csv"``; the spec compares and hashes by the file's content hash and label
+            column, so the training cache keys by them.
 
     Raises:
         InvalidSpec: a field out of range or unknown, with a sentence that says which.
@@ -150,6 +155,7 @@ class TrainSpec:
     dropout: float = 0.0
     output_init: str = "same"
     output_scale: float = 1.0
+    data: CsvData | None = None
     texts: tuple[str, ...] = field(default=(), init=False, compare=False)
     """Each entry of ``schemes`` as it was given (two spellings of one entry train the same, so
     they compare equal): ``runs[].scheme`` in ``train --json``."""
@@ -182,7 +188,11 @@ class TrainSpec:
         if self.seed + self.seeds - 1 > MAX_SEED:
             raise InvalidSpec("seed", self.seed,
                               f"a whole number in [0, {MAX_SEED - self.seeds + 1}]")
-        info = dataset_info(self.dataset)
+        if self.data is not None:
+            if not isinstance(self.data, CsvData):
+                raise InvalidSpec("data", type(self.data).__name__, "a CsvData (read_csv)")
+            set_(self, "dataset", "csv")
+        info = self.data_info
         first_name, first_params = schemes[0]
         network = network_for(self.network, first_name, first_params)
         set_(self, "network", network.architecture.for_data(network, info.input_dim,
@@ -210,8 +220,18 @@ class TrainSpec:
                               low_open=True)
         set_(self, "output_scale", scale if self.output_init == "scaled" else 1.0)
 
+    @property
+    def data_info(self) -> DatasetInfo:
+        """What is known of the data set without drawing it (for your CSV, from the file)."""
+        if self.data is None:
+            return dataset_info(self.dataset)
+        return DatasetInfo("csv", self.data.description, self.data.x.shape[1],
+                           len(self.data.classes), draw=None)
+
     def load_data(self) -> Dataset:
         """The data set this spec trains on, scaled as it says (cached)."""
+        if self.data is not None:
+            return load_csv(self.data, self.seed, self.input_scale)
         return load_dataset(self.dataset, self.seed, self.input_scale)
 
     @property

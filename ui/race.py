@@ -12,7 +12,6 @@ import math
 import streamlit as st
 
 from initviz import charts, training
-from initviz.datasets import DATASETS
 from initviz.race import RaceView, TrainingJob, server_board
 from initviz.text import count
 from ui.links import BOUND, view_default
@@ -36,7 +35,7 @@ def training_section(spec: training.TrainSpec | None, schemes: list[str]) -> Non
     if spec is None:
         st.info("Fix the training settings in the sidebar to train.")
         return
-    info = DATASETS[spec.dataset]
+    info = spec.data_info
     st.caption(f"{count(len(spec.schemes), 'scheme')} × {count(spec.seeds, 'seed')} on "
                f"**{spec.dataset}** "
                f"({info.description}; {info.n_classes} classes), {spec.optimizer}, lr "
@@ -108,7 +107,7 @@ def training_view(spec: training.TrainSpec, schemes: list[str], shown: RaceView)
     if history.empty:
         return
     left, right = pair("training")
-    classes = DATASETS[spec.dataset].n_classes
+    classes = spec.data_info.n_classes
     chance = math.log(classes)
     draw(where=left, save=not shown.running, figure=charts.training_curves(
         history, schemes, metric="train_loss", log=True, total_steps=spec.steps,
@@ -120,7 +119,7 @@ def training_view(spec: training.TrainSpec, schemes: list[str], shown: RaceView)
                  "near.")
     draw(where=right, save=not shown.running, figure=charts.training_curves(
         history, schemes, metric="val_acc", total_steps=spec.steps,
-        title=f"Validation accuracy (chance: {1 / DATASETS[spec.dataset].n_classes:.0%})"),
+        title=f"Validation accuracy (chance: {1 / classes:.0%})"),
         key="val_acc")
     ratio = training.update_ratio_steps(_by_entry(training.layer_frame(shown.records)))
     if len(ratio):
