@@ -64,7 +64,8 @@ def test_another_label_column_can_be_chosen():
      r"bytes, more than the 1,000,000 \(1 MB\)"),
     (b"a,y\n" + b"1,p\n2,q\n" * (MAX_CSV_ROWS // 2 + 1), None,
      r"20,002 rows, more than the 20,000"),
-    (_table(rows=4, features=MAX_CSV_FEATURES + 1), None, r"257 feature columns, more than the 256"),
+    (_table(rows=4, features=MAX_CSV_FEATURES + 1), None,
+     r"257 feature columns, more than the 256"),
     (b'a,b,y\n1,2,p\n"3,4,q\n', None, r"not a CSV table pandas can read"),
 ])
 def test_each_bad_file_gets_a_sentence_naming_the_problem(raw, label, message):
