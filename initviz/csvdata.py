@@ -110,10 +110,11 @@ def read_csv(raw: bytes, label: str | None = None) -> CsvData:
     if not features:
         raise CsvProblem(f"The file has only the label column {label!r}: no features to train "
                          "on.")
+    import pandas as pd
     values = np.empty((len(frame), len(features)))
     for j, column in enumerate(features):
         cells = frame[column].str.strip()
-        numbers = np.array([_number(cell) for cell in cells])
+        numbers = pd.to_numeric(cells, errors="coerce").to_numpy(dtype=np.float64)
         bad = np.flatnonzero(~np.isfinite(numbers))
         if len(bad):
             row, cell = int(bad[0]), cells.iloc[int(bad[0])]

@@ -402,6 +402,50 @@ def test_the_tutorial_table_preset_sets_up_the_tutorials_race():
                for text in _texts(at, "caption"))
 
 
+def _upload(at: AppTest, content: bytes, name: str = "mine.csv") -> AppTest:
+    at.file_uploader(key="csv_file").set_value((name, content, "text/csv")).run()
+    _no_exception(at)
+    return at
+
+
+def _plain(markdown: str) -> str:
+    """A warning's text without the escapes that keep it from being read as Markdown."""
+    return markdown.replace("\u2060", "").replace("\\", "")
+
+
+CSV = b"a,kind,b,score\n" + b"".join(
+    f"{i % 7},{'pq'[i % 2]},{i % 5},{i % 3 * 0.5}\n".encode() for i in range(60))
+
+
+def test_an_uploaded_csv_is_raced_with_its_label_column():
+    at = _upload(_app(**SMALL_TRAINING), CSV)
+    # the last column is the label by default: kind holds text, so the file is refused, named
+    warnings = _plain(" ".join(_texts(at, "warning")))
+    assert "Your CSV “mine.csv” is not used" in warnings
+    assert "Feature column 'kind', row 2" in warnings
+    at.selectbox(key="csv_label").set_value("kind").run()
+    _no_exception(at)
+    assert not any("Your CSV" in w for w in _texts(at, "warning"))
+    assert any(text.startswith("2 schemes × 1 seed on **csv** (your CSV (60 rows, 3 features, "
+                               "2 classes in column 'kind')") for text in _texts(at, "caption"))
+    assert _train(at)[-1].startswith("finished")
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "The file is empty"),
+    (b"a,b\n1,p\n2,p\n3,p\n", "has one class only"),
+    (b"a,b\n1,p\n,q\n3,p\n4,q\n", "Feature column 'a', row 3 of the file (the header is row 1) "
+                                    "is empty (NaN)"),
+    (b"a,b\ncaf\xe9,p\n", "not UTF-8 text"),
+])
+def test_a_bad_upload_gets_a_sentence_and_the_race_uses_the_dataset(content, message):
+    at = _upload(_app(**SMALL_TRAINING), content)
+    warnings = [w for w in _texts(at, "warning") if w.startswith("Your CSV")]
+    assert len(warnings) == 1 and message in _plain(warnings[0])
+    assert any(text.startswith("2 schemes × 1 seed on **digits**")
+               for text in _texts(at, "caption"))
+
+
 def test_a_finished_training_is_shared_by_its_spec():
     at = _app(**SMALL_TRAINING)
     _train(at)

@@ -7,6 +7,7 @@ training setting the spec refuses) becomes a sentence in ``Choices.problems`` an
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -14,6 +15,7 @@ import streamlit as st
 
 from initviz import training
 from initviz.activations import ACTIVATIONS
+from initviz.csvdata import MAX_CSV_FEATURES, MAX_CSV_ROWS, CsvProblem, csv_columns, read_csv
 from initviz.datasets import DATASETS, INPUT_SCALES, MAX_SEED
 from initviz.devices import DEVICE_CHOICES
 from initviz.archs import ARCHS, Option
@@ -176,6 +178,7 @@ def _training_controls() -> dict:
         "dataset": st.selectbox(
             "dataset", list(DATASETS), key="dataset", index=_index(DATASETS, "dataset"),
             help="; ".join(f"**{n}**: {d.description}" for n, d in DATASETS.items()), **BOUND),
+        **_csv_controls(),
         "optimizer": st.selectbox("optimizer", training.OPTIMIZERS, key="optimizer",
                                   index=_index(training.OPTIMIZERS, "optimizer"),
                                   help="sgd; momentum = SGD with momentum 0.9; adam", **BOUND),
@@ -211,6 +214,39 @@ def _training_controls() -> dict:
     }
 
 
+def _csv_controls() -> dict:
+    """Your own data: a CSV uploaded into this session, and its label column.
+
+    ``csv`` is the checked :class:`~initviz.csvdata.CsvData` (None without a file or with a bad
+    one) and ``csv_problem`` the sentence that says why a file is not used. The file lives in
+    this session's uploader only; the parse is kept in the session by content hash and label,
+    as reading 1 MB takes most of a second. Neither the file nor the label can be in a link.
+    """
+    upload = st.file_uploader(
+        "your own data (CSV, instead of the dataset)", type=["csv"], key="csv_file",
+        max_upload_size=1,
+        help=f"A header row, numeric feature columns and one label column; at most 1 MB, "
+             f"{MAX_CSV_ROWS:,} rows and {MAX_CSV_FEATURES} features. It stays in this session: "
+             "a link cannot carry it and opens on the dataset above.")
+    if upload is None:
+        return {"csv": None, "csv_problem": None}
+    raw = upload.getvalue()
+    columns = csv_columns(raw)
+    label = st.selectbox("label column", columns, index=len(columns) - 1, key="csv_label",
+                         help="The classes to predict; every other column is a feature."
+                         ) if columns else None
+    key = (hashlib.sha256(raw).hexdigest(), label)
+    cached = st.session_state.get("csv_parsed")
+    if cached is None or cached[0] != key:
+        try:
+            cached = (key, read_csv(raw, label), None)
+        except CsvProblem as error:
+            cached = (key, None, f"Your CSV {quote(upload.name)} is not used, the race trains "
+                                 f"on the dataset instead: {escape(str(error))}")
+        st.session_state["csv_parsed"] = cached
+    return {"csv": cached[1], "csv_problem": cached[2]}
+
+
 def sidebar() -> Choices:
     """Draw every control; return what they chose."""
     with st.sidebar:
@@ -242,7 +278,8 @@ def _main_entry(spec: NetworkSpec) -> tuple[str, tuple]:
 
 def train_spec(choices: Choices, device: str) -> tuple[training.TrainSpec | None, str | None]:
     """The training race of these choices on ``device`` (a resolved device name), or None and
-    the sentence that says which setting the race refuses."""
+    the sentence that says which setting the race refuses; with a race, the sentence that says
+    why an uploaded CSV is not used, if one is not."""
     settings = choices.training
     try:
         return training.TrainSpec(
@@ -253,7 +290,8 @@ def train_spec(choices: Choices, device: str) -> tuple[training.TrainSpec | None
             batch=min(choices.batch, training.MAX_BATCH),
             eval_every=max(1, settings["steps"] // CURVE_POINTS), device=device,
             input_scale=settings["input_scale"], dropout=settings["dropout"],
-            output_init=settings["output_init"], output_scale=settings["output_scale"]), None
+            output_init=settings["output_init"], output_scale=settings["output_scale"],
+            data=settings["csv"]), settings["csv_problem"]
     except InitvizError as error:
         return None, f"Training is off until this is fixed: {escape(str(error))}."
 
