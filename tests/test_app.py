@@ -354,7 +354,7 @@ def test_the_tutorial_controls_reach_the_race_and_its_results():
     assert _train(at)[-1].startswith("finished")
     table = at.dataframe[-1].value
     # a zero output layer predicts every class evenly at step 0: ln 10 = 2.303 for digits
-    assert list(table["val. loss at step 0"]) == ["2.3", "2.3"]
+    assert list(table["initial val. loss (before training)"]) == ["2.3", "2.3"]
     assert _charts(at) == charts_before + 6  # sigmoid saturates: all three heatmaps
     race = at.session_state["train_job"].spec
     assert (race.input_scale, race.dropout, race.output_init) == ("unit", 0.2, "zeros")

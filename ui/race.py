@@ -141,7 +141,7 @@ def training_view(spec: training.TrainSpec, schemes: list[str], shown: RaceView)
                                  initial_loss=or_dash(final["initial_loss"], "{:.3g}")).rename(
         columns={"val_acc": f"{'final ' * finished}val. accuracy{when}",
                  "val_loss": f"{'final ' * finished}val. loss{when}",
-                 "initial_loss": "val. loss at step 0"}),
+                 "initial_loss": "initial val. loss (before training)"}),
         hide_index=True)
     right.caption(f"{'Final v' if finished else 'V'}alidation accuracy and loss{when}: the means "
                   "over each scheme's runs that did not diverge"
