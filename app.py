@@ -66,7 +66,8 @@ def network_profiles(choices: Choices, device: str, problems: list[str]
     default network, with a sentence in ``problems``."""
     specs = choices.specs
     try:
-        return specs, served.profiles(tuple(specs.items()), choices.batch, choices.seed, device)
+        return specs, served.profiles(tuple(specs.items()), choices.batch, choices.seed, device,
+                                      choices.input_mean, choices.input_std)
     except ServerBusy:
         raise
     except InitvizError as error:

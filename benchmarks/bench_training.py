@@ -19,6 +19,15 @@ depth 10).
     python benchmarks/bench_training.py                          # widths 64, 256, 512; 24 runs
     python benchmarks/bench_training.py --threads 1 --widths 256 --steps 10
     python benchmarks/bench_training.py --device cuda
+
+``--statistics``: the cost of the per-layer statistics recorded during training (activation std,
+saturated share, gradient std at every evaluation step): the same race timed with them and with
+them switched off (the engines keep no activations, the tracker measures nothing), alternating,
+at the page's cadence of 40 evaluations per race. ``--tutorial``: the time of the
+``tutorial_table`` preset's race as the page starts it (batch 256, one seed).
+
+    python benchmarks/bench_training.py --threads 1 --statistics --widths 256 --steps 200
+    python benchmarks/bench_training.py --threads 1 --tutorial
 """
 
 from __future__ import annotations
@@ -111,6 +120,54 @@ def bench_width(width: int, args: argparse.Namespace, device: torch.device, peak
           f"{paired[0]:.2f}-{paired[-1]:.2f})")
 
 
+def bench_statistics(width: int, args: argparse.Namespace, device: torch.device) -> None:
+    """Seconds per step with and without the per-layer training statistics."""
+    from unittest import mock
+
+    from initviz import engines
+    spec = TrainSpec(NetworkSpec.stack(width, args.depth, activation="tanh"),
+                     schemes=SCHEMES[:args.schemes], seeds=args.seeds, optimizer="sgd",
+                     lr=args.lr, steps=args.steps, batch=args.batch,
+                     eval_every=max(1, args.steps // 40), device=device.type)
+    off = [mock.patch.object(engines, "_keep", lambda kept, preact, output: None),
+           mock.patch.object(engines.Tracker, "measure_hidden", lambda self: None)]
+    seconds_per_step(spec, batched=True)  # warm-up at this size
+    times = {True: [], False: []}
+    for _ in range(args.repeats):
+        times[True].append(seconds_per_step(spec, batched=True))
+        for patch in off:
+            patch.start()
+        try:
+            times[False].append(seconds_per_step(spec, batched=True))
+        finally:
+            for patch in off:
+                patch.stop()
+    paired = sorted(on / without for on, without in zip(times[True], times[False]))
+    print(f"statistics: width {width}, depth {args.depth}, tanh, {len(spec.runs)} runs, batch "
+          f"{spec.batch}, {spec.steps} steps, an evaluation every {spec.eval_every}: with "
+          + ", ".join(f"{1e3 * t:.1f}" for t in times[True]) + " ms/step, without "
+          + ", ".join(f"{1e3 * t:.1f}" for t in times[False])
+          + f" ms/step; with/without {statistics.median(paired):.3f} (median of the repeats; "
+          f"{paired[0]:.3f}-{paired[-1]:.3f})")
+
+
+def bench_tutorial(device: torch.device) -> None:
+    """The tutorial_table preset's race, as the page starts it."""
+    from initviz.presets import PRESETS, network_of
+    values = PRESETS["tutorial_table"].values
+    spec = TrainSpec(network_of(values),
+                     schemes=tuple(dict.fromkeys([values["scheme"], *values["compare"]])),
+                     seeds=values["seeds"], dataset=values["dataset"],
+                     optimizer=values["optimizer"], lr=values["lr"], steps=values["steps"],
+                     batch=256, eval_every=values["steps"] // 40, device=device.type,
+                     input_scale=values["input_scale"], dropout=values["dropout"])
+    start = time.perf_counter()
+    checkpoints = list(stream(spec, memory_budget=2**40))
+    print(f"tutorial_table: {len(spec.runs)} runs x {spec.steps} steps of batch {spec.batch}: "
+          f"{checkpoints[-1].seconds:.1f} s of training, {time.perf_counter() - start:.1f} s "
+          "with the data and the models")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--widths", default="64,256,512", help="comma-separated widths")
@@ -124,6 +181,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: usable CPUs)")
+    parser.add_argument("--statistics", action="store_true",
+                        help="time the per-layer training statistics (with / without)")
+    parser.add_argument("--tutorial", action="store_true",
+                        help="time the tutorial_table preset's race")
     args = parser.parse_args(argv)
 
     threads, device = threads_and_device(args)
@@ -132,6 +193,13 @@ def main(argv: list[str] | None = None) -> int:
           f"{os.getloadavg()[0]:.1f}), torch {torch.__version__}, python "
           f"{platform.python_version()}, device {device}"
           + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
+    if args.tutorial:
+        bench_tutorial(device)
+        return 0
+    if args.statistics:
+        for width in (int(w) for w in args.widths.split(",")):
+            bench_statistics(width, args, device)
+        return 0
     peak = matmul_rate(device)
     print(f"matmul rate: {peak:.1f} GFLOP/s (best torch.mm, 2048 x 2048, float32)")
     for width in (int(w) for w in args.widths.split(",")):

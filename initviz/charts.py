@@ -361,7 +361,8 @@ _VALUE_TITLES = {"train_loss": "training loss (cross-entropy, nats)",
 
 
 def _training_curves(tables: Tables, schemes: tuple[str, ...], metric: str, title: str,
-                     log: bool, total_steps: int | None) -> alt.LayerChart:
+                     log: bool, total_steps: int | None,
+                     reference: str | None = None) -> alt.LayerChart:
     x = alt.X("step:Q", title="training step (mini-batches)",
               scale=alt.Scale(domain=[0, total_steps]) if total_steps else alt.Undefined)
     y_scale = alt.Scale(type="log") if log else alt.Scale(zero=False)
@@ -386,15 +387,22 @@ def _training_curves(tables: Tables, schemes: tuple[str, ...], metric: str, titl
             x=alt.X("step:Q"), y=alt.Y("value:Q"), color=color,
             tooltip=[alt.Tooltip("scheme:N"), alt.Tooltip("seed:Q"), alt.Tooltip("step:Q"),
                      alt.Tooltip("value:Q", format=".3g")]))
+    if reference is not None:
+        layers.append(alt.Chart(tables["reference"]).mark_rule(
+            color=REFERENCE, strokeDash=[6, 4], strokeWidth=1.5).encode(
+            y=alt.Y("value:Q"), tooltip=[alt.Tooltip("label:N", title=reference),
+                                         alt.Tooltip("value:Q", format=".3f")]))
     return alt.layer(*layers, data=tables["summary"], title=_titled(title), height=HEIGHT)
 
 
 def training_curves(history: pd.DataFrame, schemes: Sequence[str], *, metric: str,
-                    title: str, log: bool = False, total_steps: int | None = None) -> Figure:
+                    title: str, log: bool = False, total_steps: int | None = None,
+                    reference: tuple[str, float] | None = None) -> Figure:
     """One curve per scheme (mean over seeds) with the seeds' range as a band.
 
     ``history`` columns: scheme, seed, step, ``metric``, diverged (bool). A diverged run's last
-    point is marked with a cross.
+    point is marked with a cross. ``reference``: ``(label, value)`` of a dashed grey horizontal
+    line, such as the loss of a uniform prediction, ln C.
     """
     data = history[["scheme", "seed", "step", metric]].rename(columns={metric: "value"})
     data = data[np.isfinite(data["value"])]
@@ -406,7 +414,50 @@ def training_curves(history: pd.DataFrame, schemes: Sequence[str], *, metric: st
     if len(diverged):
         diverged = diverged.assign(value=diverged[metric].where(np.isfinite(diverged[metric])))
         tables["diverged"] = diverged.dropna(subset=["value"])
-    return Figure(_training_curves, (tuple(schemes), metric, title, log, total_steps), tables)
+    name = None
+    if reference is not None:
+        name, value = reference
+        tables["reference"] = pd.DataFrame({"label": [name], "value": [value]})
+    return Figure(_training_curves, (tuple(schemes), metric, title, log, total_steps, name),
+                  tables)
+
+
+HIDDEN_STATISTICS = {
+    "act_std": ("activation std", True),
+    "saturated": ("share saturated", False),
+    "grad_std": ("gradient std, ∂L/∂(activation)", True),
+}
+"""Each per-layer training statistic: its colour title and whether its colour scale is log (the
+stds span decades when a signal vanishes or explodes; a share lies in [0, 1])."""
+
+
+def _training_heatmap(tables: Tables, statistic: str, title: str) -> alt.Chart:
+    value_title, log = HIDDEN_STATISTICS[statistic]
+    scale = (alt.Scale(type="log", scheme="viridis") if log
+             else alt.Scale(domain=[0, 1], scheme="viridis"))
+    legend = alt.Legend(format=".0%") if not log else alt.Legend(format=".1e")
+    return alt.Chart(tables["data"], title=_titled(title), height=HEIGHT).mark_rect().encode(
+        x=alt.X("step:O", title="training step"),
+        y=alt.Y("layer:O", title="hidden layer", sort="descending"),
+        color=alt.Color("value:Q", title=value_title, scale=scale, legend=legend),
+        tooltip=[alt.Tooltip("step:O"), alt.Tooltip("layer:O", title="hidden layer"),
+                 alt.Tooltip("value:Q", format=".3g", title=value_title),
+                 alt.Tooltip("runs:Q", title="runs (mean over seeds)")])
+
+
+def training_heatmap(hidden: pd.DataFrame, statistic: str, *, title: str) -> Figure:
+    """Hidden layer × training step heatmap of one per-layer statistic, the mean over seeds.
+
+    ``hidden`` columns: step, layer, ``statistic`` (one of :data:`HIDDEN_STATISTICS`) and seed,
+    for one scheme. The top layer is drawn at the top, so Glorot & Bengio's saturating top sigmoid
+    layer is the top row. Cells with no finite value (a share for an activation that cannot
+    saturate; a zero std on a log scale) are left out.
+    """
+    _, log = HIDDEN_STATISTICS[statistic]
+    data = (hidden.groupby(["step", "layer"], as_index=False)[statistic]
+            .agg(value="mean", runs="count"))
+    keep = np.isfinite(data["value"]) & ((data["value"] > 0) if log else True)
+    return Figure(_training_heatmap, (statistic, title), {"data": data[keep]})
 
 
 def _cell(axis: pd.Series) -> float:

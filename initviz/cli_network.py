@@ -35,7 +35,7 @@ def _cmd_profile(args: argparse.Namespace) -> None:
     from initviz.probe import profile
 
     result = profile(network_spec(args), batch=args.batch, seed=args.seed, device=args.device,
-                     bins=args.bins)
+                     bins=args.bins, input_mean=args.input_mean, input_std=args.input_std)
     emit_notice(result.device_notice)
     document = result.to_json_dict()
     if args.json:
@@ -48,8 +48,8 @@ def _cmd_profile(args: argparse.Namespace) -> None:
              f"{architecture.label}, {result.spec.depth} {architecture.entry}s, "
              + ", ".join(f"{k} {v}" for k, v in result.spec.arch_params))
     say(f"{shape}, {result.spec.activation}, {result.spec.scheme}; "
-          f"batch {result.batch}, seed {result.seed}, device {result.device}, "
-          f"{result.seconds:.3f} s")
+          f"batch {result.batch} of N({result.input_mean:g}, {result.input_std:g}^2) inputs, "
+          f"seed {result.seed}, device {result.device}, {result.seconds:.3f} s")
     if theory["chi1"] is not None:
         depth_scale = theory["depth_scale"]
         say(f"mean field: q* = {format_number(theory['q_star'])}, chi1 = {theory['chi1']:.4g} "
@@ -75,6 +75,11 @@ def add_profile(sub, common) -> None:
     cmd.add_argument("--bins", type=parse_whole, default=60,
                      help="bins of each layer's histograms, as on the page (the output here gives "
                           "their statistics, not the histograms)")
+    cmd.add_argument("--input-mean", type=parse_number, default=0.0, metavar="F",
+                     help="mean of every input number (default 0)")
+    cmd.add_argument("--input-std", type=parse_number, default=1.0, metavar="F",
+                     help="std of every input number (default 1); the mean-field prediction "
+                          "starts from E[x^2] = mean^2 + std^2")
     cmd.set_defaults(run=_cmd_profile)
 
 

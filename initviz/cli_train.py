@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 import pandas as pd
@@ -60,15 +61,18 @@ def _cmd_train(args: argparse.Namespace) -> None:
     from initviz.training import TrainSpec, train
 
     schemes = _train_schemes(args)
+    data = _csv(args)
     # The scheme and input size of the network come from --schemes and the data set.
-    network = network_spec(args, input_dim=dataset_info(args.dataset).input_dim,
-                           scheme=schemes[0][0], scheme_params=())
+    input_dim = dataset_info(args.dataset).input_dim if data is None else data.x.shape[1]
+    network = network_spec(args, input_dim=input_dim, scheme=schemes[0][0], scheme_params=())
     spec = TrainSpec(
         network, schemes=tuple(schemes), seeds=args.seeds, seed=args.seed, dataset=args.dataset,
+        data=data,
         optimizer=args.optimizer, lr=args.lr, steps=args.steps, batch=args.batch,
         eval_every=(min(DEFAULT_EVAL_EVERY, args.steps) if args.eval_every is None
                     else args.eval_every),
-        device=args.device)
+        device=args.device, input_scale=args.input_scale, dropout=args.dropout,
+        output_init=args.output_init, output_scale=args.output_scale)
     bar = None if args.json else _ProgressBar()
     try:
         result = train(spec, progress=bar)
@@ -79,14 +83,18 @@ def _cmd_train(args: argparse.Namespace) -> None:
     if args.json:
         print_json(result.to_json_dict())
         return
-    data = dataset_info(spec.dataset)
+    data = spec.data_info
     net = spec.network
     say(f"{len(spec.schemes)} scheme(s) x {spec.seeds} seed(s) from seed {spec.seed} on "
           f"{data.name} ({data.input_dim} inputs, {data.n_classes} classes); {net.depth} hidden "
           f"layers of {_sizes_text(net.sizes)}, {net.activation}, norm {net.norm}; "
           f"{spec.optimizer} lr {spec.lr:g}, {spec.steps} steps of batch {spec.batch}; "
-          f"device {result.device}, {result.seconds:.2f} s")
-    rows = [{"scheme": run.label, "seed": run.seed, "step": run.final.step,
+          f"inputs {spec.input_scale}, dropout {spec.dropout:g}, output layer "
+          f"{_output_text(spec)}; device {result.device}, {result.seconds:.2f} s")
+    say(f"initial_loss: the validation loss at step 0; guessing evenly among the "
+        f"{data.n_classes} classes gives ln {data.n_classes} = {math.log(data.n_classes):.3f}")
+    rows = [{"scheme": run.label, "seed": run.seed,
+             "initial_loss": run.history[0].val_loss, "step": run.final.step,
              "train_loss": run.final.train_loss, "val_loss": run.final.val_loss,
              "val_acc": run.final.val_acc,
              "diverged_at": "-" if run.final.diverged_at is None else run.final.diverged_at}
@@ -94,13 +102,34 @@ def _cmd_train(args: argparse.Namespace) -> None:
     print(format_table(pd.DataFrame(rows)))
 
 
+def _csv(args: argparse.Namespace):
+    """``--data FILE.csv`` read and checked (:func:`initviz.csvdata.read_csv`), or None."""
+    from initviz.csvdata import MAX_CSV_BYTES, read_csv
+    if args.data is None:
+        if args.label is not None:
+            raise UsageError("--label: give it with --data FILE.csv")
+        return None
+    try:
+        with open(args.data, "rb") as file:
+            raw = file.read(MAX_CSV_BYTES + 1)  # one byte more tells "too large" apart
+    except OSError as error:
+        raise UsageError(f"--data {clip(args.data)}: {error.strerror}") from None
+    return read_csv(raw, args.label)
+
+
+def _output_text(spec) -> str:
+    if spec.output_init == "scaled":
+        return f"scaled x {spec.output_scale:g}"
+    return spec.output_init
+
+
 def _sizes_text(sizes: tuple[int, ...]) -> str:
     return f"width {sizes[0]}" if len(set(sizes)) == 1 else "widths " + ",".join(map(str, sizes))
 
 
 def add_train(sub, common) -> None:
-    from initviz.datasets import DATASETS
-    from initviz.training import MOMENTUM, OPTIMIZERS, TrainSpec
+    from initviz.datasets import DATASETS, INPUT_SCALES
+    from initviz.training import MAX_DROPOUT, MOMENTUM, OPTIMIZERS, OUTPUT_INITS, TrainSpec
 
     defaults = TrainSpec.__dataclass_fields__
     cmd = sub.add_parser("train", parents=[common],
@@ -127,6 +156,27 @@ def add_train(sub, common) -> None:
     cmd.add_argument("--eval-every", type=parse_whole,
                      help=f"steps between evaluations (default: {DEFAULT_EVAL_EVERY}, or --steps "
                           "if fewer)")
+    cmd.add_argument("--data", metavar="FILE.csv",
+                     help="train on your own CSV instead of --dataset: a header row, numeric "
+                          "feature columns and one label column (at most 1 MB, 20,000 rows, "
+                          "256 features)")
+    cmd.add_argument("--label", metavar="COLUMN",
+                     help="the label column of --data (default: the last column)")
+    cmd.add_argument("--input-scale", default=defaults["input_scale"].default,
+                     choices=INPUT_SCALES,
+                     help="standardized: each feature to mean 0, std 1 on the training split; "
+                          "unit: raw values in [0, 1] (digits: pixels / 16; a 2-D set: min-max "
+                          "on the training split)")
+    cmd.add_argument("--dropout", type=parse_number, default=defaults["dropout"].default,
+                     metavar="RATE",
+                     help=f"share of each hidden layer's outputs dropped at every training step, "
+                          f"0 to {MAX_DROPOUT:g} (not at validation)")
+    cmd.add_argument("--output-init", default=defaults["output_init"].default,
+                     choices=OUTPUT_INITS,
+                     help="the output layer: same (the run's scheme), zeros, or scaled (the "
+                          "run's scheme x --output-scale)")
+    cmd.add_argument("--output-scale", type=parse_number, default=0.01, metavar="F",
+                     help="the factor of --output-init scaled (default 0.01)")
     cmd.set_defaults(run=_cmd_train)
 
 

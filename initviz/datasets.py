@@ -1,10 +1,18 @@
 """The data sets a network is trained on: one real (digits) and five small 2-D toy problems.
 
 Every data set is drawn from a seed, split once into training and validation parts
-(:data:`VALIDATION_FRACTION` of the points, stratified by class), and standardized with the
-*training* split's per-feature mean and standard deviation (a feature that is constant on the
-training split, such as a border pixel of the digits, is only centred), so the validation split
-carries no information into the scaling. The same name and seed always give the same tensors.
+(:data:`VALIDATION_FRACTION` of the points, stratified by class), and scaled one of two ways
+(:data:`INPUT_SCALES`), each fitted on the *training* split alone so that the validation split
+carries no information into the scaling:
+
+* ``standardized`` (the default): each feature minus its training mean, over its training
+  (population) standard deviation; a feature that is constant on the training split, such as a
+  border pixel of the digits, is only centred.
+* ``unit``: raw values in [0, 1], as the PyTorch tutorials feed MNIST. The digits' pixels are
+  grey levels 0 to 16, divided by 16. A 2-D toy set has no natural range, so each feature is
+  min-max scaled to [0, 1] on the training split (validation points may fall a little outside).
+
+The same name, seed and scale always give the same tensors.
 
 ==========  =====  =======  ========================================================================
 name        input  classes  points
@@ -35,6 +43,7 @@ import torch
 from initviz.errors import InvalidSpec, check_int
 
 VALIDATION_FRACTION = 0.25
+INPUT_SCALES = ("standardized", "unit")
 MAX_SEED = 2**31 - 1
 SYNTHETIC_POINTS = 1200
 """Points drawn for each 2-D data set (900 for training, 300 for validation)."""
@@ -72,6 +81,10 @@ class DatasetInfo:
     draw: Callable[[int], tuple[np.ndarray, np.ndarray]]
     steps: int | None = None
     """Time steps of a sequence data set (each ``input_dim / steps`` numbers); None: vectors."""
+    value_max: float | None = None
+    """The largest value a feature can take where the data have a fixed range from 0 (the
+    digits' 16 grey levels): ``unit`` divides by it. None: ``unit`` is min-max on the training
+    split."""
 
 
 # scikit-learn is imported where a data set is drawn: importing it takes about 0.25 s, and the
@@ -118,7 +131,7 @@ def _gaussians(seed: int) -> tuple[np.ndarray, np.ndarray]:
 DATASETS: dict[str, DatasetInfo] = {
     info.name: info for info in (
         DatasetInfo("digits", "8×8 handwritten digits (scikit-learn, 1,797 images)", 64, 10,
-                    _digits),
+                    _digits, value_max=16.0),
         DatasetInfo("moons", "two interleaving half circles, noise 0.2", 2, 2, _moons),
         DatasetInfo("circles", "a circle inside a circle, noise 0.1", 2, 2, _circles),
         DatasetInfo("spirals", "three interleaved spiral arms", 2, 3, _spirals),
@@ -139,36 +152,78 @@ def dataset_info(name: str) -> DatasetInfo:
         raise InvalidSpec("dataset", name, "one of " + ", ".join(DATASETS)) from None
 
 
-def load_dataset(name: str, seed: int = 0) -> Dataset:
-    """Draw, split and standardize the data set ``name`` from ``seed`` (cached)."""
+def check_scale(scale: str) -> str:
+    if scale not in INPUT_SCALES:
+        raise InvalidSpec("input_scale", scale, "one of " + ", ".join(INPUT_SCALES))
+    return scale
+
+
+def load_dataset(name: str, seed: int = 0, scale: str = "standardized") -> Dataset:
+    """Draw, split and scale the data set ``name`` from ``seed`` (cached).
+
+    Args:
+        name: a name of :data:`DATASETS`.
+        seed: the seed of the draw and of the split.
+        scale: one of :data:`INPUT_SCALES` (see the module docstring).
+
+    Returns:
+        The :class:`Dataset`, float32 inputs and int64 labels on the CPU.
+    """
     info = dataset_info(name)
-    return _load(info, check_int("seed", seed, 0, MAX_SEED))
+    return _load(info, check_int("seed", seed, 0, MAX_SEED), check_scale(scale))
+
+
+def _scaler(value_max: float | None, scale: str, x_train: np.ndarray):
+    """The scaling fitted on the training split: an object with ``transform``."""
+    from sklearn.preprocessing import FunctionTransformer, MinMaxScaler, StandardScaler
+    if scale == "standardized":
+        # The training split's mean and (population) std; a constant feature is centred only.
+        return StandardScaler().fit(x_train)
+    if value_max is not None:
+        return FunctionTransformer(lambda x: x / value_max)
+    return MinMaxScaler().fit(x_train)
 
 
 # Validated before the cache, so that a bad argument is an InvalidSpec, never lru_cache's TypeError.
 @functools.lru_cache(maxsize=32)
-def _load(info: DatasetInfo, seed: int) -> Dataset:
-    from sklearn.model_selection import train_test_split
-    from sklearn.preprocessing import StandardScaler
-
+def _load(info: DatasetInfo, seed: int, scale: str) -> Dataset:
     x, y = info.draw(seed)
+    return _split_and_scale(info.name, info.description, seed, x, y, info.n_classes, scale,
+                            info.value_max)
+
+
+def load_csv(data, seed: int = 0, scale: str = "standardized") -> Dataset:
+    """Your own data (:class:`initviz.csvdata.CsvData`) split and scaled like a built-in set
+    (``unit``: min-max on the training split); cached by the file's content hash."""
+    return _load_csv(data, check_int("seed", seed, 0, MAX_SEED), check_scale(scale))
+
+
+@functools.lru_cache(maxsize=8)
+def _load_csv(data, seed: int, scale: str) -> Dataset:
+    return _split_and_scale("csv", data.description, seed, data.x, data.y, len(data.classes),
+                            scale, None)
+
+
+def _split_and_scale(name: str, description: str, seed: int, x, y, n_classes: int, scale: str,
+                     value_max: float | None) -> Dataset:
+    from sklearn.model_selection import train_test_split
+
     x_train, x_val, y_train, y_val = train_test_split(
         np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.int64),
         test_size=VALIDATION_FRACTION, random_state=seed, stratify=y)
-    # The training split's mean and (population) std; a constant feature is centred only.
-    scaler = StandardScaler().fit(x_train)
+    scaler = _scaler(value_max, scale, x_train)
 
     def tensor(a: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
         return torch.as_tensor(np.ascontiguousarray(a), dtype=dtype)
 
     return Dataset(
-        name=info.name, description=info.description, seed=seed,
+        name=name, description=description, seed=seed,
         x_train=tensor(scaler.transform(x_train), torch.float32),
         y_train=tensor(y_train, torch.int64),
         x_val=tensor(scaler.transform(x_val), torch.float32), y_val=tensor(y_val, torch.int64),
-        n_classes=info.n_classes,
+        n_classes=n_classes,
     )
 
 
-__all__ = ["DATASETS", "Dataset", "DatasetInfo", "MAX_SEED", "VALIDATION_FRACTION", "dataset_info",
-           "load_dataset"]
+__all__ = ["DATASETS", "Dataset", "DatasetInfo", "INPUT_SCALES", "MAX_SEED", "VALIDATION_FRACTION",
+           "check_scale", "dataset_info", "load_csv", "load_dataset"]

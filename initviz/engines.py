@@ -40,11 +40,14 @@ from initviz.records import Checkpoint, RunRecord
 if TYPE_CHECKING:
     from initviz.training import TrainSpec
 
-DIVERGENCE_LOSS = 1e4
+DIVERGENCE_LOSS = 1e6
 """A minibatch cross-entropy above this (nats) counts as diverged, like inf/NaN. Chance level is
-ln(n_classes) ≤ 2.3; a loss of 1e4 means logit gaps of ~1e4 on average, far past what a few thousand
-gradient steps undo, yet a large but sane initialization (losses in the tens to thousands at step 0)
-may still train."""
+ln(n_classes) ≤ 2.3. A large but sane initialization may still train from far above it: the
+tutorial table's U(0, 1) weights (64-256-128-10 ReLU on digits in [0, 1]) start at losses of 5.7e3
+to 1.03e4 (seeds 0-4) and, under Adam at lr 0.001, leave chance after about 300 steps; a loss of
+1e6 (logit gaps of ~1e6) is past what a few thousand steps undo."""
+DROPOUT_STREAM = 0x2545F4914F6CDD1D
+"""Mixed into each seed for the dropout masks, so they are drawn apart from the init and batches."""
 NARROW_LINEAR = 16
 """The batched engine computes a Linear with at most this many outputs as ``W @ hᵀ``: the CPU
 matmul kernels are slow when the product has so few columns (benchmarks/README.md)."""
@@ -132,13 +135,24 @@ class BatchedEngine(_StackedRuns):
         prefix = name + "."
         return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
-    def logits(self, x: torch.Tensor, train: bool) -> torch.Tensor:
-        """Every run's output for the same inputs: x (batch, in) -> (runs, batch, classes)."""
+    def logits(self, x: torch.Tensor, train: bool, masks: list[torch.Tensor] | None = None,
+               keep: bool = False) -> torch.Tensor:
+        """Every run's output for the same inputs: x (batch, in) -> (runs, batch, classes).
+
+        ``masks``: one dropout mask per Linear after the first, (runs, batch, in) each, that
+        multiplies the Linear's input. ``keep``: keep each hidden activation's output in
+        :attr:`kept`, with its gradient once the loss is backpropagated.
+        """
         self.base.train(train)
         runs = len(self.params[self.weight_names[0]])
         hidden = x.expand(runs, *x.shape)  # (runs, batch, in), a view: no copy per run
+        self.kept: list[tuple[torch.Tensor, torch.Tensor]] = []
+        linears = 0
         for name, module in self.layers:
             if isinstance(module, nn.Linear):
+                if masks is not None and linears:
+                    hidden = hidden * masks[linears - 1]
+                linears += 1
                 weight, bias = self.params[name + ".weight"], self.params[name + ".bias"]
                 if name in self.narrow:
                     # weight (runs, out, in) @ hidden.mT (runs, in, batch) + bias (runs, out, 1)
@@ -151,8 +165,16 @@ class BatchedEngine(_StackedRuns):
                 hidden = self.stateful[name]((self._state(name, self.params),
                                               self._state(name, self.buffers)), (hidden,))
             else:
-                hidden = module(hidden)
+                preact, hidden = hidden, module(hidden)
+                if keep:
+                    _keep(self.kept, preact, hidden)
         return hidden
+
+    def take_kept(self) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Each kept hidden layer's ``(pre-activation, output, gradient of the output)``, every
+        one (runs, batch, units), after the backward pass of a ``keep`` forward; forgets them."""
+        kept, self.kept = self.kept, []
+        return [(preact, output.detach(), output.grad) for preact, output in kept]
 
     def _torch_layout(self, of: Callable[[torch.Tensor], torch.Tensor]) -> list[torch.Tensor]:
         """``of`` each Linear weight, as ``(runs, out, in)`` views."""
@@ -215,9 +237,19 @@ class VmapEngine:
         self.sizes = [len(block) for block in blocks]
         self.weight_names = self.groups[0].weight_names
 
-    def logits(self, x: torch.Tensor, train: bool) -> torch.Tensor:
-        """Every run's output for the same inputs: x (batch, ...) -> (runs, batch, classes)."""
+    def logits(self, x: torch.Tensor, train: bool, masks: list[torch.Tensor] | None = None,
+               keep: bool = False) -> torch.Tensor:
+        """Every run's output for the same inputs: x (batch, ...) -> (runs, batch, classes).
+
+        Dropout (``masks``) and the per-layer statistics during training (``keep``) are the
+        plain stack's: TrainSpec refuses dropout here, and nothing is kept.
+        """
+        assert masks is None, "TrainSpec refuses dropout for architectures other than mlp"
         return torch.cat([group.logits(x, train) for group in self.groups])
+
+    def take_kept(self) -> list:
+        """Nothing: the hidden layers' statistics during training are the plain stack's."""
+        return []
 
     def _joined(self, of: Callable[[torch.Tensor], torch.Tensor]) -> list[torch.Tensor]:
         return [torch.cat([of(group.params[name]) for group in self.groups])
@@ -247,16 +279,56 @@ class VmapEngine:
 
 
 class OneByOneEngine:
-    """The reference: every run its own ``nn.Module`` with its own ``torch.optim`` optimizer."""
+    """The reference: every run its own ``nn.Module`` with its own ``torch.optim`` optimizer.
+
+    Dropout masks and kept activations go through hooks: a forward pre-hook on every Linear after
+    the first multiplies its input by the run's mask, a forward hook on every hidden activation
+    (``act`` of the plain stack's blocks) keeps its output.
+    """
 
     def __init__(self, models: list[nn.Module], make_optimizer, device: torch.device):
         self.models = [model.to(device) for model in models]
         self.optimizers = [make_optimizer(list(model.parameters())) for model in self.models]
         self.weight_names = _linear_weight_names(models[0])
+        self._masks: list[torch.Tensor] | None = None
+        self._keep = False
+        self._run = 0
+        self._kept_runs: list[list[tuple[torch.Tensor, torch.Tensor]]] = []
+        for model in self.models:
+            linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+            for number, linear in enumerate(linears[1:]):
+                linear.register_forward_pre_hook(functools.partial(self._mask, number=number))
+            for name, module in model.named_modules():
+                if name.endswith(".act") or name == "act":
+                    module.register_forward_hook(self._kept)
 
-    def logits(self, x: torch.Tensor, train: bool) -> torch.Tensor:
+    def _mask(self, module: nn.Module, inputs: tuple, number: int):
+        if self._masks is not None:
+            return (inputs[0] * self._masks[number][self._run],)
+        return None
+
+    def _kept(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        if self._keep:
+            _keep(self._kept_runs[self._run], inputs[0], output)
+
+    def logits(self, x: torch.Tensor, train: bool, masks: list[torch.Tensor] | None = None,
+               keep: bool = False) -> torch.Tensor:
         """x (batch, in) -> (runs, batch, classes), as :meth:`BatchedEngine.logits`."""
-        return torch.stack([model.train(train)(x) for model in self.models])
+        self._masks, self._keep = masks, keep
+        self._kept_runs = [[] for _ in self.models]
+        outputs = []
+        for run, model in enumerate(self.models):
+            self._run = run
+            outputs.append(model.train(train)(x))
+        self._masks, self._keep = None, False
+        return torch.stack(outputs)
+
+    def take_kept(self) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """As :meth:`BatchedEngine.take_kept`: every run's tensors stacked."""
+        kept, self._kept_runs = self._kept_runs, []
+        return [tuple(torch.stack(parts) for parts in zip(
+                    *((preact, output.detach(), output.grad) for preact, output in layer)))
+                for layer in zip(*kept)]
 
     def _stacked(self, of: Callable[[torch.Tensor], torch.Tensor]) -> list[torch.Tensor]:
         per_model = [dict(model.named_parameters()) for model in self.models]
@@ -280,12 +352,56 @@ class OneByOneEngine:
         self.optimizers = [self.optimizers[i] for i in kept]
 
 
+class DropoutMasks:
+    """Inverted-dropout masks for every Linear after the first, drawn on the device.
+
+    Each seed index ``j`` has its own generator, seeded from the base seed plus ``j`` mixed with
+    :data:`DROPOUT_STREAM`, and every run of seed ``j`` (whatever its scheme) gets the same masks:
+    schemes are compared under the same dropout noise, as they are on the same batches, and a
+    run's masks do not depend on which other runs train beside it or diverge. Both engines take
+    the same mask tensors, so the batched model still equals one model at a time.
+    """
+
+    def __init__(self, rate: float, sizes: tuple[int, ...], seeds: int, seed: int,
+                 device: torch.device):
+        self.rate, self.sizes, self.device = rate, sizes, device
+        self.generators = [torch.Generator(device=device).manual_seed((seed + j) ^ DROPOUT_STREAM)
+                           for j in range(seeds)]
+
+    def draw(self, batch: int, rows: torch.Tensor) -> list[torch.Tensor]:
+        """One step's masks, (len(rows), batch, size) each: 0 or 1 / (1 − rate); ``rows``: the
+        seed index of each run being trained."""
+        masks = []
+        for size in self.sizes:
+            uniform = torch.stack([torch.rand(batch, size, generator=g, device=self.device)
+                                   for g in self.generators])
+            masks.append(((uniform >= self.rate) / (1.0 - self.rate))[rows])
+        return masks
+
+
+def _keep(kept: list, preact: torch.Tensor, output: torch.Tensor) -> None:
+    """Keep a hidden activation's input and output, the output with its gradient once
+    backpropagated."""
+    output.retain_grad()
+    kept.append((preact.detach(), output))
+
+
 def _norms(tensors: Iterable[torch.Tensor]) -> torch.Tensor:
     """Frobenius norm of each run's slice of each tensor: shape (runs, len(tensors))."""
     # over the trailing dimensions in place: flatten would copy the batched engine's transposed
     # views
     return torch.stack([torch.linalg.vector_norm(t, dim=tuple(range(1, t.dim())))
                         for t in tensors], dim=1)
+
+
+def _saturated_share(preact: torch.Tensor, outside: tuple[float, float] | None) -> torch.Tensor:
+    """Per run, the share of ``preact`` (runs, ...) outside ``outside``; NaN for None."""
+    runs = len(preact)
+    if outside is None:
+        return torch.full((runs,), math.nan, device=preact.device)
+    low, high = outside
+    flat = preact.reshape(runs, -1)
+    return ((flat < low) | (flat > high)).float().mean(dim=1)  # an infinite end never counts
 
 
 def run_losses(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -313,7 +429,11 @@ class Tracker:
         self.loss_count = torch.zeros(runs, device=device)
         layers = len(engine.weight_names)
         self.layer_stats = torch.full((runs, 2 * layers), math.nan, device=device)
+        self.hidden_stats = torch.full((runs, 0), math.nan, device=device)
         self._before: list[torch.Tensor] = []
+        # the seed index of each engine row: the dropout masks are drawn per seed
+        self.seed_rows = torch.arange(runs, device=device) % spec.seeds
+        self.saturated_outside = spec.network.resolved_activation.saturated_outside
 
     def observe(self, step: int, losses: torch.Tensor) -> None:
         """Add one step's minibatch losses; mark the runs whose loss has diverged."""
@@ -323,6 +443,21 @@ class Tracker:
         self.loss_count += counted
         self.diverged_at = torch.where(counted & bad, step, self.diverged_at)
         self.alive = counted & ~bad
+
+    def measure_hidden(self) -> None:
+        """Per hidden layer and run, from the kept forward and backward pass just made: the std
+        of the activation's output, the share of units in its saturated region (as the probe
+        counts it: the pre-activation outside ``saturated_outside``; NaN where the activation
+        has none) and the std of the loss's gradient with respect to the output."""
+        columns = {"act": [], "saturated": [], "grad": []}
+        for preact, output, grad in self.engine.take_kept():
+            runs = len(output)
+            columns["act"].append(output.reshape(runs, -1).std(dim=1, correction=0))
+            columns["grad"].append(grad.reshape(runs, -1).std(dim=1, correction=0))
+            columns["saturated"].append(_saturated_share(preact, self.saturated_outside))
+        if columns["act"]:  # none for architectures other than the plain stack
+            self.hidden_stats = torch.stack([*columns["act"], *columns["saturated"],
+                                             *columns["grad"]], dim=1)
 
     def before_update(self) -> None:
         self._before = [w.clone() for w in self.engine.weights()]
@@ -348,18 +483,24 @@ class Tracker:
             torch.where(self.alive, val_acc, nan),
             self.diverged_at.to(val_loss.dtype),
         ], dim=1)
-        host = torch.cat([columns, self.layer_stats], dim=1).cpu().tolist()  # the one sync
+        host = torch.cat([columns, self.layer_stats, self.hidden_stats],
+                         dim=1).cpu().tolist()  # the one sync
         layers = len(self.engine.weight_names)
+        hidden = self.hidden_stats.shape[1] // 3
         runs = self.spec.runs
         records = []
         for run, row in zip(self.active, host):
             (name, params), seed = runs[run]
+            stats = row[4 + 2 * layers:]
             records.append(RunRecord(
                 run=run, scheme=name, scheme_params=params, entry=self.spec.label((name, params)),
                 seed=seed, step=step,
                 train_loss=row[0], val_loss=row[1], val_acc=row[2],
                 diverged_at=None if row[3] < 0 else int(row[3]),
-                grad_norm=tuple(row[4:4 + layers]), update_ratio=tuple(row[4 + layers:])))
+                grad_norm=tuple(row[4:4 + layers]),
+                update_ratio=tuple(row[4 + layers:4 + 2 * layers]),
+                act_std=tuple(stats[:hidden]), saturated=tuple(stats[hidden:2 * hidden]),
+                grad_std=tuple(stats[2 * hidden:])))
         self._drop_diverged([record.diverged for record in records])
         if step > 0:
             # The first batch's loss is also the loss of update 1, which the next record covers.
@@ -376,9 +517,10 @@ class Tracker:
         self.active = [self.active[i] for i in keep]
         if keep:
             self.engine.keep(rows)
-        for name in ("alive", "diverged_at", "loss_sum", "loss_count", "layer_stats"):
+        for name in ("alive", "diverged_at", "loss_sum", "loss_count", "layer_stats",
+                     "hidden_stats", "seed_rows"):
             setattr(self, name, getattr(self, name)[rows])
 
 
-__all__ = ["BatchedEngine", "DIVERGENCE_LOSS", "NARROW_LINEAR", "OneByOneEngine", "Tracker",
-           "VmapEngine", "run_losses"]
+__all__ = ["BatchedEngine", "DIVERGENCE_LOSS", "DROPOUT_STREAM", "DropoutMasks", "NARROW_LINEAR",
+           "OneByOneEngine", "Tracker", "VmapEngine", "run_losses"]

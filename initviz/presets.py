@@ -70,10 +70,12 @@ def network_of(values: Mapping) -> NetworkSpec:
     scheme, arch = values["scheme"], values.get("arch", "mlp")
     params = {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith(f"{scheme}.")}
     options = {name: values[name] for name in get_arch(arch).options if name in values}
-    return NetworkSpec.stack(values["width"], values["depth"], activation=values["activation"],
-                             scheme=scheme, scheme_params=params, bias=values.get("bias", "zeros"),
-                             input_dim=values.get("input_dim", 64),
-                             norm=values.get("norm", "none"), arch=arch, arch_params=options)
+    common = dict(activation=values["activation"], scheme=scheme, scheme_params=params,
+                  bias=values.get("bias", "zeros"), input_dim=values.get("input_dim", 64),
+                  norm=values.get("norm", "none"), arch=arch, arch_params=options)
+    if values.get("sizes"):  # on the page too, sizes overrides width × depth
+        return NetworkSpec(sizes=tuple(int(s) for s in values["sizes"].split(",")), **common)
+    return NetworkSpec.stack(values["width"], values["depth"], **common)
 
 
 __all__ = ["ARCH_KEYS", "PRESETS", "Preset", "SECTIONS", "network_of"]

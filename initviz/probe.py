@@ -1,9 +1,9 @@
 """Per-layer statistics of a freshly initialized network, forward and backward, from hooks.
 
-One forward and one backward pass on a batch of N(0, 1) inputs. The probe's loss is a fixed random
-projection of the last hidden layer, ``L = Σ_{b,i} h_L[b,i] · r[b,i]`` with ``r ~ N(0, 1)``, so
-``dL/dh_L = r`` has unit variance whatever the forward pass did: the backward statistics show what
-the network does to a gradient, not what the loss did to it.
+One forward and one backward pass on a batch of N(mean, std²) inputs (N(0, 1) by default). The
+probe's loss is a fixed random projection of the last hidden layer, ``L = Σ_{b,i} h_L[b,i] ·
+r[b,i]`` with ``r ~ N(0, 1)``, so ``dL/dh_L = r`` has unit variance whatever the forward pass did:
+the backward statistics show what the network does to a gradient, not what the loss did to it.
 
 Per layer, besides the moments: ``dead_frac``, the share of units that are off (at or below the
 activation's dead threshold, :mod:`initviz.activations`) for every input of the batch -- such a
@@ -53,6 +53,8 @@ BASIS_POINTS = (0, 668, 1587, 3085, 5000, 6915, 8413, 9332, 10000)
 """TensorBoard's distribution basis points, in 1/100 of a percent."""
 
 MAX_PROBE_BATCH = 8192  # inputs per profile; the training minibatch has its own limit
+MAX_INPUT_MEAN = 100.0
+"""The probe input's mean lies in [-this, this] and its std in [0, this]."""
 MAX_BINS = 200
 INPUT_STREAM = 0x9E3779B9  # the inputs' generator is seeded apart from the weights' one
 _FLOAT32_TINY = torch.finfo(torch.float32).tiny
@@ -75,6 +77,8 @@ class Profile:
     nonfinite_pass: str | None  # "forward" or "backward": the pass that overflowed first
     prediction: Prediction | None
     theory_note: str | None
+    input_mean: float = 0.0
+    input_std: float = 1.0
 
     @property
     def theory(self) -> MeanField | None:
@@ -83,7 +87,8 @@ class Profile:
     def to_json_dict(self) -> dict:
         theory = self.theory
         return {
-            "config": {**self.spec.to_dict(), "batch": self.batch, "seed": self.seed},
+            "config": {**self.spec.to_dict(), "batch": self.batch, "seed": self.seed,
+                       "input_mean": self.input_mean, "input_std": self.input_std},
             "device": self.device,
             "seconds": self.seconds,
             "first_nonfinite_layer": self.first_nonfinite_layer,
@@ -228,11 +233,28 @@ def _percentiles(counts: torch.Tensor, low: torch.Tensor, span: torch.Tensor) ->
     return values
 
 
+def check_input(mean: float, std: float) -> tuple[float, float]:
+    """The probe input's mean and std as floats, or InvalidSpec: a finite mean in
+    [-:data:`MAX_INPUT_MEAN`, :data:`MAX_INPUT_MEAN`], a std in [0, :data:`MAX_INPUT_MEAN`]."""
+    checked = []
+    for name, value, low in (("input_mean", mean, -MAX_INPUT_MEAN), ("input_std", std, 0.0)):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = math.nan
+        if isinstance(value, bool) or not low <= number <= MAX_INPUT_MEAN:  # NaN fails too
+            raise InvalidSpec(name, value, f"a number in [{low:g}, {MAX_INPUT_MEAN:g}]")
+        checked.append(number)
+    return checked[0], checked[1]
+
+
 def profile(spec: NetworkSpec, batch: int = 256, seed: int = 0, device: str = "auto",
-            bins: int = 60, memory_budget: int | None = None) -> Profile:
+            bins: int = 60, memory_budget: int | None = None, input_mean: float = 0.0,
+            input_std: float = 1.0) -> Profile:
     """Measure ``spec`` freshly initialized from ``seed``, layer by layer, forward and backward.
 
-    One forward pass of ``batch`` N(0, 1) inputs and one backward pass of the loss
+    One forward pass of ``batch`` N(``input_mean``, ``input_std``²) inputs and one backward pass
+    of the loss
     ``L = Σ h_last · r`` (``r ~ N(0, 1)`` drawn once), with hooks on every activation: the
     module docstring says what each column means.
 
@@ -244,6 +266,11 @@ def profile(spec: NetworkSpec, batch: int = 256, seed: int = 0, device: str = "a
         device: ``auto``, ``cpu``, ``cuda`` or ``mps``; one that is not there falls back to cpu.
         bins: histogram bins per layer, in [2, :data:`MAX_BINS`].
         memory_budget: bytes the pass may take (default :func:`initviz.network.memory_budget`).
+        input_mean, input_std: every input number is ``input_mean + input_std · N(0, 1)``
+            (:func:`check_input`). The mean-field prediction starts from the input's second
+            moment ``E[x²] = mean² + std²``, so layer 1's pre-activation variance is
+            ``σ_w² (mean² + std²) + σ_b²`` (Poole et al. 2016's ``q¹``): a start at the fixed
+            point ``q*`` or away from it (SELU's attraction) is a choice of mean and std.
 
     Returns:
         A :class:`Profile`: one row per layer (:data:`LAYER_COLUMNS`), histograms,
@@ -261,6 +288,7 @@ def profile(spec: NetworkSpec, batch: int = 256, seed: int = 0, device: str = "a
                           "the batch")
     bins = check_int("bins", bins, 2, MAX_BINS)
     seed = check_int("seed", seed, 0, MAX_SEED)
+    input_mean, input_std = check_input(input_mean, input_std)
     check_memory("this profile", estimate_bytes(spec, batch), memory_budget)
     choice = resolve_device(device)
     dev = choice.device
@@ -269,7 +297,8 @@ def profile(spec: NetworkSpec, batch: int = 256, seed: int = 0, device: str = "a
     model = build_model(spec, seed, device=dev)
     inputs = input_generator(seed)
     architecture = spec.architecture
-    x = torch.randn(batch, *architecture.input_shape(spec), generator=inputs).to(dev)
+    x = (input_mean + input_std
+         * torch.randn(batch, *architecture.input_shape(spec), generator=inputs)).to(dev)
     projection = torch.randn(batch, *architecture.output_shape(spec), generator=inputs).to(dev)
     stats = TensorStats(bins)
     points = architecture.probe_points(model, spec)
@@ -288,7 +317,7 @@ def profile(spec: NetworkSpec, batch: int = 256, seed: int = 0, device: str = "a
             extra.remove()
     host = _to_host(spec, stats, hooks, linears, dev, extra)
     seconds = time.perf_counter() - start
-    return _assemble(spec, batch, seed, choice, seconds, bins, host)
+    return _assemble(spec, batch, seed, choice, seconds, bins, host, input_mean, input_std)
 
 
 class _ActivationHooks:
@@ -374,14 +403,15 @@ def _to_host(spec: NetworkSpec, stats: TensorStats, hooks: _ActivationHooks,
 
 def profiles(specs: Sequence[NetworkSpec], batch: int = 256, seed: int = 0,
              device: str = "auto", bins: int = 60,
-             memory_budget: int | None = None) -> list[Profile]:
+             memory_budget: int | None = None, input_mean: float = 0.0,
+             input_std: float = 1.0) -> list[Profile]:
     """:func:`profile` of each spec (the page's compared schemes), computed side by side where
     their memory fits the budget together (:func:`initviz.devices.side_by_side`).
 
     Args:
         specs: the networks, e.g. one per compared scheme.
-        batch, seed, device, bins, memory_budget: as for :func:`profile`; every spec is
-            measured on the same inputs.
+        batch, seed, device, bins, memory_budget, input_mean, input_std: as for
+            :func:`profile`; every spec is measured on the same inputs.
 
     Returns:
         One :class:`Profile` per spec, in the order of ``specs``.
@@ -396,14 +426,14 @@ def profiles(specs: Sequence[NetworkSpec], batch: int = 256, seed: int = 0,
     batch = check_int("batch", batch, 1, MAX_PROBE_BATCH)
     return side_by_side(
         lambda spec: profile(spec, batch=batch, seed=seed, device=device, bins=bins,
-                             memory_budget=budget),
+                             memory_budget=budget, input_mean=input_mean, input_std=input_std),
         specs, needed_bytes=sum(estimate_bytes(spec, batch) for spec in specs), budget=budget)
 
 
 def _assemble(spec: NetworkSpec, batch: int, seed: int, choice, seconds: float, bins: int,
-              host: dict[str, np.ndarray]) -> Profile:
+              host: dict[str, np.ndarray], input_mean: float, input_std: float) -> Profile:
     first_nonfinite, nonfinite_pass = _first_nonfinite(host, spec.depth)
-    prediction = predict(spec)
+    prediction = predict(spec, input_second_moment=input_mean**2 + input_std**2)
     histograms, percentiles = _distributions(host, spec.depth, bins)
     return Profile(
         spec=spec, batch=batch, seed=seed, device=choice.name, device_notice=choice.notice,
@@ -412,6 +442,7 @@ def _assemble(spec: NetworkSpec, batch: int, seed: int, choice, seconds: float, 
         first_nonfinite_layer=first_nonfinite, nonfinite_pass=nonfinite_pass,
         prediction=prediction,
         theory_note=theory_unavailable_reason(spec) or spec.architecture.theory_note(spec),
+        input_mean=input_mean, input_std=input_std,
     )
 
 
@@ -509,4 +540,5 @@ def _distributions(host: dict[str, np.ndarray], depth: int,
 
 
 __all__ = ["BASIS_POINTS", "INPUT_STREAM", "KINDS", "LAYER_COLUMNS", "MAX_BINS", "MAX_PROBE_BATCH",
-           "Profile", "TensorStats", "input_generator", "profile", "profiles"]
+           "MAX_INPUT_MEAN", "Profile", "TensorStats", "check_input", "input_generator", "profile",
+           "profiles"]

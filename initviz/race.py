@@ -43,7 +43,6 @@ from scipy.optimize import nnls
 
 from initviz import training
 from initviz.cache import LRU, MemoryLedger, finished_trainings, server_ledger
-from initviz.datasets import load_dataset
 from initviz.devices import threads_here, usable_cpus
 from initviz.errors import InitvizError
 from initviz.records import RunRecord
@@ -117,7 +116,7 @@ def race_work(spec: TrainSpec) -> tuple[float, float]:
         backward products per weight, for every run) and evaluation, and the number of layer
         calls, which costs the same whatever the width (dispatch, elementwise work).
     """
-    data = load_dataset(spec.dataset, spec.seed)
+    data = spec.load_data()
     evaluations = len(spec.eval_steps)
     weights = spec.network.parameter_count(data.n_classes)
     rows = 3 * spec.batch * spec.steps + len(data.y_val) * evaluations

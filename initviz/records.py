@@ -11,6 +11,14 @@ yields a :class:`RunRecord`; "step s" means after ``s`` updates.
   ``‖∂L/∂W_l‖_F`` of the minibatch gradient, and ``update_ratio`` ``‖ΔW_l‖_F / ‖W_l‖_F``, the
   "update:data ratio" (Karpathy, CS231n: around 1e-3 is healthy; much smaller and the layer
   barely learns, much larger and it is being overwritten). NaN at step 0, before any update.
+* per hidden layer ``l = 1 … depth`` (the plain stack ``mlp``; empty for other architectures),
+  from the forward and backward pass of update ``s`` (at step 0, of update 1: the first
+  minibatch at the initial weights):
+  ``act_std``, the std of the activation's output over the batch and the units (before dropout);
+  ``saturated``, the share of units whose pre-activation lies in the activation's saturated
+  region (as the probe counts it, :mod:`initviz.activations`; NaN where the activation has none);
+  ``grad_std``, the std of the gradient of the run's mean minibatch loss with respect to the
+  activation's output. Measured only on the steps that are recorded.
 """
 
 from __future__ import annotations
@@ -54,6 +62,9 @@ class RunRecord:
     diverged_at: int | None
     grad_norm: tuple[float, ...]
     update_ratio: tuple[float, ...]
+    act_std: tuple[float, ...] = ()
+    saturated: tuple[float, ...] = ()
+    grad_std: tuple[float, ...] = ()
     entry: str = ""  # the compared entry as written (TrainSpec.label); "" labels by the scheme
 
     @property
@@ -104,6 +115,13 @@ def _losses_dict(record: RunRecord) -> dict:
             "val_acc": json_number(record.val_acc)}
 
 
+def _hidden_list(record: RunRecord) -> list[dict]:
+    return [{"layer": layer, "act_std": json_number(a), "saturated_frac": json_number(s),
+             "grad_std": json_number(g)}
+            for layer, (a, s, g) in enumerate(zip(record.act_std, record.saturated,
+                                                  record.grad_std), start=1)]
+
+
 @dataclass(frozen=True)
 class TrainResult:
     """All runs of one call, on the CPU. ``stopped`` says the caller stopped it early."""
@@ -116,13 +134,18 @@ class TrainResult:
     runs: tuple[RunResult, ...]
 
     def to_json_dict(self) -> dict:
-        """The ``train --json`` document; values that are not finite become null."""
+        """The ``train --json`` document; values that are not finite become null.
+
+        Each history entry has, besides the contract's keys, ``hidden``: one entry per hidden
+        layer, ``{"layer", "act_std", "saturated_frac", "grad_std"}`` (the module docstring says
+        what each means; empty for architectures other than the plain stack)."""
         return {
             "device": self.device,
             "seconds": self.seconds,
             "runs": [{"scheme": self.spec.text((run.scheme, run.scheme_params)),
                       "seed": run.seed, "diverged": run.diverged,
-                      "history": [{"step": r.step, **_losses_dict(r)} for r in run.history],
+                      "history": [{"step": r.step, **_losses_dict(r), "hidden": _hidden_list(r)}
+                                  for r in run.history],
                       "final": _losses_dict(run.final)} for run in self.runs],
         }
 

@@ -28,14 +28,15 @@ PHASE_MAP_BYTES = 16 * 1024**2
 :data:`PHASE_GRID_SIDE`."""
 
 
-def profiles(specs: tuple[tuple[str, NetworkSpec], ...], batch: int, seed: int, device: str
-             ) -> dict[str, Profile]:
+def profiles(specs: tuple[tuple[str, NetworkSpec], ...], batch: int, seed: int, device: str,
+             input_mean: float = 0.0, input_std: float = 1.0) -> dict[str, Profile]:
     """Every compared entry's profile, computed side by side on the same inputs.
 
     Args:
         specs: each compared entry's label and network (the entries differ in their scheme, its
             parameters, or the architecture options a variant sets).
-        batch, seed, device: as for :func:`initviz.probe.profiles`.
+        batch, seed, device, input_mean, input_std: as for :func:`initviz.probe.profiles`
+            (the input's mean and std are part of the cache key).
 
     Returns:
         The profiles by label, in the order of ``specs``.
@@ -44,11 +45,12 @@ def profiles(specs: tuple[tuple[str, NetworkSpec], ...], batch: int, seed: int, 
         ServerBusy: other sessions' computations keep the server's memory taken.
     """
     return computed(
-        ("profiles", specs, batch, seed, device), "this profile",
-        peak_bytes([estimate_bytes(spec, batch) for _, spec in specs]),
+        ("profiles", specs, batch, seed, device, float(input_mean), float(input_std)),
+        "this profile", peak_bytes([estimate_bytes(spec, batch) for _, spec in specs]),
         lambda: dict(zip((label for label, _ in specs),
                          probe.profiles([spec for _, spec in specs], batch=batch, seed=seed,
-                                        device=device))))
+                                        device=device, input_mean=input_mean,
+                                        input_std=input_std))))
 
 
 def phase_diagram(activation: str, summary: MeanField | None, depth: int,

@@ -31,9 +31,12 @@ import pandas as pd
 import torch
 from torch import nn
 
-from initviz.datasets import MAX_SEED, Dataset, dataset_info, load_dataset
+from initviz.csvdata import CsvData
+from initviz.datasets import (MAX_SEED, Dataset, DatasetInfo, check_scale, dataset_info, load_csv,
+                              load_dataset)
 from initviz.devices import DEVICE_CHOICES, resolve_device
-from initviz.engines import BatchedEngine, OneByOneEngine, Tracker, VmapEngine, run_losses
+from initviz.engines import (BatchedEngine, DropoutMasks, OneByOneEngine, Tracker, VmapEngine,
+                             run_losses)
 from initviz.errors import InvalidSpec, check_int
 from initviz.network import (LSUV_CALIBRATION_BATCH, NetworkSpec, build_model, check_memory,
                              estimate_bytes)
@@ -53,6 +56,9 @@ MAX_LR = 10.0
 MAX_SCHEMES = 32
 BATCH_STREAM = 0x5DEECE66D
 """Mixed into the base seed for the batch order, so it is drawn apart from the init seeds."""
+MAX_DROPOUT = 0.9
+OUTPUT_INITS = ("same", "zeros", "scaled")
+MAX_OUTPUT_SCALE = 100.0
 
 SchemeChoice = tuple[str, ResolvedParams]
 
@@ -118,6 +124,20 @@ class TrainSpec:
         batch: training examples per step.
         eval_every: steps between records.
         device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
+        input_scale: how the data set's features are scaled, one of
+            :data:`initviz.datasets.INPUT_SCALES` (``standardized`` or raw ``unit`` [0, 1]).
+        dropout: the share of each hidden layer's outputs zeroed at every training step
+            (inverted dropout: the kept ones are scaled by 1/(1 − rate); off for validation), in
+            [0, :data:`MAX_DROPOUT`]; ``mlp`` only.
+        output_init: the output layer's initialization, one of :data:`OUTPUT_INITS`: ``same``
+            (the run's scheme, like the hidden layers), ``zeros`` (weight and bias 0: every
+            class equally likely at step 0) or ``scaled`` (the run's scheme, weight times
+            ``output_scale``, e.g. 0.01 for a near-uniform first prediction).
+        output_scale: the factor of ``scaled``, in (0, :data:`MAX_OUTPUT_SCALE`]; normalized to
+            1.0 for the other two, so that equal runs compare equal.
+        data: your own data (:func:`initviz.csvdata.read_csv`) instead of ``dataset``, which
+            becomes ``"csv"``; the spec compares and hashes by the file's content hash and label
+            column, so the training cache keys by them.
 
     Raises:
         InvalidSpec: a field out of range or unknown, with a sentence that says which.
@@ -141,6 +161,11 @@ class TrainSpec:
     batch: int = 64
     eval_every: int = 10
     device: str = "auto"
+    input_scale: str = "standardized"
+    dropout: float = 0.0
+    output_init: str = "same"
+    output_scale: float = 1.0
+    data: CsvData | None = None
     texts: tuple[str, ...] = field(default=(), init=False, compare=False)
     """Each entry of ``schemes`` as it was given (two spellings of one entry train the same, so
     they compare equal): ``runs[].scheme`` in ``train --json``."""
@@ -173,20 +198,18 @@ class TrainSpec:
         if self.seed + self.seeds - 1 > MAX_SEED:
             raise InvalidSpec("seed", self.seed,
                               f"a whole number in [0, {MAX_SEED - self.seeds + 1}]")
-        info = dataset_info(self.dataset)
+        if self.data is not None:
+            if not isinstance(self.data, CsvData):
+                raise InvalidSpec("data", type(self.data).__name__, "a CsvData (read_csv)")
+            set_(self, "dataset", "csv")
+        info = self.data_info
         first_name, first_params = schemes[0]
         network = network_for(self.network, first_name, first_params)
         set_(self, "network", network.architecture.for_data(network, info.input_dim,
                                                             self.dataset))
         if self.optimizer not in OPTIMIZERS:
             raise InvalidSpec("optimizer", self.optimizer, "one of " + ", ".join(OPTIMIZERS))
-        try:
-            lr = float(self.lr)
-        except (TypeError, ValueError):
-            raise InvalidSpec("lr", self.lr, f"a number in (0, {MAX_LR:g}]") from None
-        if isinstance(self.lr, bool) or not 0.0 < lr <= MAX_LR:  # NaN fails this too
-            raise InvalidSpec("lr", self.lr, f"a number in (0, {MAX_LR:g}]")
-        set_(self, "lr", lr)
+        set_(self, "lr", _check_number("lr", self.lr, 0.0, MAX_LR, low_open=True))
         set_(self, "steps", check_int("steps", self.steps, 1, MAX_STEPS))
         set_(self, "batch", check_int("batch", self.batch, 1, MAX_BATCH))
         if self.network.norm == "batchnorm" and self.batch < 2:  # torch cannot normalize one input
@@ -195,6 +218,31 @@ class TrainSpec:
         set_(self, "eval_every", check_int("eval_every", self.eval_every, 1, self.steps))
         if self.device not in DEVICE_CHOICES:
             raise InvalidSpec("device", self.device, "one of " + ", ".join(DEVICE_CHOICES))
+        set_(self, "input_scale", check_scale(self.input_scale))
+        set_(self, "dropout", _check_number("dropout", self.dropout, 0.0, MAX_DROPOUT))
+        if self.dropout and self.network.arch != "mlp":
+            raise InvalidSpec("dropout", self.dropout,
+                              "0 for this architecture: dropout acts on the mlp's hidden layers")
+        if self.output_init not in OUTPUT_INITS:
+            raise InvalidSpec("output_init", self.output_init,
+                              "one of " + ", ".join(OUTPUT_INITS))
+        scale = _check_number("output_scale", self.output_scale, 0.0, MAX_OUTPUT_SCALE,
+                              low_open=True)
+        set_(self, "output_scale", scale if self.output_init == "scaled" else 1.0)
+
+    @property
+    def data_info(self) -> DatasetInfo:
+        """What is known of the data set without drawing it (for your CSV, from the file)."""
+        if self.data is None:
+            return dataset_info(self.dataset)
+        return DatasetInfo("csv", self.data.description, self.data.x.shape[1],
+                           len(self.data.classes), draw=None)
+
+    def load_data(self) -> Dataset:
+        """The data set this spec trains on, scaled as it says (cached)."""
+        if self.data is not None:
+            return load_csv(self.data, self.seed, self.input_scale)
+        return load_dataset(self.dataset, self.seed, self.input_scale)
 
     @property
     def runs(self) -> list[tuple[SchemeChoice, int]]:
@@ -216,6 +264,19 @@ class TrainSpec:
     @property
     def eval_steps(self) -> list[int]:
         return sorted({*range(0, self.steps, self.eval_every), self.steps})
+
+
+def _check_number(name: str, value, low: float, high: float, *, low_open: bool = False) -> float:
+    """``value`` as a float in [low, high] ((low, high] with ``low_open``), or InvalidSpec."""
+    expected = f"a number in {'(' if low_open else '['}{low:g}, {high:g}]"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InvalidSpec(name, value, expected) from None
+    inside = low < number <= high if low_open else low <= number <= high  # NaN fails both
+    if isinstance(value, bool) or not inside:
+        raise InvalidSpec(name, value, expected)
+    return number
 
 
 _HISTORY_COLUMNS = ["run", "scheme", "label", "seed", "step", "train_loss", "val_loss", "val_acc",
@@ -241,6 +302,21 @@ def layer_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
         columns=_LAYER_COLUMNS)
 
 
+_HIDDEN_COLUMNS = ["run", "scheme", "label", "seed", "step", "layer", "act_std", "saturated",
+                   "grad_std"]
+
+
+def hidden_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
+    """One row per run, evaluation step and hidden layer (from 1): the activation std, the
+    saturated share and the gradient std recorded there (:mod:`initviz.records`)."""
+    return pd.DataFrame(
+        [{"run": r.run, "scheme": r.scheme, "label": r.label, "seed": r.seed, "step": r.step,
+          "layer": layer, "act_std": a, "saturated": s, "grad_std": g}
+         for r in records
+         for layer, (a, s, g) in enumerate(zip(r.act_std, r.saturated, r.grad_std), start=1)],
+        columns=_HIDDEN_COLUMNS)
+
+
 def update_ratio_steps(layers: pd.DataFrame, count: int = 3) -> pd.DataFrame:
     """The update-to-weight ratio per scheme and layer, mean over seeds, at ``count`` records
     spread evenly over the run so far: the first update, then up to the latest record.
@@ -263,11 +339,16 @@ def update_ratio_steps(layers: pd.DataFrame, count: int = 3) -> pd.DataFrame:
 def final_frame(history: pd.DataFrame) -> pd.DataFrame:
     """One row per scheme of a :func:`history_frame`, from each run's last record: ``val_acc``
     and ``val_loss``, the means over the runs that did not diverge (NaN where every run did),
-    ``diverged`` and ``runs``, how many of its runs diverged and how many there were."""
-    last = history.sort_values("step", kind="stable").groupby("run").tail(1)
-    return last.groupby("scheme", sort=False).agg(
+    ``diverged`` and ``runs``, how many of its runs diverged and how many there were; and
+    ``initial_loss``, the mean validation loss at step 0 (at the initial weights: ln C for a
+    uniform prediction over C classes)."""
+    ordered = history.sort_values("step", kind="stable")
+    last = ordered.groupby("run").tail(1)
+    first = ordered[ordered["step"] == 0].groupby("scheme", sort=False)["val_loss"].mean()
+    final = last.groupby("scheme", sort=False).agg(
         val_acc=("val_acc", "mean"), val_loss=("val_loss", "mean"),
         diverged=("diverged", "sum"), runs=("run", "size")).reset_index()
+    return final.assign(initial_loss=final["scheme"].map(first))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -315,7 +396,7 @@ class TrainingStream:
     def __init__(self, spec: TrainSpec, *, stop: Callable[[], bool] | None = None,
                  batched: bool = True, memory_budget: int | None = None):
         self.spec = spec
-        self.data: Dataset = load_dataset(spec.dataset, spec.seed)
+        self.data: Dataset = spec.load_data()
         # Parameter-sized tensors alive at once at the worst moment, an update that is measured:
         # weights, gradients, the optimizer's state and what its step makes in passing (Adam:
         # two moments, and √v and its scaled copy, counted whole on every device since even made
@@ -358,9 +439,12 @@ class TrainingStream:
         network = spec.network
         calibration = (data.x_train[:LSUV_CALIBRATION_BATCH]  # LSUV rescales on real inputs
                        .view(-1, *network.architecture.input_shape(network)))
-        return [build_model(spec.run_network(scheme), seed, out_features=data.n_classes,
-                            calibration=calibration)
-                for scheme, seed in spec.runs]
+        models = [build_model(spec.run_network(scheme), seed, out_features=data.n_classes,
+                              calibration=calibration)
+                  for scheme, seed in spec.runs]
+        for model in models:
+            init_output(model, spec.output_init, spec.output_scale)
+        return models
 
     def _train(self) -> Iterator[Checkpoint]:
         # torch.optim imports torch._dynamo when the first optimizer is made, seconds on a small
@@ -375,20 +459,26 @@ class TrainingStream:
                           for x in (self.data.x_train, self.data.x_val))
         y_train, y_val = self.data.y_train.to(dev), self.data.y_val.to(dev)
         tracker = Tracker(spec, engine, dev)
+        dropout = (DropoutMasks(spec.dropout, spec.network.sizes, spec.seeds, spec.seed, dev)
+                   if spec.dropout else None)
         batches = batch_indices(len(y_train), spec.batch, spec.steps, spec.seed)
         for step, index in enumerate(batches):
             if step > 0 and self._stop is not None and self._stop():
                 self.stopped = True
                 return
             index = index.to(dev, non_blocking=True)
-            losses = run_losses(engine.logits(x_train[index], train=True), y_train[index])
+            recording = (step + 1) in tracker.eval_steps
+            masks = None if dropout is None else dropout.draw(len(index), tracker.seed_rows)
+            losses = run_losses(engine.logits(x_train[index], train=True, masks=masks,
+                                              keep=step == 0 or recording), y_train[index])
             tracker.observe(step, losses.detach())
             losses.sum().backward()
+            if step == 0 or recording:
+                tracker.measure_hidden()
             if step == 0:
                 yield tracker.checkpoint(0, x_val, y_val, start)
                 if not tracker.active:
                     return
-            recording = (step + 1) in tracker.eval_steps
             if recording:
                 tracker.before_update()
             engine.step()
@@ -397,6 +487,25 @@ class TrainingStream:
                 yield tracker.checkpoint(step + 1, x_val, y_val, start)
                 if not tracker.active:
                     return
+
+
+def init_output(model: nn.Module, kind: str, scale: float) -> None:
+    """Re-initialize the output layer (the model's last ``Linear``) as :class:`TrainSpec`'s
+    ``output_init`` says: ``same`` leaves it, ``zeros`` sets its weight and bias to 0 (every
+    logit 0, so the first prediction is uniform and the initial loss is exactly ln C), ``scaled``
+    multiplies its weight by ``scale`` (a small scale makes the first prediction near uniform
+    whatever the hidden layers do; Karpathy's "last layer × 0.01").
+    """
+    if kind == "same":
+        return
+    head = [module for module in model.modules() if isinstance(module, nn.Linear)][-1]
+    with torch.no_grad():
+        if kind == "zeros":
+            head.weight.zero_()
+            if head.bias is not None:
+                head.bias.zero_()
+        else:
+            head.weight.mul_(scale)
 
 
 def stream(spec: TrainSpec, *, stop: Callable[[], bool] | None = None,
@@ -457,9 +566,9 @@ def train(spec: TrainSpec, *, stop: Callable[[], bool] | None = None,
                        seconds=seconds, stopped=runs.stopped, runs=results)
 
 __all__ = [
-    "BATCH_STREAM", "MAX_BATCH", "MAX_LR", "MAX_RUNS", "MAX_SCHEMES", "MAX_SEEDS", "MAX_STEPS",
-    "MOMENTUM", "OPTIMIZERS", "SchemeChoice", "TrainSpec", "TrainingStream", "batch_indices",
-    "engine_for",
-    "final_frame", "history_frame", "layer_frame", "make_optimizer", "stream", "train",
-    "update_ratio_steps",
+    "BATCH_STREAM", "MAX_BATCH", "MAX_DROPOUT", "MAX_LR", "MAX_OUTPUT_SCALE", "MAX_RUNS",
+    "MAX_SCHEMES", "MAX_SEEDS", "MAX_STEPS", "MOMENTUM", "OPTIMIZERS", "OUTPUT_INITS",
+    "SchemeChoice", "TrainSpec", "TrainingStream", "batch_indices", "engine_for", "final_frame",
+    "hidden_frame", "history_frame", "init_output", "layer_frame", "make_optimizer", "stream",
+    "train", "update_ratio_steps",
 ]

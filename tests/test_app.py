@@ -343,13 +343,117 @@ def test_training_runs_live_and_then_shows_the_finished_race():
                f"{math.log(classes):.2f}" in text for text in _texts(at, "caption"))
     assert "final val. accuracy" in at.dataframe[-1].value.columns
     assert any(text.startswith("training") for text in seen[:-1])  # drawn while it ran
-    assert _charts(at) == charts_before + 3
+    # loss, accuracy, update ratio, and the activation and gradient std heatmaps (relu cannot
+    # saturate: a sentence instead of its heatmap)
+    assert _charts(at) == charts_before + 5
+    assert any("the activation has no saturated region" in t for t in _texts(at, "caption"))
     table = at.dataframe[-1].value
     assert set(table["scheme"]) == {"kaiming_normal", "xavier_normal"}
     # Leaving the tab and coming back keeps the finished result and trains nothing.
     _open(_open(at, "Weights"), "Training")
     assert _progress_text(at).startswith("finished")
     assert at.button(key="stop_button").proto.disabled is not False
+
+
+def test_the_tutorial_controls_reach_the_race_and_its_results():
+    at = _app(**SMALL_TRAINING, activation="sigmoid", input_scale="unit", dropout="0.2",
+              output_init="zeros")
+    _no_exception(at)
+    assert at.number_input(key="output_scale").proto.disabled  # only for "scaled"
+    charts_before = _charts(at)
+    assert _train(at)[-1].startswith("finished")
+    table = at.dataframe[-1].value
+    # a zero output layer predicts every class evenly at step 0: ln 10 = 2.303 for digits
+    assert list(table["initial val. loss (before training)"]) == ["2.3", "2.3"]
+    assert _charts(at) == charts_before + 6  # sigmoid saturates: all three heatmaps
+    race = at.session_state["train_job"].spec
+    assert (race.input_scale, race.dropout, race.output_init) == ("unit", 0.2, "zeros")
+    assert any("the dashed line" in text for text in _texts(at, "caption"))
+
+
+def test_a_bad_dropout_in_the_link_falls_back_with_a_warning():
+    at = _app(dropout="0.95", **SMALL_TRAINING)
+    _no_exception(at)
+    assert at.number_input(key="dropout").value == 0.0
+    assert any(w.startswith("The link's dropout “0") for w in _texts(at, "warning"))
+
+
+def test_the_probe_input_mean_and_std_come_from_the_link(monkeypatch):
+    from initviz import served
+    seen = []
+    original = served.profiles
+
+    def spy(specs, batch, seed, device, input_mean=0.0, input_std=1.0):
+        seen.append((input_mean, input_std))
+        return original(specs, batch, seed, device, input_mean, input_std)
+
+    monkeypatch.setattr(served, "profiles", spy)
+    at = _app(input_mean="1.5", input_std="0.5", depth="3", width="32")
+    _no_exception(at)
+    assert seen[-1] == (1.5, 0.5)
+    at = _app(input_std="-1", depth="3", width="32")
+    _no_exception(at)
+    assert seen[-1] == (0.0, 1.0)
+    assert any(w.startswith("The link's input_std") for w in _texts(at, "warning"))
+
+
+def test_the_tutorial_table_preset_sets_up_the_tutorials_race():
+    at = _app(preset="tutorial_table")
+    _no_exception(at)
+    assert at.selectbox(key="input_scale").value == "unit"
+    assert at.number_input(key="dropout").value == 0.2
+    assert at.selectbox(key="optimizer").value == "adam"
+    assert at.multiselect(key="compare").value == [
+        "zeros", "ones", "uniform(a=0,b=1)", "uniform(a=-0.5,b=0.5)", "pytorch_default",
+        "lecun_normal"]
+    assert any("36.7%" in text and "digits" in text for text in _texts(at, "info"))
+    # the Training tab opens on the race of the six entries, one seed each
+    assert any(text.startswith("6 schemes × 1 seed on **digits**")
+               for text in _texts(at, "caption"))
+
+
+def _upload(at: AppTest, content: bytes, name: str = "mine.csv") -> AppTest:
+    at.file_uploader(key="csv_file").set_value((name, content, "text/csv")).run()
+    _no_exception(at)
+    return at
+
+
+def _plain(markdown: str) -> str:
+    """A warning's text without the escapes that keep it from being read as Markdown."""
+    return markdown.replace("\u2060", "").replace("\\", "")
+
+
+CSV = b"a,kind,b,score\n" + b"".join(
+    f"{i % 7},{'pq'[i % 2]},{i % 5},{i % 3 * 0.5}\n".encode() for i in range(60))
+
+
+def test_an_uploaded_csv_is_raced_with_its_label_column():
+    at = _upload(_app(**SMALL_TRAINING), CSV)
+    # the last column is the label by default: kind holds text, so the file is refused, named
+    warnings = _plain(" ".join(_texts(at, "warning")))
+    assert "Your CSV “mine.csv” is not used" in warnings
+    assert "Feature column 'kind', row 2" in warnings
+    at.selectbox(key="csv_label").set_value("kind").run()
+    _no_exception(at)
+    assert not any("Your CSV" in w for w in _texts(at, "warning"))
+    assert any(text.startswith("2 schemes × 1 seed on **csv** (your CSV (60 rows, 3 features, "
+                               "2 classes in column 'kind')") for text in _texts(at, "caption"))
+    assert _train(at)[-1].startswith("finished")
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "The file is empty"),
+    (b"a,b\n1,p\n2,p\n3,p\n", "has one class only"),
+    (b"a,b\n1,p\n,q\n3,p\n4,q\n", "Feature column 'a', row 3 of the file (the header is row 1) "
+                                    "is empty (NaN)"),
+    (b"a,b\ncaf\xe9,p\n", "not UTF-8 text"),
+])
+def test_a_bad_upload_gets_a_sentence_and_the_race_uses_the_dataset(content, message):
+    at = _upload(_app(**SMALL_TRAINING), content)
+    warnings = [w for w in _texts(at, "warning") if w.startswith("Your CSV")]
+    assert len(warnings) == 1 and message in _plain(warnings[0])
+    assert any(text.startswith("2 schemes × 1 seed on **digits**")
+               for text in _texts(at, "caption"))
 
 
 def test_a_finished_training_is_shared_by_its_spec():

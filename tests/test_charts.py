@@ -3,6 +3,8 @@
 Every chart is compiled with ``to_dict()``, which validates it against Altair's Vega-Lite schema.
 """
 
+import math
+
 import altair as alt
 import numpy as np
 import pandas as pd
@@ -209,6 +211,36 @@ def test_training_curves_mark_diverged_runs():
     assert set(chart.tables["diverged"]["scheme"]) == {"b"}
 
 
+def test_training_curves_draw_the_reference_line_as_a_dashed_rule():
+    chart = charts.training_curves(_history(), ["a", "b"], metric="train_loss", title="t",
+                                   log=True, reference=("ln 10: a uniform guess", math.log(10)))
+    rule = chart.to_dict()["layer"][-1]
+    assert rule["mark"]["type"] == "rule" and rule["mark"]["strokeDash"]
+    assert chart.tables["reference"]["value"].tolist() == [pytest.approx(2.302585)]
+
+
+def _hidden() -> pd.DataFrame:
+    rows = [{"scheme": "a", "seed": seed, "step": step, "layer": layer,
+             "act_std": 10.0 ** -layer, "saturated": step / 20 if layer == 2 else 0.0,
+             "grad_std": 0.0 if step == 0 and layer == 1 else 1e-3 * (seed + 1)}
+            for seed in (0, 1) for step in (0, 10, 20) for layer in (1, 2)]
+    return pd.DataFrame(rows)
+
+
+def test_training_heatmap_is_the_mean_over_seeds_per_layer_and_step():
+    chart = charts.training_heatmap(_hidden(), "grad_std", title="g")
+    data = chart.tables["data"].set_index(["step", "layer"])
+    assert data.loc[(10, 1), "value"] == pytest.approx(1.5e-3)
+    assert data.loc[(10, 1), "runs"] == 2
+    assert (0, 1) not in data.index  # a zero std has no place on a log colour scale
+    spec = chart.to_dict()
+    assert spec["encoding"]["color"]["scale"]["type"] == "log"
+    assert spec["encoding"]["y"]["sort"] == "descending"  # the top layer on top
+    share = charts.training_heatmap(_hidden(), "saturated", title="s")
+    assert share.to_dict()["encoding"]["color"]["scale"]["domain"] == [0, 1]
+    assert share.tables["data"].set_index(["step", "layer"]).loc[(20, 2), "value"] == 1.0
+
+
 def test_phase_diagram_centres_its_diverging_palette_on_chi1_equal_1():
     w, b = np.meshgrid(np.linspace(0.5, 4, 8), np.linspace(0, 1, 5))
     grid = pd.DataFrame({"sigma_w2": w.ravel(), "sigma_b2": b.ravel(), "chi1": w.ravel() / 2})
@@ -275,7 +307,9 @@ def _every_chart(profiles):
         "fractions_by_layer": charts.fractions_by_layer(report.fractions_frame(profiles),
                                                         schemes, title="f"),
         "training_curves": charts.training_curves(_history(diverged_scheme="b"), ["a", "b"],
-                                                  metric="train_loss", title="t", log=True),
+                                                  metric="train_loss", title="t", log=True,
+                                                  reference=("ln 10", math.log(10))),
+        "training_heatmap": charts.training_heatmap(_hidden(), "grad_std", title="g"),
         "phase_diagram": charts.phase_diagram(grid, grid.iloc[:1], points, schemes, title="p"),
         "singular_value_histogram": charts.singular_value_histogram(
             pd.DataFrame({"scheme": "a", "singular_value": [0.5, 1.0, 2.0, 0.0],
@@ -331,7 +365,7 @@ def test_chart_builders_never_parse_shorthand_strings(profiles, monkeypatch):
         raise AssertionError("a chart builder passed a bare shorthand string to Altair")
     monkeypatch.setattr(alt.utils.schemapi._FromDict, "__init__", refuse)
     built = [figure.chart() for figure in _every_chart(profiles).values()]
-    assert len(built) == 8
+    assert len(built) == 9
 
 
 def test_by_layer_draws_a_few_training_steps_dotted_to_solid_with_a_legend():

@@ -139,7 +139,7 @@ def test_profile_flags_reach_the_spec(capsys):
     assert document["config"] == {
         "sizes": [12, 7], "input_dim": 5, "activation": "relu", "scheme": "normal",
         "params": {"mean": 0.0, "std": 0.5}, "bias": "constant", "bias_params": {"val": 0.25},
-        "norm": "layernorm", "batch": 4, "seed": 0,
+        "norm": "layernorm", "batch": 4, "seed": 0, "input_mean": 0.0, "input_std": 1.0,
     }
     assert [(row["fan_in"], row["fan_out"]) for row in document["layers"]] == [(5, 12), (12, 7)]
     assert document["theory"]["chi1"] is None  # layernorm: no mean-field prediction

@@ -42,9 +42,11 @@ def test_json_is_the_contract_document_of_the_training_api(capsys):
         assert set(run) == {"scheme", "seed", "diverged", "history", "final"}
         assert run["diverged"] is False
         assert [row["step"] for row in run["history"]] == [0, 3, 6]
-        assert all(set(row) == {"step", "train_loss", "val_loss", "val_acc"}
+        assert all(set(row) == {"step", "train_loss", "val_loss", "val_acc", "hidden"}
                    for row in run["history"])
-        assert run["final"] == {k: v for k, v in run["history"][-1].items() if k != "step"}
+        assert all([h["layer"] for h in row["hidden"]] == [1, 2] for row in run["history"])
+        assert run["final"] == {k: v for k, v in run["history"][-1].items()
+                                if k not in ("step", "hidden")}
     # the same numbers as the library gives for the same spec
     spec = TrainSpec(NetworkSpec.stack(16, 2), schemes=("kaiming_normal", "xavier_normal"),
                      seeds=2, seed=7, dataset="moons", optimizer="momentum", lr=0.02, steps=6,
@@ -100,10 +102,13 @@ def test_the_readable_form_is_a_table_with_a_progress_bar_on_stderr(capsys):
     lines = [" ".join(" ".join(lines[:head]).split()), *lines[head:]]  # the sentence, unwrapped
     assert lines[0].startswith("2 scheme(s) x 1 seed(s) from seed 0 on digits (64 inputs, 10 "
                                "classes); 2 hidden layers of width 16, relu")
-    assert lines[1].split() == ["scheme", "seed", "step", "train_loss", "val_loss", "val_acc",
-                                "diverged_at"]
-    assert [line.split()[:3] for line in lines[2:]] == [["zeros", "0", "6"],
-                                                        ["normal(std=0.1)", "0", "6"]]
+    assert "ln 10 = 2.303" in lines[0]
+    assert lines[1].split() == ["scheme", "seed", "initial_loss", "step", "train_loss",
+                                "val_loss", "val_acc", "diverged_at"]
+    rows = [line.split() for line in lines[2:]]
+    assert [row[:2] + row[3:4] for row in rows] == [["zeros", "0", "6"],
+                                                    ["normal(std=0.1)", "0", "6"]]
+    assert float(rows[0][2]) == pytest.approx(2.303, abs=1e-3)  # zeros: a uniform prediction
     assert all(line.split()[-1] == "-" for line in lines[2:])
     # one line, redrawn with \r at each checkpoint, ended once
     assert err.endswith("\n") and err.count("\n") == 1
@@ -174,3 +179,24 @@ def test_python_m_initviz_train_prints_one_json_document():
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
     assert [run["scheme"] for run in json.loads(done.stdout)["runs"]] == ["kaiming_normal"]
+
+
+def test_the_tutorial_flags_reach_the_spec(capsys):
+    code, out, _ = run_train(capsys, *SMALL, "--schemes", "kaiming_normal,xavier_uniform",
+                             "--input-scale", "unit", "--dropout", "0.2", "--output-init",
+                             "scaled", "--output-scale", "0.1", "--json")
+    assert code == 0
+    spec = TrainSpec(NetworkSpec.stack(16, 2), schemes=("kaiming_normal", "xavier_uniform"),
+                     steps=6, eval_every=3, batch=16, input_scale="unit", dropout=0.2,
+                     output_init="scaled", output_scale=0.1)
+    assert json.loads(out)["runs"] == train(spec).to_json_dict()["runs"]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--input-scale", "raw"], "invalid choice: 'raw'"),
+    (["--dropout", "0.95"], r"dropout 0.95 is not valid: give a number in [0, 0.9]"),
+    (["--output-init", "scaled", "--output-scale", "0"], "output_scale 0 is not valid"),
+])
+def test_bad_tutorial_flags_are_one_line_errors(capsys, flags, message):
+    code, _, err = run_train(capsys, *SMALL, *flags)
+    assert code == 2 and message in err and "Traceback" not in err

@@ -19,7 +19,8 @@ from initviz.variants import network_for, parse_entry
 
 PAGE_KEYS = {"preset", "input_dim", "width", "depth", "sizes", "activation", "scheme", "bias",
              "norm", "seed", "batch", "dataset", "optimizer", "lr", "steps", "seeds", "compare",
-             "device", *ARCH_KEYS}
+             "device", "input_mean", "input_std", "input_scale", "dropout", "output_init",
+             "output_scale", *ARCH_KEYS}
 _spec = network_of
 
 

@@ -35,6 +35,8 @@ DEFAULTS = {
     "scheme": "kaiming_normal", "bias": "zeros", "norm": "none", "seed": 0, "batch": 256,
     "compare": ["kaiming_normal", "xavier_normal"], "device": "auto",
     "dataset": "digits", "optimizer": "sgd", "lr": 0.05, "steps": 200, "seeds": 2,
+    "input_mean": 0.0, "input_std": 1.0, "input_scale": "standardized", "dropout": 0.0,
+    "output_init": "same", "output_scale": 0.01,
     "section": SECTIONS[1],
     "arch": "mlp",
 }

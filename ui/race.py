@@ -12,9 +12,9 @@ import math
 import streamlit as st
 
 from initviz import charts, training
-from initviz.datasets import DATASETS
 from initviz.race import RaceView, TrainingJob, server_board
 from initviz.text import count
+from ui.links import BOUND, view_default
 from ui.sections import draw, or_dash, pair
 
 TRAIN_REDRAW_SECONDS = 0.5
@@ -35,7 +35,7 @@ def training_section(spec: training.TrainSpec | None, schemes: list[str]) -> Non
     if spec is None:
         st.info("Fix the training settings in the sidebar to train.")
         return
-    info = DATASETS[spec.dataset]
+    info = spec.data_info
     st.caption(f"{count(len(spec.schemes), 'scheme')} × {count(spec.seeds, 'seed')} on "
                f"**{spec.dataset}** "
                f"({info.description}; {info.n_classes} classes), {spec.optimizer}, lr "
@@ -90,28 +90,38 @@ RACE_STATUS = {"training": "training", "finished": "finished", "stopped": "stopp
                "diverged": "ended early, every run diverged"}
 
 
+def _by_entry(frame):
+    """``frame`` with each run's compared entry as its ``scheme``: the charts' and the table's
+    series, so that two variants of one scheme (``uniform(a=0,b=1)``, ``uniform(a=-0.5,b=0.5)``)
+    stay apart and match the sidebar's entries."""
+    return frame.assign(scheme=frame["label"])
+
+
 def training_view(spec: training.TrainSpec, schemes: list[str], shown: RaceView) -> None:
     if shown.notice:
         st.warning(shown.notice)
     st.progress(shown.step / spec.steps,
                 text=f"{RACE_STATUS[shown.state]}: step {shown.step} of {spec.steps}, "
                      f"{shown.seconds:.1f} s on {shown.device}{_time_left(shown, spec.steps)}")
-    history = training.history_frame(shown.records)
+    history = _by_entry(training.history_frame(shown.records))
     if history.empty:
         return
     left, right = pair("training")
+    classes = spec.data_info.n_classes
+    chance = math.log(classes)
     draw(where=left, save=not shown.running, figure=charts.training_curves(
         history, schemes, metric="train_loss", log=True, total_steps=spec.steps,
-        title="Training loss (mean over seeds; band: min to max)"), key="train_loss")
-    classes = DATASETS[spec.dataset].n_classes
+        title="Training loss (mean over seeds; band: min to max)",
+        reference=(f"ln {classes}: a uniform guess", chance)), key="train_loss")
     left.caption(f"Cross-entropy in nats (natural-log units): 0 is a perfect, sure prediction; "
                  f"guessing evenly among the {classes} classes gives ln {classes} = "
-                 f"{math.log(classes):.2f}.")
+                 f"{chance:.2f} (the dashed line), the loss a well-initialized network starts "
+                 "near.")
     draw(where=right, save=not shown.running, figure=charts.training_curves(
         history, schemes, metric="val_acc", total_steps=spec.steps,
-        title=f"Validation accuracy (chance: {1 / DATASETS[spec.dataset].n_classes:.0%})"),
+        title=f"Validation accuracy (chance: {1 / classes:.0%})"),
         key="val_acc")
-    ratio = training.update_ratio_steps(training.layer_frame(shown.records))
+    ratio = training.update_ratio_steps(_by_entry(training.layer_frame(shown.records)))
     if len(ratio):
         draw(where=left, save=not shown.running, figure=charts.by_layer(
             ratio, "‖ΔW‖ / ‖W‖ per update (log)", schemes,
@@ -127,13 +137,50 @@ def training_view(spec: training.TrainSpec, schemes: list[str], shown: RaceView)
     finished = shown.state == "finished"
     when = "" if finished else f" at step {shown.step}"
     right.dataframe(final.assign(val_acc=or_dash(final["val_acc"], "{:.1%}"),
-                                 val_loss=or_dash(final["val_loss"], "{:.3g}")).rename(
+                                 val_loss=or_dash(final["val_loss"], "{:.3g}"),
+                                 initial_loss=or_dash(final["initial_loss"], "{:.3g}")).rename(
         columns={"val_acc": f"{'final ' * finished}val. accuracy{when}",
-                 "val_loss": f"{'final ' * finished}val. loss{when}"}),
+                 "val_loss": f"{'final ' * finished}val. loss{when}",
+                 "initial_loss": "initial val. loss (before training)"}),
         hide_index=True)
     right.caption(f"{'Final v' if finished else 'V'}alidation accuracy and loss{when}: the means "
                   "over each scheme's runs that did not diverge"
-                  + ("; — where every run diverged." if final["diverged"].any() else "."))
+                  + ("; — where every run diverged" if final["diverged"].any() else "")
+                  + f". The loss at step 0 is at the initial weights, before any update: near "
+                  f"ln {classes} = {chance:.2f} the first prediction is close to uniform, far "
+                  "above it the network starts confidently wrong.")
+    hidden_view(schemes, shown)
+
+
+def hidden_view(schemes: list[str], shown: RaceView) -> None:
+    """The per-layer statistics recorded during training, as layer × step heatmaps for one
+    scheme (the focused one)."""
+    hidden = _by_entry(training.hidden_frame(shown.records))
+    if hidden.empty:
+        return
+    trained = [s for s in schemes if s in set(hidden["scheme"])]
+    if not trained:
+        return
+    focus = st.segmented_control(
+        "Per-layer statistics during training of", trained, key="focus_scheme",
+        default=view_default("focus_scheme", trained, trained[0]), required=True,
+        **BOUND) or trained[0]
+    mine = hidden[hidden["scheme"] == focus]
+    cells = st.columns(3)
+    titles = {"act_std": "Activation std", "saturated": "Share of units saturated",
+              "grad_std": "Gradient std, ∂L/∂(activation)"}
+    for cell, (statistic, title) in zip(cells, titles.items()):
+        if statistic == "saturated" and mine[statistic].isna().all():
+            cell.caption(f"{title}: the activation has no saturated region.")
+            continue
+        draw(where=cell, save=not shown.running, figure=charts.training_heatmap(
+            mine, statistic, title=f"{focus}: {title}"), key=f"hidden_{statistic}")
+    st.caption("Each hidden layer (top row: the last hidden layer) at each recorded step, the "
+               "mean over seeds, measured on the training minibatch of that step's update "
+               "(step 0: the first minibatch at the initial weights). Std colours are on a log "
+               "scale. Saturated: the share of units whose input lies where the activation is "
+               "flat (within 3% of an asymptote), as the signal tab counts it. The gradient is "
+               "that of the run's mean minibatch loss.")
 
 
 __all__ = ["TRAIN_REDRAW_SECONDS", "training_section"]

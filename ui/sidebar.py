@@ -7,6 +7,7 @@ training setting the spec refuses) becomes a sentence in ``Choices.problems`` an
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -14,12 +15,14 @@ import streamlit as st
 
 from initviz import training
 from initviz.activations import ACTIVATIONS
-from initviz.datasets import DATASETS, MAX_SEED
+from initviz.csvdata import MAX_CSV_FEATURES, MAX_CSV_ROWS, CsvProblem, csv_columns, read_csv
+from initviz.datasets import DATASETS, INPUT_SCALES, MAX_SEED
 from initviz.devices import DEVICE_CHOICES
 from initviz.archs import ARCHS, Option
 from initviz.errors import InitvizError, InvalidSpec
 from initviz.network import MAX_INPUT_DIM, NORMS, NetworkSpec
 from initviz.presets import PRESETS
+from initviz.probe import MAX_INPUT_MEAN
 from initviz.scheme_types import Param, Scheme
 from initviz.schemes import BIAS_SCHEMES, SCHEMES, schemes_for
 from initviz.text import escape, quote
@@ -47,6 +50,8 @@ class Choices:
     batch: int
     device: str
     problems: tuple[str, ...]
+    input_mean: float = 0.0
+    input_std: float = 1.0
 
     @property
     def spec(self) -> NetworkSpec:
@@ -127,13 +132,26 @@ def _network_controls() -> dict:
         "input_dim": st.number_input(
             "input_dim", 1, MAX_INPUT_DIM, link_default("input_dim"), key="input_dim",
             help="How many numbers each input has: the size of what layer 1 reads (the probe "
-                 "feeds it random numbers from N(0, 1)).", **binding("input_dim")),
+                 "feeds it random numbers from N(input mean, input std²)).",
+            **binding("input_dim")),
         "activation": st.selectbox("activation", list(ACTIVATIONS), key="activation",
                                    index=_index(ACTIVATIONS, "activation"), **BOUND),
         "norm": st.selectbox("norm", NORMS, key="norm", index=_index(NORMS, "norm"),
                              help="A normalization layer after each Linear.", **BOUND),
     }
     return values
+
+
+def _probe_input_controls() -> dict:
+    """The mean and std of the probe's random inputs."""
+    help_text = ("Every number the probe feeds layer 1 is drawn from N(mean, std²). The theory "
+                 "curve starts from E[x²] = mean² + std²: choose them to start at the fixed "
+                 "point q* or away from it (SELU's attraction).")
+    return {key: st.number_input(label, -MAX_INPUT_MEAN if key == "input_mean" else 0.0,
+                                 MAX_INPUT_MEAN, float(link_default(key)), format="%.4g",
+                                 key=key, help=help_text, **binding(key))
+            for key, label in (("input_mean", "input mean (probe)"),
+                               ("input_std", "input std (probe)"))}
 
 
 def _init_controls(arch: str) -> dict:
@@ -170,6 +188,7 @@ def _training_controls() -> dict:
         "dataset": st.selectbox(
             "dataset", list(DATASETS), key="dataset", index=_index(DATASETS, "dataset"),
             help="; ".join(f"**{n}**: {d.description}" for n, d in DATASETS.items()), **BOUND),
+        **_csv_controls(),
         "optimizer": st.selectbox("optimizer", training.OPTIMIZERS, key="optimizer",
                                   index=_index(training.OPTIMIZERS, "optimizer"),
                                   help="sgd; momentum = SGD with momentum 0.9; adam", **BOUND),
@@ -179,7 +198,63 @@ def _training_controls() -> dict:
                            **binding("steps")),
         "seeds": st.slider("seeds (runs per scheme)", 1, 5, link_default("seeds"), key="seeds",
                            **binding("seeds")),
+        "input_scale": st.selectbox(
+            "input scale", INPUT_SCALES, key="input_scale",
+            index=_index(INPUT_SCALES, "input_scale"),
+            help="**standardized**: every feature to mean 0, std 1 on the training split. "
+                 "**unit**: raw values in [0, 1], as the PyTorch tutorials feed MNIST (digits: "
+                 "pixels / 16; a 2-D set: min-max on the training split).", **BOUND),
+        "dropout": st.number_input(
+            "dropout (rate on hidden layers)", 0.0, training.MAX_DROPOUT,
+            link_default("dropout"), step=0.05, format="%.2f", key="dropout",
+            help="The share of each hidden layer's outputs zeroed at every training step (the "
+                 "others scaled by 1/(1 − rate)); none at validation. Plain stack only.",
+            **binding("dropout")),
+        "output_init": st.selectbox(
+            "output layer init", training.OUTPUT_INITS, key="output_init",
+            index=_index(training.OUTPUT_INITS, "output_init"),
+            help="**same**: the run's scheme, like the hidden layers. **zeros**: weight and bias "
+                 "0, a uniform first prediction (initial loss exactly ln C). **scaled**: the "
+                 "run's scheme × the output scale below.", **BOUND),
+        "output_scale": st.number_input(
+            "output scale (for scaled)", 1e-4, training.MAX_OUTPUT_SCALE,
+            link_default("output_scale"), format="%.4g", key="output_scale",
+            disabled=st.session_state.get("output_init", link_default("output_init"))
+            != "scaled", **binding("output_scale")),
     }
+
+
+def _csv_controls() -> dict:
+    """Your own data: a CSV uploaded into this session, and its label column.
+
+    ``csv`` is the checked :class:`~initviz.csvdata.CsvData` (None without a file or with a bad
+    one) and ``csv_problem`` the sentence that says why a file is not used. The file lives in
+    this session's uploader only; the parse is kept in the session by content hash and label,
+    as reading 1 MB takes most of a second. Neither the file nor the label can be in a link.
+    """
+    upload = st.file_uploader(
+        "your own data (CSV, instead of the dataset)", type=["csv"], key="csv_file",
+        max_upload_size=1,
+        help=f"A header row, numeric feature columns and one label column; at most 1 MB, "
+             f"{MAX_CSV_ROWS:,} rows and {MAX_CSV_FEATURES} features. It stays in this session: "
+             "a link cannot carry it and opens on the dataset above.")
+    if upload is None:
+        return {"csv": None, "csv_problem": None}
+    raw = upload.getvalue()
+    columns = csv_columns(raw)
+    label = st.selectbox("label column", columns, index=len(columns) - 1, key="csv_label",
+                         help="The classes to predict; every other column is a feature."
+                         ) if columns else None
+    key = (hashlib.sha256(raw).hexdigest(), label)
+    cached = st.session_state.get("csv_parsed")
+    if cached is None or cached[0] != key:
+        try:
+            cached = (key, read_csv(raw, label), None)
+        except CsvProblem as error:
+            cached = (key, None, f"Your CSV {quote(upload.name)} is not used, the race trains "
+                                 f"on the dataset instead: {escape(str(error))}")
+        st.session_state["csv_parsed"] = cached
+    return {"csv": cached[1], "csv_problem": cached[2]}
 
 
 def sidebar() -> Choices:
@@ -190,7 +265,7 @@ def sidebar() -> Choices:
             "Preset", ["none", *PRESETS], key="preset", on_change=on_preset_change,
             help="The classic results of the literature, one click each: "
                  + "; ".join(f"**{name}**: {p.title}" for name, p in PRESETS.items()), **BOUND)
-        network = _network_controls()
+        network = _network_controls() | _probe_input_controls()
         init = _init_controls(network["arch"])
         train = _training_controls()
         st.header("Compute")
@@ -201,7 +276,8 @@ def sidebar() -> Choices:
     spec = network_spec(network, init, problems)
     specs = compare_specs(spec, init["compare"], problems)
     return Choices(preset=preset, specs=specs, training=train, seed=init["seed"],
-                   batch=init["batch"], device=device, problems=tuple(problems))
+                   batch=init["batch"], device=device, problems=tuple(problems),
+                   input_mean=network["input_mean"], input_std=network["input_std"])
 
 
 def _main_entry(spec: NetworkSpec) -> tuple[str, tuple]:
@@ -212,7 +288,8 @@ def _main_entry(spec: NetworkSpec) -> tuple[str, tuple]:
 
 def train_spec(choices: Choices, device: str) -> tuple[training.TrainSpec | None, str | None]:
     """The training race of these choices on ``device`` (a resolved device name), or None and
-    the sentence that says which setting the race refuses."""
+    the sentence that says which setting the race refuses; with a race, the sentence that says
+    why an uploaded CSV is not used, if one is not."""
     settings = choices.training
     try:
         return training.TrainSpec(
@@ -221,7 +298,10 @@ def train_spec(choices: Choices, device: str) -> tuple[training.TrainSpec | None
             seeds=settings["seeds"], seed=choices.seed, dataset=settings["dataset"],
             optimizer=settings["optimizer"], lr=settings["lr"], steps=settings["steps"],
             batch=min(choices.batch, training.MAX_BATCH),
-            eval_every=max(1, settings["steps"] // CURVE_POINTS), device=device), None
+            eval_every=max(1, settings["steps"] // CURVE_POINTS), device=device,
+            input_scale=settings["input_scale"], dropout=settings["dropout"],
+            output_init=settings["output_init"], output_scale=settings["output_scale"],
+            data=settings["csv"]), settings["csv_problem"]
     except InitvizError as error:
         return None, f"Training is off until this is fixed: {escape(str(error))}."
 
