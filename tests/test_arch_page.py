@@ -19,6 +19,7 @@ from initviz.network import NetworkSpec
 from initviz.presets import PRESETS, SECTIONS, network_of
 from initviz.variants import network_for, parse_entry
 from initviz.probe import profile
+from ui.links import DEFAULTS
 from ui.sidebar import Choices, train_spec
 
 RESIDUAL = {"arch": "residual", "residual": "plain", "width": "64", "depth": "30",
@@ -94,8 +95,10 @@ def test_the_race_trains_each_compared_entry_under_its_own_label():
     specs = {"kaiming_normal": main,
              "kaiming_normal(residual=fixup)": NetworkSpec.stack(16, 3, arch="residual",
                                                                  arch_params={"residual": "fixup"})}
+    settings = {key: DEFAULTS[key] for key in ("dataset", "optimizer", "lr", "input_scale",
+                                                "dropout", "output_init", "output_scale")}
     choices = Choices(preset="none", specs=specs, training={
-        "dataset": "digits", "optimizer": "sgd", "lr": 0.05, "steps": 20, "seeds": 1},
+        **settings, "steps": 20, "seeds": 1, "csv": None, "csv_problem": None},
         seed=0, batch=32, device="cpu", problems=())
     race, problem = train_spec(choices, "cpu")
     assert problem is None
