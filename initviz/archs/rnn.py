@@ -47,7 +47,7 @@ import torch
 from torch import nn
 
 from initviz.archs import Architecture, Option, ProbePoint
-from initviz.datasets import dataset_info
+from initviz.datasets import DATASETS, dataset_info
 from initviz.errors import InvalidSpec
 from initviz.meanfield import layer_sigmas, predict_layers
 from initviz.network import MAX_DEPTH, Linear, NetworkSpec
@@ -204,8 +204,9 @@ class Recurrent(Architecture):
         return (spec.sizes[0],)
 
     def for_data(self, spec: NetworkSpec, features: int, dataset: str) -> NetworkSpec:
-        """T and ``input_dim`` from a sequence data set; InvalidSpec for one of vectors."""
-        steps = dataset_info(dataset).steps
+        """T and ``input_dim`` from a sequence data set; InvalidSpec for one of vectors (your
+        own CSV, "csv", is one)."""
+        steps = dataset_info(dataset).steps if dataset in DATASETS else None
         if steps is None:
             raise InvalidSpec("dataset", dataset, "a sequence data set (digits_rows, "
                               "digits_pixels)", message=(
