@@ -166,7 +166,9 @@ def hidden_view(schemes: list[str], shown: RaceView) -> None:
         default=view_default("focus_scheme", trained, trained[0]), required=True,
         **BOUND) or trained[0]
     mine = hidden[hidden["scheme"] == focus]
-    cells = st.columns(3)
+    # two to a row, as every chart pair: three columns left each chart under 340 px on a
+    # projector
+    cells = [*pair("hidden-a"), pair("hidden-b")[0]]
     titles = {"act_std": "Activation std", "saturated": "Share of units saturated",
               "grad_std": "Gradient std, ∂L/∂(activation)"}
     for cell, (statistic, title) in zip(cells, titles.items()):
