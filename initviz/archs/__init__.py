@@ -98,6 +98,16 @@ class Option:
         return ", ".join(self.choices)
 
 
+def check_one_width_without_lsuv(spec: NetworkSpec, why: str) -> None:
+    """The refusals of an architecture whose entries share one width (``why``: what keeps it)
+    and that LSUV, which rescales a plain stack layer by layer, cannot initialize."""
+    if len(set(spec.sizes)) != 1:
+        raise InvalidSpec("sizes", ",".join(map(str, spec.sizes)), f"one width for {why}")
+    if spec.scheme == "lsuv":
+        raise InvalidSpec("scheme", spec.scheme, "a scheme without data-driven rescaling "
+                          "(LSUV rescales a plain stack layer by layer)")
+
+
 def _check_real(name: str, value, low: float, high: float) -> float:
     """``value`` (a number or its text, not a bool) as a float in [low, high]; InvalidSpec."""
     allowed = f"a number in [{low:g}, {high:g}]"
@@ -316,4 +326,5 @@ def get_arch(name: str) -> Architecture:
     return ARCHS[name]
 
 
-__all__ = ["ARCHS", "Architecture", "ExtraColumns", "Option", "ProbePoint", "get_arch"]
+__all__ = ["ARCHS", "Architecture", "ExtraColumns", "Option", "ProbePoint",
+           "check_one_width_without_lsuv", "get_arch"]

@@ -38,8 +38,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from initviz.archs import Architecture, ExtraColumns, Option, ProbePoint
-from initviz.errors import InvalidSpec, check_int
+from initviz.archs import (Architecture, ExtraColumns, Option, ProbePoint,
+                           check_one_width_without_lsuv)
+from initviz.errors import check_int
 from initviz.meanfield import (layer_sigmas, positively_homogeneous, residual_stream,
                                theory_unavailable_reason)
 from initviz.network import Linear, NetworkSpec, init_linear, norm_layer
@@ -158,12 +159,7 @@ class Residual(Architecture):
                     "gives its variance block by block")
 
     def check(self, spec: NetworkSpec) -> None:
-        if len(set(spec.sizes)) != 1:
-            raise InvalidSpec("sizes", ",".join(map(str, spec.sizes)),
-                              "one width for every block: the residual stream keeps its width")
-        if spec.scheme == "lsuv":
-            raise InvalidSpec("scheme", spec.scheme, "a scheme without data-driven rescaling "
-                              "(LSUV rescales a plain stack layer by layer)")
+        check_one_width_without_lsuv(spec, "every block: the residual stream keeps its width")
 
     def fans(self, spec: NetworkSpec) -> list[tuple[int, int]]:
         return [(spec.sizes[0], spec.sizes[0])] * spec.depth

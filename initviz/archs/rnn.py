@@ -46,7 +46,7 @@ from dataclasses import replace
 import torch
 from torch import nn
 
-from initviz.archs import Architecture, Option, ProbePoint
+from initviz.archs import check_one_width_without_lsuv, Architecture, Option, ProbePoint
 from initviz.datasets import DATASETS, dataset_info
 from initviz.errors import InvalidSpec
 from initviz.meanfield import layer_sigmas, predict_layers
@@ -187,15 +187,10 @@ class Recurrent(Architecture):
     :meth:`units` counts them."""
 
     def check(self, spec: NetworkSpec) -> None:
-        if len(set(spec.sizes)) != 1:
-            raise InvalidSpec("sizes", ",".join(map(str, spec.sizes)),
-                              "one width for every time step: the hidden state keeps its size")
+        check_one_width_without_lsuv(spec, "every time step: the hidden state keeps its size")
         if spec.norm != "none":
             raise InvalidSpec("norm", spec.norm, "none: a norm layer inside the recurrence "
                               "makes a different cell")
-        if spec.scheme == "lsuv":
-            raise InvalidSpec("scheme", spec.scheme, "a scheme without data-driven rescaling "
-                              "(LSUV rescales a plain stack layer by layer)")
 
     def input_shape(self, spec: NetworkSpec) -> tuple[int, ...]:
         return (spec.depth, spec.input_dim)

@@ -57,7 +57,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from initviz.archs import Architecture, ExtraColumns, Option, ProbePoint
+from initviz.archs import (Architecture, ExtraColumns, Option, ProbePoint,
+                           check_one_width_without_lsuv)
 from initviz.archs.residual import Residual
 from initviz.errors import InvalidSpec, check_int
 from initviz.meanfield import Prediction, second_moment, theory_unavailable_reason
@@ -376,9 +377,7 @@ class Transformer(Architecture):
                     "by a constant sum (scaled)")
 
     def check(self, spec: NetworkSpec) -> None:
-        if len(set(spec.sizes)) != 1:
-            raise InvalidSpec("sizes", ",".join(map(str, spec.sizes)),
-                              "one width for every block: d_model is the stream's width")
+        check_one_width_without_lsuv(spec, "every block: d_model is the stream's width")
         heads = spec.option("heads")
         if spec.sizes[0] % heads:
             raise InvalidSpec("heads", heads, f"a divisor of d_model = width = {spec.sizes[0]} "
@@ -386,9 +385,6 @@ class Transformer(Architecture):
         if spec.norm != "none":
             raise InvalidSpec("norm", spec.norm, "none: a transformer's LayerNorms are set by "
                               "ln (pre or post)")
-        if spec.scheme == "lsuv":
-            raise InvalidSpec("scheme", spec.scheme, "a scheme without data-driven rescaling "
-                              "(LSUV rescales a plain stack layer by layer)")
 
     def input_shape(self, spec: NetworkSpec) -> tuple[int, ...]:
         return (spec.option("seq_len"), spec.input_dim)
