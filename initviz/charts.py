@@ -187,7 +187,7 @@ def by_layer(frame: pd.DataFrame, value_title: str, schemes: Sequence[str], *,
             layers = frame[frame["source"] != "theory"].groupby("scheme")["layer"].nunique()
             hidden = zero.groupby("scheme", sort=False)["layer"].nunique()
             subtitle = "Not drawn, 0 on a log axis: " + "; ".join(
-                f"{scheme} at {count} of {layers[scheme]} layers"
+                f"{scheme} at {count} of {layers[scheme]} {entry}s"
                 for scheme, count in hidden.items())
     legend = data["source"].nunique() > 1
     return Figure(_by_layer, (value_title, tuple(schemes), log, title, subtitle, tuple(sources),

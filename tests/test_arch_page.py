@@ -49,6 +49,9 @@ def test_a_residual_link_opens_the_residual_view_with_its_variants():
     titles = " ".join(chart.proto.spec for chart in at.get("vega_lite_chart"))
     assert "residual stream std per block" in titles and "1 = first block" in titles
     assert "What each block adds against the stream" in titles
+    assert "gradient-to-weight ratio per block" in titles
+    # the stream's recursion is drawn dashed: no caption may say the theory is not drawn
+    assert not any("Theory not drawn" in caption.value for caption in at.caption)
 
 
 def test_switching_the_architecture_shows_its_options_and_only_its_options():

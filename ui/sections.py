@@ -116,7 +116,10 @@ def weights_section(profiles: dict[str, Profile]) -> None:
 def signal_section(profiles: dict[str, Profile]) -> None:
     schemes = list(profiles)
     main = next(iter(profiles.values()))
-    notes = {p.theory_note for p in profiles.values() if p.theory_note}
+    # Where an architecture predicts its entries without a fixed point (the residual stream's
+    # recursion), the dashed lines are drawn and its note is about the phase diagram only.
+    notes = {p.theory_note for p in profiles.values()
+             if p.theory_note and p.prediction is None}
     if notes:
         st.caption("Theory not drawn: " + "; ".join(sorted(notes)) + ".")
     architecture = main.spec.architecture
@@ -143,7 +146,8 @@ def signal_section(profiles: dict[str, Profile]) -> None:
         draw(charts.by_layer(
             report.by_layer_frame(profiles, "grad_to_weight_ratio"),
             "‖∂ℓ/∂W‖ / ‖W‖, one input (log)", schemes,
-            title="Backward: gradient-to-weight ratio per layer"), key="ratio")
+            title=f"Backward: gradient-to-weight ratio per {architecture.entry}",
+            entry=architecture.entry), key="ratio")
         st.caption("The probe's loss for one input b is ℓ_b = Σᵢ h[b, i] · r[b, i], the last "
                    "hidden layer h against fixed random numbers r ~ N(0, 1), so every gradient "
                    "starts with spread 1 at the top. Shown: the root mean square over the batch "
