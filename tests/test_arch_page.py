@@ -174,3 +174,12 @@ def test_post_ln_signal_draws_the_classifier_gradient_its_story_quotes():
     pre = norms["xavier_normal(ln=pre)"]["block_grad_norm"].to_numpy()
     assert 1.26 <= post[-3:].sum() / post[:3].sum() <= 1.70  # "1.3 to 1.7"
     assert 0.5 <= pre[-3:].sum() / pre[:3].sum() <= 0.7  # "0.5 to 0.7"
+
+
+def test_an_entry_that_builds_the_chosen_network_is_not_drawn_twice():
+    # post_ln chooses xavier_normal with ln pre and compares xavier_normal(ln=pre) with
+    # xavier_normal(ln=post): two networks, two lines, two entries in the race
+    at = _app(preset="post_ln", section="Signal")
+    _quiet(at)
+    assert at.segmented_control(key="focus_scheme").options == ["xavier_normal",
+                                                                "xavier_normal(ln=post)"]

@@ -350,15 +350,21 @@ def compare_specs(main: NetworkSpec, compare: list[str],
                   problems: list[str]) -> dict[str, NetworkSpec]:
     """The chosen scheme with its parameters, then each compared entry (a scheme with its
     defaults, or a variant ``SCHEME(KEY=VALUE,...)`` that sets scheme parameters and architecture
-    options) by its text; an entry the network refuses adds a sentence to ``problems``."""
+    options) by its text, once per network; an entry the network refuses adds a sentence to
+    ``problems``."""
     specs = {main.scheme: main}
     for entry in compare:
         if entry in specs:
             continue
         try:
-            specs[entry] = network_for(main, *parse_entry(entry))
+            spec = network_for(main, *parse_entry(entry))
         except InvalidSpec as error:
             problems.append(f"The compared entry {quote(entry)} is left out: {escape(str(error))}.")
+            continue
+        # An entry that builds a network already shown (xavier_normal(ln=pre) beside the chosen
+        # xavier_normal with ln pre) would draw and train the same runs twice under two names.
+        if spec not in specs.values():
+            specs[entry] = spec
     return specs
 
 
