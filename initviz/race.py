@@ -153,6 +153,7 @@ class Race:
         self._lock = threading.Lock()
         self._clock = clock
         self._watchers = {watcher: clock() + LEASE_SECONDS}  # token -> lease expiry
+        self._left: deque[str] = deque()  # tokens of collected jobs, dropped under the lock
         self._cancelled = False
         self._on_end = on_end
         self._stream = training.stream(spec, stop=self._abandoned)  # validates, checks memory
@@ -183,9 +184,13 @@ class Race:
 
     def leave(self, token: str) -> None:
         """Drop ``token`` without waiting: the race stops at its next step if nobody is left.
-        (Called when a session's job is collected, on whatever thread that happens.)"""
-        with self._lock:
-            self._watchers.pop(token, None)
+
+        Called when a session's job is collected. The garbage collector runs on whatever thread
+        allocates, possibly one inside this race's lock (the worker, asking whether anyone still
+        watches): taking the lock here would deadlock that thread, so the token is only queued
+        (``deque.append`` is atomic) and dropped by the next :meth:`_no_watchers`.
+        """
+        self._left.append(token)
 
     def unwatch(self, token: str) -> None:
         """Drop ``token``; with nobody left, the race stops and this waits for its memory."""
@@ -204,6 +209,8 @@ class Race:
 
     def _no_watchers(self) -> bool:
         """Drop the leases that ran out; True when none is left. Call with the lock held."""
+        while self._left:
+            self._watchers.pop(self._left.popleft(), None)
         now = self._clock()
         for token in [t for t, expiry in self._watchers.items() if expiry <= now]:
             del self._watchers[token]

@@ -71,7 +71,7 @@ class Server:
 
     def log_tail(self) -> str:
         self._log.flush()
-        return "its log ends:\n" + self.log_path.read_text(errors="replace")[-2000:]
+        return "its log ends:\n" + self.log_path.read_text(errors="replace")[-6000:]
 
     def check_alive(self) -> None:
         code = self.proc.poll()

@@ -150,6 +150,30 @@ def test_a_session_that_is_dropped_leaves_its_race_at_once():
     assert board.finished(long) is None  # stopped, not run to its end
 
 
+def test_a_job_collected_inside_its_race_s_lock_does_not_deadlock():
+    """The garbage collector runs a collected job's finalizer on whatever thread allocates, also
+    one that holds the race's lock (the worker asks under it, every step, whether anyone still
+    watches). The finalizer must not wait for that lock: the thread would wait for itself."""
+    ledger = MemoryLedger(budget=2**40)
+    board = RaceBoard(ledger, clock=Clock())
+    long = TrainSpec(network=NetworkSpec.stack(64, 4), seeds=1, batch=64, steps=5000, seed=6)
+    jobs = [board.start(long)]
+    race = jobs[0]._race
+    wait_until(lambda: jobs[0].view().step > 0)
+
+    def collect_inside_the_lock():
+        with race._lock:
+            jobs.clear()  # the last reference: the finalizer runs here, inside the lock
+            gc.collect()
+
+    thread = threading.Thread(target=collect_inside_the_lock, daemon=True)
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive(), "the finalizer waited for a lock its own thread held"
+    wait_until(lambda: ledger.used == 0, seconds=10)  # and the race, left alone, stopped
+    assert board.finished(long) is None
+
+
 def test_a_busy_server_refuses_a_race_until_the_memory_is_back():
     needed = race_module.training.stream(spec(steps=5000, seed=4)).needed_bytes
     board = RaceBoard(MemoryLedger(budget=int(1.5 * needed)))

@@ -3,6 +3,7 @@ every random draw must come from the computation's own ``torch.Generator`` (or N
 never from a process-wide state that another thread can seed or advance in between."""
 
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -90,3 +91,22 @@ def test_training_is_the_same_on_parallel_threads_as_alone():
     alone = {job: _train(*job) for job in jobs}
     for job, history in _at_once(_train, jobs):
         assert history.equals(alone[job]), job
+
+
+def test_a_session_runs_one_script_thread_at_a_time(monkeypatch):
+    """Streamlit's fast reruns start a click's run on a new thread while the old run (the
+    Training tab's live fragment, every half second) is still finishing; both then change the
+    session's widget state under separate locks. A Stop or Train pressed then failed with
+    "dictionary changed size during iteration" and replaced the page with an error
+    (tests/browser/test_page_training.py). The app's config turns them off; read here as
+    Streamlit reads it, so that a misspelt option fails too."""
+    from streamlit import config
+
+    monkeypatch.chdir(Path(__file__).resolve().parent.parent)
+    config.get_config_options(force_reparse=True)
+    try:
+        assert config.get_option("runner.fastReruns") is False
+        assert config.get_where_defined("runner.fastReruns").endswith(".streamlit/config.toml")
+    finally:
+        monkeypatch.undo()
+        config.get_config_options(force_reparse=True)

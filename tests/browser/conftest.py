@@ -107,4 +107,6 @@ def page(browser, app_server, artifacts, request):
                                 timeout=30_000)
         except Exception as error:  # noqa: BLE001 - a screenshot must not hide the real failure
             print(f"could not save the failure screenshot: {error}")
+        # the server's side of the failure (a traceback the page redacts) into the test report
+        print(app_server.log_tail())
     context.close()
