@@ -110,15 +110,19 @@ def _cmd_theory(args: argparse.Namespace) -> None:
     if args.json:
         print_json(document)
         return
+    entry = spec.architecture.entry
     source = ("from --sigma-w2/--sigma-b2" if given[0] is not None
-              else f"from {args.scheme} / {args.bias}, last hidden layer")
+              else f"from {args.scheme} / {args.bias}, last "
+                   f"{'hidden layer' if entry == 'layer' else entry}")
     if diagram.summary is None:
         say(f"{diagram.activation}: mean field does not apply ({diagram.note}); "
               "pass --sigma-w2 and --sigma-b2 to place a point")
     else:
         say(f"{diagram.activation}, sigma_w2 = {document['sigma_w2']:.4g}, sigma_b2 = "
               f"{document['sigma_b2']:.4g} ({source})")
-        say(f"mean field: q* = {format_number(document['q_star'])}, chi1 = {document['chi1']:.4g} "
+        q_star = ("none (q grows without bound)" if document["q_star"] is None
+                  else format_number(document["q_star"]))
+        say(f"mean field: q* = {q_star}, chi1 = {document['chi1']:.4g} "
               f"({document['phase']}), depth scale = {format_number(document['depth_scale'])}, "
               f"chaotic depth scale = {format_number(document['chaotic_depth_scale'])}")
         say(document["reach"])

@@ -142,6 +142,10 @@ def fixed_point(activation: Activation, sigma_w2: float, sigma_b2: float,
     Which to call: this one (brentq on the quadrature, relative error ~1e-12) for one network;
     :func:`initviz.phase.fixed_points` for many ``(σ_w², σ_b²)`` at once (splines, ~1e-7).
     """
+    if positively_homogeneous(activation):
+        q = homogeneous_fixed_points(float(second_moment(activation, 1.0)), np.float64(sigma_w2),
+                                     np.float64(sigma_b2), q_start)
+        return None if np.isnan(q) else float(q)
 
     def gap(q: float) -> float:
         return float(length_map(activation, q, sigma_w2, sigma_b2)) - q
@@ -164,6 +168,41 @@ def fixed_point(activation: Activation, sigma_w2: float, sigma_b2: float,
         root = float(optimize.brentq(gap, min(grid[i], grid[i + 1]), max(grid[i], grid[i + 1]),
                                      xtol=1e-300, rtol=1e-12))
     return 0.0 if root < UNRESOLVED_Q else root
+
+
+HOMOGENEOUS_CRITICAL_TOL = 1e-9
+"""How near 1 the slope ``σ_w² E[φ(z)²]`` of a positively homogeneous φ's length map counts as
+1 (σ_w² = 2 for ReLU): its quadrature is good to about 1e-12."""
+
+
+def homogeneous_fixed_points(unit_second: float, sigma_w2, sigma_b2, q_start: float = 1.0):
+    """The fixed point of a positively homogeneous φ's length map, in closed form.
+
+    There ``E[φ(√q z)²] = q·E[φ(z)²]``, so the map ``q ↦ a·q + σ_b²`` is a line of slope
+    ``a = σ_w² E[φ(z)²]``: below slope 1, ``q* = σ_b² / (1 − a)`` (0 without bias); at slope 1,
+    every ``q`` is fixed without bias (``q_start`` is returned) and ``q`` grows by σ_b² per layer
+    with it; above, ``q`` grows without bound. A root search on the quadrature would instead
+    find a false root far out, where its rounding (about 1e-12 of ``q``) cancels σ_b².
+
+    Args:
+        unit_second: ``E[φ(z)²]`` for ``z ~ N(0, 1)``.
+        sigma_w2, sigma_b2: arrays (or scalars) that broadcast.
+        q_start: the length the iteration starts from.
+
+    Returns:
+        ``q*`` elementwise, NaN where ``q`` grows without bound.
+
+    Example:
+        >>> float(homogeneous_fixed_points(0.5, 1.0, 0.5))  # ReLU, σ_w² = 1: q* = 0.5 / 0.5
+        1.0
+    """
+    slope = np.asarray(sigma_w2, dtype=np.float64) * unit_second
+    bias = np.asarray(sigma_b2, dtype=np.float64)
+    critical = np.abs(slope - 1.0) <= HOMOGENEOUS_CRITICAL_TOL
+    with np.errstate(divide="ignore", invalid="ignore"):
+        below = bias / (1.0 - slope)
+    at_one = np.where(bias > 0.0, np.nan, q_start)
+    return np.where(critical, at_one, np.where(slope < 1.0, below, np.nan))
 
 
 def chi1(activation: Activation, sigma_w2: float, q: float | None) -> float:

@@ -24,7 +24,8 @@ from scipy.optimize import elementwise
 
 from initviz.activations import Activation, get_activation
 from initviz.errors import InvalidSpec, check_int
-from initviz.meanfield import (HUGE_Q, TINY_Q, UNRESOLVED_Q, MeanField, as_activation, is_linear,
+from initviz.meanfield import (HUGE_Q, TINY_Q, UNRESOLVED_Q, MeanField, as_activation,
+                               homogeneous_fixed_points, is_linear,
                                mean_field, positively_homogeneous, predict, second_moment,
                                slope_moment, theory_unavailable_reason)
 from initviz.network import NetworkSpec
@@ -88,6 +89,10 @@ def fixed_points(activation: str | Activation, sigma_w2, sigma_b2,
     quadrature itself, ~1e-12) for one network's summary, where the splines' 1e-7 would show.
     """
     act = as_activation(activation)
+    if positively_homogeneous(act):  # a line: closed form, as in the scalar version
+        return homogeneous_fixed_points(float(second_moment(act, 1.0)), *np.broadcast_arrays(
+            np.asarray(sigma_w2, dtype=np.float64), np.asarray(sigma_b2, dtype=np.float64)),
+            q_start)
     table = _moment_table(act)
     sw, sb = (a.astype(np.float64).ravel() for a in np.broadcast_arrays(sigma_w2, sigma_b2))
     shape = np.broadcast_shapes(np.shape(sigma_w2), np.shape(sigma_b2))
@@ -323,14 +328,16 @@ def phase_diagram(spec: NetworkSpec, n: int = DEFAULT_GRID_SIDE,
         summary = None if prediction is None else prediction.summary
         note = theory_unavailable_reason(spec) or (
             spec.architecture.theory_note(spec) if summary is None else None)
-    return phase_map(act, summary, spec.depth, note, n)
+    return phase_map(act, summary, spec.depth, note, n, spec.architecture.entry)
 
 
 def phase_map(activation: str | Activation, summary: MeanField | None, depth: int,
-              note: str | None = None, n: int = DEFAULT_GRID_SIDE) -> PhaseDiagram:
+              note: str | None = None, n: int = DEFAULT_GRID_SIDE,
+              entry: str = "layer") -> PhaseDiagram:
     """The diagram around a network already summarized (``summary`` None: the map alone, and
-    ``note`` says why). It depends on nothing else, so callers may cache it by these arguments:
-    networks of other widths with the same σ_w², σ_b² share it."""
+    ``note`` says why); ``depth`` counts ``entry``s (a recurrent net's time steps). It depends on
+    nothing else, so callers may cache it by these arguments: networks of other widths with the
+    same σ_w², σ_b² share it."""
     n = check_int("grid", n, 2, MAX_GRID_SIDE)
     act = as_activation(activation)
     where = None if summary is None else (summary.sigma_w2, summary.sigma_b2)
@@ -344,7 +351,7 @@ def phase_map(activation: str | Activation, summary: MeanField | None, depth: in
         point = pd.DataFrame([{"sigma_w2": summary.sigma_w2, "sigma_b2": summary.sigma_b2,
                                "q_star": summary.q_star, "chi1": summary.chi1,
                                "phase": summary.phase}])
-        reach = depth_reach(act, summary, depth)
+        reach = depth_reach(act, summary, depth, entry)
     return PhaseDiagram(act.name, grid, line, point, summary, reach, note)
 
 

@@ -169,23 +169,23 @@ def _value(base: float, exponent: float) -> str:
 _FLOAT32_RANGE = (float(torch.finfo(torch.float32).tiny), float(torch.finfo(torch.float32).max))
 
 
-def _scale_only_sentence(act: Activation, summary: MeanField, depth: int) -> str:
+def _scale_only_sentence(act: Activation, summary: MeanField, depth: int, entry: str) -> str:
     """What holds for a positively homogeneous φ without bias, in place of a depth scale."""
     chi = summary.chi1
     if chi == 0.0:
-        return "σ_w² = 0: no signal passes even one layer."
+        return f"σ_w² = 0: no signal passes even one {entry}."
     keep = 1.0 / float(second_moment(act, 1.0))
     shape = ("stay exactly as they are (the network is linear)" if is_linear(act) else
              "rise towards 1 only polynomially with depth, whatever σ_w² is")
     sentence = (f"{act.name} with no bias is positively homogeneous (φ(a·u) = a·φ(u) for a > 0), "
-                f"so σ_w² = {summary.sigma_w2:.3g} sets only the scale: every layer multiplies the "
-                f"variance of the signal, and of the gradients going back, by χ₁ = σ_w²·E[φ(z)²] "
-                f"= {_near_one(chi)}")
+                f"so σ_w² = {summary.sigma_w2:.3g} sets only the scale: every {entry} multiplies "
+                f"the variance of the signal, and of the gradients going back, by "
+                f"χ₁ = σ_w²·E[φ(z)²] = {_near_one(chi)}")
     limit = "no depth scale ξ_c limits how deep it trains"
     if summary.phase == "critical":
         sentence += ", which keeps it"
     elif depth > 1:
-        sentence += (f", {_power(chi, depth - 1)} from layer 1 to layer {depth} "
+        sentence += (f", {_power(chi, depth - 1)} from {entry} 1 to {entry} {depth} "
                      f"(std × {_value(math.sqrt(chi), depth - 1)})")
         log_std = (depth - 1) * math.log10(chi) / 2
         if log_std < math.log10(_FLOAT32_RANGE[0]):
@@ -202,19 +202,22 @@ def _scale_only_sentence(act: Activation, summary: MeanField, depth: int) -> str
     return sentence + f". σ_w² = {keep:.5g} (χ₁ = 1) keeps the scale, as does a norm layer."
 
 
-def depth_reach(activation: str | Activation, summary: MeanField, depth: int) -> DepthReach:
-    """Compare ``depth`` with the trainable depth 6 ξ_c, in numbers and in one sentence."""
+def depth_reach(activation: str | Activation, summary: MeanField, depth: int,
+                entry: str = "layer") -> DepthReach:
+    """Compare ``depth`` with the trainable depth 6 ξ_c, in numbers and in one sentence;
+    ``depth`` counts ``entry``s (a layer, a recurrent net's time step)."""
+    entries = f"{entry}s"
     def reach(xi, trainable, ratio, sentence) -> DepthReach:
         return DepthReach(depth, summary.phase, xi, trainable, ratio, sentence)
 
     if summary.scale_only:
         return reach(None, None, None, _scale_only_sentence(as_activation(activation), summary,
-                                                            depth))
+                                                            depth, entry))
     if summary.phase == "critical":
         return reach(None, None, None,
                      f"At the edge of chaos (χ₁ = {summary.chi1:.4g}) correlations decay slower "
                      f"than exponentially: in the mean-field limit signals reach any depth, "
-                     f"these {depth} layers included.")
+                     f"these {depth} {entries} included.")
     if summary.q_star is None:
         return reach(None, None, None,
                      f"The pre-activation variance grows without bound (χ₁ = {summary.chi1:.3g}), "
@@ -230,14 +233,14 @@ def depth_reach(activation: str | Activation, summary: MeanField, depth: int) ->
     why = f"{TRAINABLE_DEPTHS_PER_SCALE:g} ξ_c with ξ_c = {xi:.3g}, {summary.phase} phase"
     if trainable == 0.0:
         return reach(xi, trainable, None,
-                     f"χ₁ = {summary.chi1:.3g}: no signal passes even one layer ({why}).")
+                     f"χ₁ = {summary.chi1:.3g}: no signal passes even one {entry} ({why}).")
     ratio = depth / trainable
     if ratio > 1.0:
         sentence = (f"This network is {_times(ratio)}× deeper than signals can travel: {depth} "
-                    f"layers against about {trainable:.3g} ({why}).")
+                    f"{entries} against about {trainable:.3g} ({why}).")
     else:
-        sentence = (f"Signals can travel about {trainable:.3g} layers ({why}): these {depth} "
-                    "layers are within reach.")
+        sentence = (f"Signals can travel about {trainable:.3g} {entries} ({why}): these {depth} "
+                    f"{entries} are within reach.")
     return reach(xi, trainable, ratio, sentence)
 
 

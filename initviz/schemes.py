@@ -361,7 +361,8 @@ CONV_SCHEMES: tuple[Scheme, ...] = (
         "Mean Field Theory of CNNs: How to Train 10,000-Layer Vanilla Convolutional Neural "
         "Networks, ICML",
         "orthogonal_", lambda p: {"gain": p["gain"]},
-        # The variance is exact; the shape is a normal only in the centre tap (zeros elsewhere).
+        # The variance is exact; the shape is a normal only in the centre tap (zeros elsewhere),
+        # which the conv architecture's weight_laws draws from the kernel size.
         lambda fi, fo, p: WeightLaw("normal", scale=p["gain"] / math.sqrt(max(fi, fo)),
                                     approximate=True),
         params=(_GAIN,),

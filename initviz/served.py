@@ -54,14 +54,15 @@ def profiles(specs: tuple[tuple[str, NetworkSpec], ...], batch: int, seed: int, 
 
 
 def phase_diagram(activation: str, summary: MeanField | None, depth: int,
-                  note: str | None) -> PhaseDiagram:
+                  note: str | None, entry: str = "layer") -> PhaseDiagram:
     """The phase map around a network's mean-field point (:func:`initviz.phase.phase_map`).
 
     Keyed by the mean-field summary, not the spec: a change of width keeps σ_w² and the map.
     """
-    return computed(("phase_map", activation, summary, depth, note), "this phase map",
+    return computed(("phase_map", activation, summary, depth, note, entry), "this phase map",
                     PHASE_MAP_BYTES,
-                    lambda: phase_map(activation, summary, depth, note, n=PHASE_GRID_SIDE))
+                    lambda: phase_map(activation, summary, depth, note, n=PHASE_GRID_SIDE,
+                                      entry=entry))
 
 
 def square(specs: dict[str, NetworkSpec]

@@ -71,6 +71,18 @@ def test_theory_without_mean_field_gives_nulls_and_a_note(capsys):
     assert "LSUV" in doc["note"] and len(doc["grid"]) == 16
 
 
+def test_theory_of_a_recurrent_net_counts_time_steps_and_gives_no_false_fixed_point(capsys):
+    # The input feeds every step, so it acts as σ_b² = 1; with ReLU at Kaiming's σ_w² = 2 the
+    # length map is q ↦ q + 1: no q*, and 20 time steps rather than 20 layers.
+    code, out, err = run(capsys, "theory", "--arch", "rnn", "--depth", "20", "--grid", "6")
+    assert code == 0, err
+    text = " ".join(out.split())
+    assert "last time step" in text and "these 20 time steps included" in text
+    assert "q* = none (q grows without bound)" in text and "layers" not in text
+    doc, _ = run_json(capsys, "theory", "--arch", "rnn", "--depth", "20", "--grid", "6")
+    assert doc["q_star"] is None and doc["sigma_b2"] == pytest.approx(1.0)
+
+
 def test_theory_readable_output(capsys):
     code, out, _ = run(capsys, "theory", "--activation", "tanh", "--scheme", "xavier_normal",
                        "--grid", "5")

@@ -94,13 +94,18 @@ def test_every_scheme_draws_through_torch_with_the_conv_fans(scheme, params, c_i
     if scheme == "orthogonal":  # orthogonal_ flattens the weight to (c_out, c_in·k²)
         assert expected == pytest.approx(2.0 / math.sqrt(max(c_out, fan_in)))
     # The histogram's expected counts add up to the weight's entries (c_in·c_out·k²), not to
-    # fan_in·fan_out, where the law has a density.
+    # fan_in·fan_out, where the law has a density: all of them, or the share off the exact zeros
+    # (delta-orthogonal's 24 of 25 taps).
     theory = weight_theory(prof, 1)
+    law = spec.architecture.weight_laws(spec)[0]
     if "expected" in theory:
         bins = histogram_of(prof, "weight", 1)
         width = float((bins["bin_hi"] - bins["bin_lo"]).mean())
         total = np.trapezoid(theory["expected"], theory["value"]) / width
-        assert total == pytest.approx(c_in * c_out * 25, rel=0.02)
+        assert total == pytest.approx(c_in * c_out * 25 * (1 - law.zero_fraction), rel=0.02)
+    assert law.zero_fraction == pytest.approx(
+        {"delta_orthogonal": 24 / 25, "dirac": 1 - 1 / (25 * max(c_in, c_out))}.get(scheme, 0.0))
+    assert (weight == 0).double().mean().item() == pytest.approx(law.zero_fraction, abs=1e-12)
 
 
 def test_delta_orthogonal_is_an_orthogonal_centre_tap_and_dirac_is_torchs_identity():

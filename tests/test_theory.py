@@ -89,6 +89,37 @@ def test_relu_at_kaiming_is_critical_at_every_q():
                                                                              None)
 
 
+@pytest.mark.parametrize("activation, sigma_w2", [("relu", 2.0), ("leaky_relu", None),
+                                                  ("linear", 1.0)])
+@pytest.mark.parametrize("sigma_b2", [0.0025, 1.0])
+def test_a_homogeneous_map_at_slope_1_with_bias_has_no_fixed_point(activation, sigma_w2,
+                                                                   sigma_b2):
+    # q ↦ q + σ_b² grows by σ_b² per layer for ever. A root search on the quadrature found a
+    # "q*" of 9.3e8 (σ_b² = 0.0025) and 2.5e10 (an RNN's input variance, σ_b² = 1): where its
+    # rounding, about 1e-12 of q, cancels σ_b².
+    act = get_activation(activation)
+    if sigma_w2 is None:
+        sigma_w2 = 1.0 / float(second_moment(act, 1.0))  # leaky ReLU's Kaiming σ_w²
+    assert fixed_point(act, sigma_w2, sigma_b2) is None
+    assert math.isnan(float(fixed_points(activation, sigma_w2, sigma_b2)))
+    summary = mean_field(activation, sigma_w2, sigma_b2)
+    assert summary.q_star is None and summary.phase == "critical"
+
+
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "linear"])
+def test_a_homogeneous_fixed_point_is_where_iterating_its_map_settles(activation):
+    # Below slope 1 the iterated map converges geometrically: 2000 steps are exact to rounding.
+    act = get_activation(activation)
+    unit = float(second_moment(act, 1.0))
+    for sigma_w2, sigma_b2 in ((0.5 / unit, 0.3), (0.99 / unit, 0.01), (0.2 / unit, 0.0)):
+        q = 1.0
+        for _ in range(2000):
+            q = sigma_w2 * unit * q + sigma_b2
+        assert fixed_point(act, sigma_w2, sigma_b2) == pytest.approx(q, rel=1e-9, abs=1e-300)
+        assert float(fixed_points(activation, sigma_w2, sigma_b2)) == pytest.approx(
+            q, rel=1e-9, abs=1e-300)
+
+
 def test_relu_above_kaiming_diverges_and_only_its_scale_grows():
     # ReLU is positively homogeneous: above σ_w² = 2 the variance grows by χ₁ per layer while
     # correlations still rise to 1 -- no chaos, with or without a bias.

@@ -299,7 +299,7 @@ def theory_section(specs: dict[str, NetworkSpec], profiles: dict[str, Profile], 
     main_spec, main = next(iter(specs.values())), next(iter(profiles.values()))
     try:
         diagram = served.phase_diagram(main_spec.activation, main.theory, main_spec.depth,
-                                       main.theory_note)
+                                       main.theory_note, main_spec.architecture.entry)
     except ServerBusy as error:
         st.info(f"No phase diagram now: {error}.")
         return

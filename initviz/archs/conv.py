@@ -320,7 +320,10 @@ class Conv(Architecture):
         """The scheme's law at the conv fans, except where the weight's shape decides it:
         ``torch.nn.init.orthogonal_`` flattens a conv weight to ``(c_out, c_in·k²)``, so its
         law's other side is ``c_out``, not ``fan_out = c_out·k²``; ``dirac`` puts a 1 at the
-        centre of ``min(c_in, c_out)`` of the ``c_in·c_out`` kernels and 0 everywhere else."""
+        centre of ``min(c_in, c_out)`` of the ``c_in·c_out`` kernels and 0 everywhere else;
+        ``delta_orthogonal`` puts ``gain·Q`` in the centre tap, whose entries are asymptotically
+        normal with variance ``gain² / max(c_in, c_out)``, and 0 in the other ``1 − 1/k²`` of the
+        entries."""
         scheme, params = spec.resolved_scheme, spec.scheme_params
         k2 = spec.option("kernel") ** 2
         laws = []
@@ -329,6 +332,10 @@ class Conv(Architecture):
                 ones = min(fan_in // k2, c_out)
                 laws.append(WeightLaw("point", loc=1.0,
                                       zero_fraction=1.0 - ones / (fan_in * c_out)))
+            elif spec.scheme == "delta_orthogonal":
+                centre = dict(params)["gain"] / math.sqrt(max(fan_in // k2, c_out))
+                laws.append(WeightLaw("normal", scale=centre, zero_fraction=1.0 - 1.0 / k2,
+                                      approximate=True))
             elif scheme.torch_fn == "orthogonal_" and scheme.own_fn is None:
                 laws.append(scheme.weight_law(fan_in, c_out, params))
             else:
