@@ -22,15 +22,20 @@ LONG_RACE = "?depth=3&width=32&steps=2000&seeds=1&batch=64&seed={seed}&section=T
 """Long enough (2000 steps) that every Stop below lands while the race runs."""
 
 
+FRESH = ":not([data-stale='true'] *)"
+"""Not inside a stale element: while a run replaces the tab, the last run's elements may stay a
+moment, faded (a Stop that interrupts the live fragment's run can even draw the new run's tab
+inside the old one until the run ends), and a locator must not count them."""
+
+
 def _buttons(page: Page):
     # by widget key: while a script runs, Streamlit's own header shows a "Stop" button too
-    return (page.locator(".st-key-train_button button"),
-            page.locator(".st-key-stop_button button"))
+    return (page.locator(f".st-key-train_button button{FRESH}"),
+            page.locator(f".st-key-stop_button button{FRESH}"))
 
 
 def _progress(page: Page):
-    # not a stale one: while a run replaces the tab, the last run's bar may stay a moment, faded
-    return page.locator(f"{MAIN} [data-testid='stProgress']:not([data-stale='true'] *)")
+    return page.locator(f"{MAIN} [data-testid='stProgress']{FRESH}")
 
 
 def test_train_and_stop_pressed_again_and_again_never_break_the_page(page, browser, app_server):
