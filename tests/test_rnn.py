@@ -41,33 +41,23 @@ def recurrent(arch, width=32, steps=6, input_dim=5, **kwargs):
 # The cells are PyTorch's
 
 
-def test_the_elman_net_computes_what_nn_rnn_does_with_its_weights():
-    spec = recurrent("rnn", activation="tanh", scheme="orthogonal", bias="normal")
-    model = build_model(spec, seed=3)
-    reference = nn.RNN(5, 32, nonlinearity="tanh", batch_first=True)
+@pytest.mark.parametrize("arch, reference, options, seed", [
+    ("rnn", lambda: nn.RNN(5, 32, nonlinearity="tanh", batch_first=True),
+     dict(scheme="orthogonal"), 3),
+    ("lstm", lambda: nn.LSTM(5, 32, batch_first=True),
+     dict(scheme="xavier_normal", arch_params={"forget_bias": 1.0}), 4),
+])
+def test_the_cell_computes_what_torchs_own_does_with_its_weights(arch, reference, options, seed):
+    # nn.RNN / nn.LSTM given our weights (their input bias zero: ours has one bias per gate)
+    model = build_model(recurrent(arch, activation="tanh", bias="normal", **options), seed=seed)
+    theirs = reference()
     with torch.no_grad():
-        reference.weight_hh_l0.copy_(model.cell.recurrent.weight)
-        reference.bias_hh_l0.copy_(model.cell.recurrent.bias)
-        reference.weight_ih_l0.copy_(model.cell.input.weight)
-        reference.bias_ih_l0.zero_()
+        theirs.weight_hh_l0.copy_(model.cell.recurrent.weight)
+        theirs.bias_hh_l0.copy_(model.cell.recurrent.bias)
+        theirs.weight_ih_l0.copy_(model.cell.input.weight)
+        theirs.bias_ih_l0.zero_()
     x = torch.randn(4, 6, 5)
-    states, _ = reference(x)
-    ours = torch.stack(list(model.hidden_states(x)), dim=1)
-    torch.testing.assert_close(ours, states, rtol=1e-5, atol=1e-6)
-
-
-def test_the_lstm_computes_what_nn_lstm_does_with_its_weights():
-    spec = recurrent("lstm", activation="tanh", scheme="xavier_normal", bias="normal",
-                     arch_params={"forget_bias": 1.0})
-    model = build_model(spec, seed=4)
-    reference = nn.LSTM(5, 32, batch_first=True)
-    with torch.no_grad():
-        reference.weight_hh_l0.copy_(model.cell.recurrent.weight)
-        reference.bias_hh_l0.copy_(model.cell.recurrent.bias)
-        reference.weight_ih_l0.copy_(model.cell.input.weight)
-        reference.bias_ih_l0.zero_()
-    x = torch.randn(4, 6, 5)
-    states, _ = reference(x)
+    states, _ = theirs(x)
     ours = torch.stack(list(model.hidden_states(x)), dim=1)
     torch.testing.assert_close(ours, states, rtol=1e-5, atol=1e-6)
 
