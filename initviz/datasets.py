@@ -152,6 +152,16 @@ def dataset_info(name: str) -> DatasetInfo:
         raise InvalidSpec("dataset", name, "one of " + ", ".join(DATASETS)) from None
 
 
+OWN_DATA = "csv"
+"""The name a training spec gives the visitor's own CSV (a table of vectors, not in DATASETS)."""
+
+
+def sequence_steps(name: str) -> int | None:
+    """How many time steps an example of data set ``name`` is; None for a data set of vectors
+    (your own CSV included). InvalidSpec for an unknown name."""
+    return None if name == OWN_DATA else dataset_info(name).steps
+
+
 def check_scale(scale: str) -> str:
     if scale not in INPUT_SCALES:
         raise InvalidSpec("input_scale", scale, "one of " + ", ".join(INPUT_SCALES))
@@ -200,7 +210,7 @@ def load_csv(data, seed: int = 0, scale: str = "standardized") -> Dataset:
 
 @functools.lru_cache(maxsize=8)
 def _load_csv(data, seed: int, scale: str) -> Dataset:
-    return _split_and_scale("csv", data.description, seed, data.x, data.y, len(data.classes),
+    return _split_and_scale(OWN_DATA, data.description, seed, data.x, data.y, len(data.classes),
                             scale, None)
 
 
@@ -225,5 +235,6 @@ def _split_and_scale(name: str, description: str, seed: int, x, y, n_classes: in
     )
 
 
-__all__ = ["DATASETS", "Dataset", "DatasetInfo", "INPUT_SCALES", "MAX_SEED", "VALIDATION_FRACTION",
-           "check_scale", "dataset_info", "load_csv", "load_dataset"]
+__all__ = ["DATASETS", "Dataset", "DatasetInfo", "INPUT_SCALES", "MAX_SEED", "OWN_DATA",
+           "VALIDATION_FRACTION", "check_scale", "dataset_info", "load_csv", "load_dataset",
+           "sequence_steps"]

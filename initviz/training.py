@@ -32,8 +32,8 @@ import torch
 from torch import nn
 
 from initviz.csvdata import CsvData
-from initviz.datasets import (MAX_SEED, Dataset, DatasetInfo, check_scale, dataset_info, load_csv,
-                              load_dataset)
+from initviz.datasets import (MAX_SEED, OWN_DATA, Dataset, DatasetInfo, check_scale, dataset_info,
+                              load_csv, load_dataset)
 from initviz.devices import DEVICE_CHOICES, resolve_device
 from initviz.engines import (BatchedEngine, DropoutMasks, OneByOneEngine, Tracker, VmapEngine,
                              run_losses)
@@ -201,7 +201,7 @@ class TrainSpec:
         if self.data is not None:
             if not isinstance(self.data, CsvData):
                 raise InvalidSpec("data", type(self.data).__name__, "a CsvData (read_csv)")
-            set_(self, "dataset", "csv")
+            set_(self, "dataset", OWN_DATA)
         info = self.data_info
         first_name, first_params = schemes[0]
         network = network_for(self.network, first_name, first_params)
@@ -235,7 +235,7 @@ class TrainSpec:
         """What is known of the data set without drawing it (for your CSV, from the file)."""
         if self.data is None:
             return dataset_info(self.dataset)
-        return DatasetInfo("csv", self.data.description, self.data.x.shape[1],
+        return DatasetInfo(OWN_DATA, self.data.description, self.data.x.shape[1],
                            len(self.data.classes), draw=None)
 
     def load_data(self) -> Dataset:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from initviz.datasets import DATASETS, dataset_info
+from initviz.datasets import sequence_steps
 from initviz.errors import InvalidSpec, check_int, quote
 
 if TYPE_CHECKING:
@@ -217,8 +217,7 @@ class Architecture(ABC):
         """``spec`` fitted to a data set whose examples have ``features`` numbers (what the
         training race builds); InvalidSpec where this architecture cannot read them (by default
         a sequence data set, which is for the recurrent architectures)."""
-        # your own CSV ("csv") is a table of vectors
-        steps = dataset_info(dataset).steps if dataset in DATASETS else None
+        steps = sequence_steps(dataset)
         if steps is not None:
             raise InvalidSpec("dataset", dataset, "a data set of vectors", message=(
                 f"{dataset} is a sequence of {steps} steps for the recurrent architectures "

@@ -46,8 +46,8 @@ from dataclasses import replace
 import torch
 from torch import nn
 
-from initviz.archs import check_one_width_without_lsuv, Architecture, Option, ProbePoint
-from initviz.datasets import DATASETS, dataset_info
+from initviz.archs import Architecture, Option, ProbePoint, check_one_width_without_lsuv
+from initviz.datasets import sequence_steps
 from initviz.errors import InvalidSpec
 from initviz.meanfield import layer_sigmas, predict_layers
 from initviz.network import MAX_DEPTH, Linear, NetworkSpec
@@ -200,8 +200,8 @@ class Recurrent(Architecture):
 
     def for_data(self, spec: NetworkSpec, features: int, dataset: str) -> NetworkSpec:
         """T and ``input_dim`` from a sequence data set; InvalidSpec for one of vectors (your
-        own CSV, "csv", is one)."""
-        steps = dataset_info(dataset).steps if dataset in DATASETS else None
+        own CSV is one)."""
+        steps = sequence_steps(dataset)
         if steps is None:
             raise InvalidSpec("dataset", dataset, "a sequence data set (digits_rows, "
                               "digits_pixels)", message=(
