@@ -7,6 +7,7 @@ module (initviz/archs/).
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -183,3 +184,16 @@ def test_an_entry_that_builds_the_chosen_network_is_not_drawn_twice():
     _quiet(at)
     assert at.segmented_control(key="focus_scheme").options == ["xavier_normal",
                                                                 "xavier_normal(ln=post)"]
+
+
+def test_a_conv_kernel_s_histogram_title_counts_its_weights_not_its_fans():
+    # 8 → 8 channels, 3×3: fans 72 and 72 (both count the taps), 8·8·9 = 576 weights
+    at = _app(arch="conv", width="8", depth="4", input_dim="8", kernel="3", section="Weights")
+    _quiet(at)
+    def titles(page: AppTest) -> str:  # a long title is wrapped into a list of lines
+        return " ".join(" ".join(title) if isinstance(title, list) else title
+                        for title in (json.loads(chart.proto.spec).get("title", "")
+                                      for chart in page.get("vega_lite_chart")))
+
+    assert "layer 2 weights (576 weights, fan_in 72, fan_out 72)" in titles(at)
+    assert "layer 2 weights (256×256)" in titles(_app(section="Weights"))

@@ -93,10 +93,15 @@ def weights_section(profiles: dict[str, Profile]) -> None:
                                                           min(2, depth)),
                           key="weight_layer", **BOUND) if depth > 1 else 1
         fan_in, fan_out = main.spec.fans[layer - 1]
+        entries = main.spec.architecture.weight_entries(main.spec)[layer - 1]
+        # a matrix is fan_out × fan_in; a conv kernel's fans count the kernel's taps on both
+        # sides (3×3, 8 → 8 channels: fans 72 and 72, but 576 weights), so say its size instead
+        size = (f"{fan_out}×{fan_in}" if entries == fan_in * fan_out else
+                f"{entries:,} weights, fan_in {fan_in}, fan_out {fan_out}")
         draw(charts.weight_histogram(
             report.histogram_of(main, "weight", layer), report.weight_theory(main, layer),
-            title=f"{main.spec.scheme}: layer {layer} weights ({fan_out}×{fan_in}), "
-                  "theory dashed"), key="weight_hist")
+            title=f"{main.spec.scheme}: layer {layer} weights ({size}), theory dashed"),
+            key="weight_hist")
     with right:
         entry = main.spec.architecture.entry
         draw(charts.by_layer(
