@@ -223,7 +223,10 @@ def _fractions(profiles: dict[str, Profile]) -> None:
 
 
 def _mean_field_metrics(theory, reach) -> None:
-    cols = st.columns(5)
+    # each number as wide as its text, wrapping onto a second row where five in equal columns
+    # cut "diverges" or "none: scale only" short (800 px with the sidebar open)
+    row = st.container(horizontal=True, wrap=True, gap="large")
+    cols = [row.container(width="content") for _ in range(5)]
     cols[0].metric("σ_w²", f"{theory.sigma_w2:.3g}",
                    help="Weight scale: fan_in · Var(W), from the scheme. Each layer multiplies "
                         "the variance of what enters it by about this much, before the "
